@@ -1,0 +1,73 @@
+"""Shared CLI state: global options, the console, and the one error boundary."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+
+from deployer.errors import DeployerError
+from deployer.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class CliState:
+    debug: bool = False
+    home: Path | None = None
+    state_url: str | None = None
+    console: Console = field(default_factory=lambda: Console(highlight=False))
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+
+    def settings(self) -> Settings:
+        return Settings.from_env(home=self.home, state_url=self.state_url)
+
+
+STATE = CliState()
+
+
+@contextmanager
+def boundary() -> Iterator[None]:
+    """The one place errors become exit codes and one-line messages.
+
+    A :class:`DeployerError` prints ``error: ...`` (plus ``hint: ...`` and details) and exits
+    with its code; with ``--debug`` the traceback follows. Any other exception is a bug: say so.
+    """
+    try:
+        yield
+    except DeployerError as exc:
+        err = STATE.err
+        err.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+        if exc.details:
+            err.print(exc.details, markup=False, soft_wrap=True)
+        if exc.hint:
+            err.print(f"[yellow]hint:[/] {exc.hint}", markup=True, soft_wrap=True)
+        if STATE.debug:
+            traceback.print_exc()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        STATE.err.print("interrupted; run the same command again to resume")
+        sys.exit(130)
+    except Exception as exc:
+        if STATE.debug:
+            traceback.print_exc()
+        STATE.err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "This is a bug in deployer. Run again with --debug for the traceback and report it.",
+            markup=True,
+            soft_wrap=True,
+        )
+        sys.exit(70)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    with boundary():
+        return fn()
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,3 @@
+"""``deployer engine ...`` and ``deployer demo ...``: engine environments and the demo model."""
+
+from __future__ import annotations

@@ -1,0 +1,62 @@
+"""``deployer``: the command-line entry point.
+
+Each command parses its input, calls :mod:`deployer.api`, and renders the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deployer import __version__
+from deployer.cli.context import STATE
+
+app = typer.Typer(
+    name="deployer",
+    help="Deploy open models from a declarative manifest and prove they answer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"deployer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="State folder (env DEPLOYER_HOME, default ~/.deployer)."),
+    ] = None,
+    state_url: Annotated[
+        str | None,
+        typer.Option(
+            "--state-url", help="SQLAlchemy URL of the state store (env DEPLOYER_STATE_URL)."
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    STATE.debug = debug
+    STATE.home = home
+    STATE.state_url = state_url
+
+
+def _register() -> None:
+    # Command modules register themselves on ``app``; imported here so that ``deployer.cli.main``
+    # is the one entry point.
+    from deployer.cli import commands, engine  # noqa: F401
+
+
+def main() -> None:
+    _register()
+    app()

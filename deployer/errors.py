@@ -1,0 +1,111 @@
+"""One error tree for deployer.
+
+Every error a user can cause or meet derives from :class:`DeployerError` and carries a one-line
+message and, where there is something to do about it, a hint. The CLI catches ``DeployerError``
+once and prints ``error: <message>`` and ``hint: <hint>``; any other exception is a bug.
+
+Retryability is in the type (after Kopf): the pipeline retries :class:`TemporaryError` and never
+retries :class:`PermanentError`.
+"""
+
+from __future__ import annotations
+
+
+class DeployerError(Exception):
+    """Base of every error deployer reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        #: Longer text shown below the message (a log tail, a smoke report); may span lines.
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PermanentError(DeployerError):
+    """Retrying will not help: the input or the environment must change first."""
+
+
+class TemporaryError(DeployerError):
+    """Retrying may help (a busy port, a slow endpoint)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, delay: float = 1.0):
+        super().__init__(message, hint=hint)
+        self.delay = delay
+
+
+# --- input -------------------------------------------------------------------------------------
+
+
+class ManifestError(PermanentError):
+    """A manifest (or any input file) is unreadable or invalid.
+
+    ``location`` is ``file:line:column`` when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: str | None = None,
+        hint: str | None = None,
+        problems: list[ManifestError] | None = None,
+    ):
+        text = f"{location}: {message}" if location else message
+        super().__init__(text, hint=hint)
+        self.location = location
+        self.reason = message
+        #: Every problem found, when several were (the first is this error itself).
+        self.problems: list[ManifestError] = problems or [self]
+
+
+class PlanError(PermanentError):
+    """The request cannot be satisfied as written (does not fit, unsupported combination)."""
+
+
+class NotFoundError(PermanentError):
+    """A named thing (deployment, engine, model folder) does not exist."""
+
+
+class UnsupportedError(PermanentError):
+    """A valid request for something this version does not do yet."""
+
+
+# --- environment -------------------------------------------------------------------------------
+
+
+class EngineNotInstalledError(PermanentError):
+    """The serving engine is not installed where deployer looks for it."""
+
+
+class PortInUseError(PermanentError):
+    """The configured port is taken by another process."""
+
+
+class EngineStartError(PermanentError):
+    """The engine process exited or never became healthy; ``details`` holds its log tail."""
+
+
+class HealthTimeoutError(EngineStartError):
+    """The engine did not answer ``/health`` within its startup budget."""
+
+
+class SmokeFailedError(PermanentError):
+    """At least one smoke check failed; ``details`` holds the report."""
+
+
+class StateError(PermanentError):
+    """The state database cannot be opened or written."""
+
+
+class ConcurrentRunError(TemporaryError):
+    """Another deployer process is changing the same deployment."""
+
+
+class CommandError(PermanentError):
+    """A subprocess that deployer ran failed."""

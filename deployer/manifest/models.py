@@ -1,0 +1,308 @@
+"""The manifest: what a user declares, as strict, typed pydantic models.
+
+Every model forbids unknown keys (a misspelt key is an error naming its line, see
+:mod:`deployer.manifest.loader`), YAML keys are camelCase, and unions are discriminated: the
+model's ``source``, the target's ``kind``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "deployer/v1alpha1"
+KIND = "ModelDeployment"
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Spec(BaseModel):
+    """Base of every manifest model: strict, camelCase keys, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class SecretRef(Spec):
+    """Where a secret comes from: an environment variable or a file. Never a literal."""
+
+    env: Annotated[str, StringConstraints(pattern=ENV_NAME)] | None = None
+    """Name of an environment variable that holds the secret."""
+    file: str | None = None
+    """Path of a file whose content (stripped) is the secret."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+class Metadata(Spec):
+    name: Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)]
+    """DNS-1123 label: lower-case letters, digits and '-', at most 63 characters. It becomes
+    process, unit, Kubernetes and file names."""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+# --- model source ------------------------------------------------------------------------------
+
+
+class HuggingFaceModel(Spec):
+    source: Literal["huggingface"]
+    repo: Annotated[str, StringConstraints(pattern=REPO_ID)]
+    """Repository id on the hub, 'org/name'."""
+    revision: str = "main"
+    """Branch, tag or 40-hex commit; the lockfile pins it to a commit."""
+    endpoint: str | None = None
+    """A hub mirror's base URL (default: HF_ENDPOINT, then the public hub)."""
+    token: SecretRef | None = None
+    """Hub token, as a reference to an environment variable or a file."""
+    allow_pickle: bool = False
+    """Allow pickle-based weights (.bin, .pt); they are scanned before use."""
+    trust_remote_code: bool = False
+    """Allow repositories whose config needs custom Python code."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("endpoint must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+
+class LocalModel(Spec):
+    source: Literal["local"]
+    path: str
+    """A folder with config.json, the tokenizer and safetensors weights. Relative paths are
+    relative to the manifest's file; '~' and ${VARS} are expanded."""
+    trust_remote_code: bool = False
+
+
+ModelSource = Annotated[HuggingFaceModel | LocalModel, Field(discriminator="source")]
+
+# --- quantization ------------------------------------------------------------------------------
+
+QuantizeMethod = Literal["none", "fp8", "int8", "w4a16"]
+
+
+class QuantizeSpec(Spec):
+    method: QuantizeMethod = "none"
+    """none; fp8 (dynamic, done by the engine at load time on GPUs that support it); int8
+    (weights and activations); w4a16 (4-bit weights)."""
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+ArgValue = str | int | float | bool | list[str | int | float]
+
+
+class ServingSpec(Spec):
+    engine: Literal["vllm"] = "vllm"
+    version: str | None = None
+    """Engine package version; default: the version this deployer release is tested with."""
+    served_model_name: str | None = None
+    """The model name clients send; default: metadata.name."""
+    max_model_len: Annotated[int, Field(ge=16)] | None = None
+    """Context length in tokens (prompt plus output)."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    tensor_parallel_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Fraction of each GPU's memory the engine may use (vLLM default 0.9)."""
+    kv_cache_memory: ByteSize | None = None
+    """KV-cache size, e.g. '1GiB'. Required by the CPU build; on GPUs it overrides the
+    utilization-based budget."""
+    max_num_seqs: Annotated[int, Field(ge=1)] | None = None
+    runner: Literal["auto", "generate", "pooling"] = "auto"
+    """'pooling' serves embeddings on /v1/embeddings."""
+    host: str = "127.0.0.1"
+    """Address the engine binds to; loopback unless you mean to expose it."""
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """Port to serve on; default: a free port, kept across applies."""
+    api_key: SecretRef | None = None
+    """The engine's API key; default: deployer generates one and keeps it owner-only."""
+    startup_timeout_seconds: Annotated[int, Field(ge=1)] = 900
+    args: dict[str, ArgValue] = Field(default_factory=dict)
+    """Other engine flags, passed through: {enable-prefix-caching: true} -> --enable-prefix-caching."""
+    env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str] = Field(
+        default_factory=dict
+    )
+    """Extra environment variables for the engine process (not secrets)."""
+
+    @field_validator("args")
+    @classmethod
+    def _plain_flag_names(cls, value: dict[str, ArgValue]) -> dict[str, ArgValue]:
+        for key in value:
+            if not re.match(r"^[a-z0-9][a-z0-9-]*$", key):
+                raise ValueError(
+                    f"engine flag {key!r} must be written without dashes in front, "
+                    "lower-case with '-', e.g. enable-prefix-caching"
+                )
+        return value
+
+
+# --- resources ---------------------------------------------------------------------------------
+
+
+class ResourcesSpec(Spec):
+    accelerator: str = "auto"
+    """'cpu', an accelerator name such as H100-80GB or L40S, or 'auto' (what the target has)."""
+    count: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """Accelerators per replica; 'auto' lets the planner choose."""
+
+
+# --- targets -----------------------------------------------------------------------------------
+
+
+class LocalTarget(Spec):
+    kind: Literal["local"]
+
+
+class SshTarget(Spec):
+    kind: Literal["ssh"]
+    inventory: str
+    """Path of an inventory file (deployer's YAML or an Ansible inventory)."""
+    hosts: list[str] | None = None
+    group: str | None = None
+    replicas: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _hosts_or_group(self) -> SshTarget:
+        if self.hosts is not None and self.group is not None:
+            raise ValueError("give 'hosts' or 'group', not both")
+        return self
+
+
+class KubernetesTarget(Spec):
+    kind: Literal["kubernetes"]
+    context: str | None = None
+    namespace: Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)] = "default"
+    replicas: Annotated[int, Field(ge=1)] = 1
+
+
+Target = Annotated[LocalTarget | SshTarget | KubernetesTarget, Field(discriminator="kind")]
+
+# --- smoke checks ------------------------------------------------------------------------------
+
+
+class Expectation(Spec):
+    contains: str | list[str] | None = None
+    """Text (or every text of a list) the answer must contain, case-insensitive."""
+    not_contains: str | list[str] | None = None
+    regex: str | None = None
+    """A regular expression the answer must match (re.search)."""
+    json_schema: dict[str, object] | None = None
+    """The answer must be JSON valid against this schema."""
+    dimensions: Annotated[int, Field(ge=1)] | None = None
+    """For embeddings: the vector's length."""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, object] | None) -> dict[str, object] | None:
+        if value is not None:
+            import jsonschema
+
+            try:
+                jsonschema.Draft202012Validator.check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"invalid JSON schema: {exc.message}") from exc
+        return value
+
+
+class SmokeCheck(Spec):
+    name: str | None = None
+    chat: str | None = None
+    """A user message sent to /v1/chat/completions."""
+    completion: str | None = None
+    """A prompt sent to /v1/completions."""
+    embedding: str | None = None
+    """A text sent to /v1/embeddings."""
+    system: str | None = None
+    """An optional system message for chat checks."""
+    expect: Expectation = Field(default_factory=Expectation)
+    max_latency_ms: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] = 64
+    """Most tokens the engine may generate for the answer."""
+
+    @model_validator(mode="after")
+    def _one_request(self) -> SmokeCheck:
+        given = [k for k in ("chat", "completion", "embedding") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a smoke check needs exactly one of 'chat', 'completion', 'embedding'")
+        if self.system is not None and self.chat is None:
+            raise ValueError("'system' goes with 'chat' checks only")
+        return self
+
+    @property
+    def kind(self) -> Literal["chat", "completion", "embedding"]:
+        if self.chat is not None:
+            return "chat"
+        return "completion" if self.completion is not None else "embedding"
+
+    @property
+    def prompt(self) -> str:
+        return self.chat or self.completion or self.embedding or ""
+
+    @property
+    def title(self) -> str:
+        return self.name or f"{self.kind}: {self.prompt[:48]}"
+
+
+# --- the deployment ----------------------------------------------------------------------------
+
+
+class DeploymentSpec(Spec):
+    model: ModelSource
+    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    target: Target = Field(default_factory=lambda: LocalTarget(kind="local"))
+    smoke: list[SmokeCheck] = Field(default_factory=list)
+
+
+class ModelDeployment(Spec):
+    """One open model, served somewhere, and the checks that prove it answers."""
+
+    api_version: Literal["deployer/v1alpha1"]
+    kind: Literal["ModelDeployment"]
+    metadata: Metadata
+    spec: DeploymentSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def served_model_name(self) -> str:
+        return self.spec.serving.served_model_name or self.metadata.name

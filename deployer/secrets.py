@@ -1,0 +1,67 @@
+"""Secrets: generate, store owner-only, and mask everywhere.
+
+Every secret value deployer handles (a resolved token, a generated API key) is registered here,
+and every path that writes text a person or a file will see (the runner's logs, events, the state
+store, rendered files) passes it through :func:`mask`. This is pyinfra's ``MaskString`` idea made
+global to the process: registering is cheap and masking is a string replace.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import threading
+from pathlib import Path
+
+MASK = "********"
+
+_lock = threading.Lock()
+_values: set[str] = set()
+
+
+def register(value: str) -> str:
+    """Remember ``value`` as a secret so :func:`mask` hides it; returns it unchanged."""
+    if len(value) >= 4:  # a shorter "secret" would mask ordinary words
+        with _lock:
+            _values.add(value)
+    return value
+
+
+def mask(text: str) -> str:
+    """Return ``text`` with every registered secret replaced by ``********``."""
+    if not _values:
+        return text
+    with _lock:
+        values = sorted(_values, key=len, reverse=True)
+    for value in values:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def generate_api_key() -> str:
+    """A new random API key (``dk-`` and 43 URL-safe characters), registered as a secret."""
+    return register("dk-" + _secrets.token_urlsafe(32))
+
+
+def write_owner_only(path: Path, value: str) -> None:
+    """Write ``value`` to ``path`` so that only its owner can read it (mode 0600).
+
+    The file is created with that mode (never world-readable, not even briefly) and replaced
+    atomically, so a reader sees the old value or the new one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, value.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_owner_only(path: Path) -> str:
+    """Read a secret written by :func:`write_owner_only` and register it for masking."""
+    return register(path.read_text().strip())

@@ -1,0 +1,53 @@
+"""Where deployer keeps things on this machine.
+
+- ``home`` (``--home`` or ``DEPLOYER_HOME``, default ``~/.deployer``): the state database,
+  per-deployment runtime folders (logs, credentials). Deleting it forgets every deployment.
+- ``cache`` (``DEPLOYER_CACHE``, default ``~/.cache/deployer``): engine virtualenvs and model
+  files, shared by every home on the machine; safe to delete, slow to rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    cache: Path
+    state_url: str | None = None
+
+    @classmethod
+    def from_env(cls, home: Path | None = None, state_url: str | None = None) -> Settings:
+        env_home = os.environ.get("DEPLOYER_HOME")
+        resolved_home = home or (Path(env_home) if env_home else Path.home() / ".deployer")
+        env_cache = os.environ.get("DEPLOYER_CACHE")
+        cache = Path(env_cache) if env_cache else default_cache_dir()
+        return cls(
+            home=resolved_home.expanduser().absolute(),
+            cache=cache.expanduser().absolute(),
+            state_url=state_url or os.environ.get("DEPLOYER_STATE_URL"),
+        )
+
+    @property
+    def database_url(self) -> str:
+        """The state store's SQLAlchemy URL: SQLite in ``home`` unless configured otherwise."""
+        return self.state_url or f"sqlite:///{self.home / 'state.db'}"
+
+    @property
+    def engines_dir(self) -> Path:
+        return self.cache / "engines"
+
+    @property
+    def deployments_dir(self) -> Path:
+        return self.home / "deployments"
+
+    def deployment_dir(self, name: str) -> Path:
+        return self.deployments_dir / name
+
+
+def default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "deployer"
