@@ -1,0 +1,43 @@
+"""Persisted state: deployments, their runs, steps and events (see :mod:`deployer.state.store`).
+
+The records and statuses import without SQLAlchemy; :class:`StateStore` loads it on first use,
+so ``import deployer.state`` stays cheap for code that only renders records.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deployer.state.records import (
+    DeploymentRecord,
+    DeploymentStatus,
+    EventData,
+    EventRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
+
+if TYPE_CHECKING:
+    from deployer.state.store import StateStore
+
+__all__ = [
+    "DeploymentRecord",
+    "DeploymentStatus",
+    "EventData",
+    "EventRecord",
+    "RunRecord",
+    "RunStatus",
+    "StateStore",
+    "StepRecord",
+    "StepStatus",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name == "StateStore":
+        from deployer.state.store import StateStore
+
+        return StateStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,106 @@
+"""What the state store persists: statuses and frozen records.
+
+Plain data with no database in sight, so the CLI and the dashboard can import these without
+paying for SQLAlchemy. Every datetime is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+#: Small scalar facts attached to an event (the same shape as :attr:`deployer.events.Event.data`).
+EventData = dict[str, str | int | float | bool | None]
+
+
+class DeploymentStatus(StrEnum):
+    PENDING = "pending"
+    DEPLOYING = "deploying"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    FAILED = "failed"
+    DESTROYED = "destroyed"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+class StepStatus(StrEnum):
+    RUNNING = "running"
+    SKIPPED = "skipped"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self is not StepStatus.RUNNING
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    name: str
+    target_kind: str
+    status: DeploymentStatus
+    manifest_path: str | None
+    manifest_digest: str | None
+    #: Hash of what the engine runs (argv, image, weights): a change means a redeploy.
+    spec_digest: str | None
+    endpoint: str | None
+    served_model_name: str | None
+    message: str | None
+    created_at: datetime
+    updated_at: datetime
+    #: The most recent run started for this deployment (set by ``StateStore.start_run``).
+    last_run_id: int | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    deployment: str
+    #: "apply", "destroy" or "smoke".
+    operation: str
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    #: The deployer process that ran it, on ``host``.
+    pid: int
+    host: str
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    id: int
+    run_id: int
+    name: str
+    #: "create", "update", "skip", "delete" or "check".
+    action: str
+    status: StepStatus
+    started_at: datetime
+    finished_at: datetime | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    run_id: int
+    ts: datetime
+    #: An :class:`deployer.events.EventKind` value.
+    kind: str
+    step: str | None
+    message: str
+    data: EventData
+    #: For progress events: units done and total (None when unknown).
+    completed: float | None = None
+    total: float | None = None

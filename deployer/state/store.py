@@ -1,0 +1,473 @@
+"""The state store: deployments, their runs, the runs' steps and events, in one database.
+
+Contracts that hold for every method:
+
+- Every write is its own short transaction, committed before the method returns. A deployer
+  killed at any moment leaves a database that opens and reads; the next :meth:`StateStore.start_run`
+  of that deployment marks the dead process's run INTERRUPTED, so state converges.
+- Every string written passes through :func:`deployer.secrets.mask`: a registered secret never
+  reaches the database, not even in an error text or an event's data.
+- A store may be shared by threads: calls are serialised by a lock, each on its own connection.
+- Times are timezone-aware UTC.
+- A database that cannot be read or written raises :class:`StateError` with a hint naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import psutil
+from sqlalchemy import Connection, Insert, Row, exc, insert, select, update
+
+from deployer.errors import ConcurrentRunError, NotFoundError, StateError
+from deployer.events import Event
+from deployer.secrets import mask
+from deployer.state import tables
+from deployer.state.database import open_database, state_error
+from deployer.state.records import (
+    DeploymentRecord,
+    DeploymentStatus,
+    EventData,
+    EventRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+)
+
+_d = tables.deployments
+_r = tables.runs
+_s = tables.steps
+_e = tables.events
+
+
+class StateStore:
+    """Deployments and their history in a SQLAlchemy database (SQLite by default)."""
+
+    def __init__(self, url: str) -> None:
+        """Open (and create when missing) the database at ``url``, any SQLAlchemy URL.
+
+        For SQLite the file's folder is created (0700) and the tables are created if missing;
+        opening the same file again, from this process or another, is safe. A file that is not
+        a state database, an unwritable folder or a database written by a newer deployer raises
+        :class:`StateError`. The file is never modified unless it opens as a database.
+        """
+        self._db = open_database(url)
+        self._lock = threading.RLock()
+        try:
+            self._create_schema()
+        except BaseException:
+            self._db.reader.dispose()
+            raise
+
+    def close(self) -> None:
+        """Release the database connections. Idempotent."""
+        with self._lock:
+            self._db.reader.dispose()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- deployments ---------------------------------------------------------------------------
+
+    def get_deployment(self, name: str) -> DeploymentRecord | None:
+        """The deployment called ``name``, or None when the store has never seen it."""
+        with self._read(f"read deployment {name}") as conn:
+            row = conn.execute(select(_d).where(_d.c.name == mask(name))).one_or_none()
+        return None if row is None else _deployment(row)
+
+    def list_deployments(self, include_destroyed: bool = False) -> list[DeploymentRecord]:
+        """Every deployment by name; destroyed ones only with ``include_destroyed``."""
+        query = select(_d).order_by(_d.c.name)
+        if not include_destroyed:
+            query = query.where(_d.c.status != DeploymentStatus.DESTROYED.value)
+        with self._read("list deployments") as conn:
+            rows = conn.execute(query).all()
+        return [_deployment(row) for row in rows]
+
+    def upsert_deployment(
+        self,
+        name: str,
+        *,
+        target_kind: str,
+        status: DeploymentStatus,
+        manifest_path: str | None = None,
+        manifest_digest: str | None = None,
+        spec_digest: str | None = None,
+        endpoint: str | None = None,
+        served_model_name: str | None = None,
+        message: str | None = None,
+    ) -> DeploymentRecord:
+        """Create the deployment or replace its fields, and return what is stored.
+
+        Every field takes the value given (an omitted one becomes None); ``created_at`` and
+        ``last_run_id`` are kept, ``updated_at`` becomes now. Idempotent apart from
+        ``updated_at``.
+        """
+        key = mask(name)
+        now = _now()
+        values: dict[str, Any] = {
+            "target_kind": mask(target_kind),
+            "status": DeploymentStatus(status).value,
+            "manifest_path": _mask(manifest_path),
+            "manifest_digest": _mask(manifest_digest),
+            "spec_digest": _mask(spec_digest),
+            "endpoint": _mask(endpoint),
+            "served_model_name": _mask(served_model_name),
+            "message": _mask(message),
+            "updated_at": now,
+        }
+        with self._write(f"save deployment {key}") as conn:
+            updated = conn.execute(update(_d).where(_d.c.name == key).values(values)).rowcount
+            if not updated:
+                conn.execute(insert(_d).values(name=key, created_at=now, **values))
+            row = conn.execute(select(_d).where(_d.c.name == key)).one()
+        return _deployment(row)
+
+    def set_status(self, name: str, status: DeploymentStatus, message: str | None = None) -> None:
+        """Set the deployment's status and message (None clears the message).
+
+        Raises :class:`NotFoundError` when there is no such deployment.
+        """
+        key = mask(name)
+        values = {
+            "status": DeploymentStatus(status).value,
+            "message": _mask(message),
+            "updated_at": _now(),
+        }
+        with self._write(f"update deployment {key}") as conn:
+            updated = conn.execute(update(_d).where(_d.c.name == key).values(values)).rowcount
+        if not updated:
+            raise NotFoundError(f"no deployment named {key!r} in the state store")
+
+    # --- runs ----------------------------------------------------------------------------------
+
+    def start_run(self, deployment: str, operation: str) -> RunRecord:
+        """Record that this process starts ``operation`` on ``deployment``; return the run.
+
+        First the deployment's RUNNING runs are looked at, in the same transaction as the new
+        run's insert; on SQLite that transaction holds the write lock throughout, so two racing
+        processes cannot both start (other databases get the check without that guarantee):
+
+        - a run of a process on this host that is gone becomes INTERRUPTED ("interrupted
+          (deployer process <pid> is gone)") and its RUNNING steps FAILED;
+        - a run of another live process, or of any process on another host (whose liveness
+          cannot be checked from here), raises :class:`ConcurrentRunError` naming the pid;
+        - a run of this very process is left alone.
+
+        The deployment's ``last_run_id`` becomes the new run's id when the deployment exists.
+        Not idempotent: each call records a new run.
+        """
+        key = mask(deployment)
+        pid = os.getpid()
+        host = mask(socket.gethostname())
+        now = _now()
+        with self._write(f"start a run of {key}") as conn:
+            running = conn.execute(
+                select(_r).where(_r.c.deployment == key, _r.c.status == RunStatus.RUNNING.value)
+            ).all()
+            for run in running:
+                if run.host == host and run.pid == pid:
+                    continue
+                if run.host != host or _process_alive(run.pid):
+                    raise _concurrent(run, key, host)
+                _interrupt(conn, run.id, f"interrupted (deployer process {run.pid} is gone)", now)
+            run_id = _inserted_id(
+                conn,
+                insert(_r).values(
+                    deployment=key,
+                    operation=mask(operation),
+                    status=RunStatus.RUNNING.value,
+                    started_at=now,
+                    pid=pid,
+                    host=host,
+                ),
+            )
+            conn.execute(update(_d).where(_d.c.name == key).values(last_run_id=run_id))
+            row = conn.execute(select(_r).where(_r.c.id == run_id)).one()
+        return _run(row)
+
+    def finish_run(self, run_id: int, status: RunStatus, error: str | None = None) -> None:
+        """Record how the run ended. Steps it left RUNNING become FAILED unless it SUCCEEDED.
+
+        Finishing a finished run again overwrites its status and error. Raises
+        :class:`NotFoundError` for an unknown run and ``ValueError`` for ``RUNNING``.
+        """
+        status = RunStatus(status)
+        if not status.finished:
+            raise ValueError("finish_run needs a final status, not running")
+        now = _now()
+        with self._write(f"finish run {run_id}") as conn:
+            updated = conn.execute(
+                update(_r)
+                .where(_r.c.id == run_id)
+                .values(status=status.value, finished_at=now, error=_mask(error))
+            ).rowcount
+            if updated and status is not RunStatus.SUCCEEDED:
+                _fail_running_steps(conn, run_id, f"run {status.value}", now)
+        if not updated:
+            raise NotFoundError(f"no run {run_id} in the state store")
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        with self._read(f"read run {run_id}") as conn:
+            row = conn.execute(select(_r).where(_r.c.id == run_id)).one_or_none()
+        return None if row is None else _run(row)
+
+    def list_runs(self, deployment: str, limit: int = 20) -> list[RunRecord]:
+        """The deployment's ``limit`` most recent runs, newest first."""
+        query = (
+            select(_r)
+            .where(_r.c.deployment == mask(deployment))
+            .order_by(_r.c.id.desc())
+            .limit(limit)
+        )
+        with self._read(f"list runs of {deployment}") as conn:
+            rows = conn.execute(query).all()
+        return [_run(row) for row in rows]
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def start_step(self, run_id: int, name: str, action: str) -> StepRecord:
+        """Record a RUNNING step of the run. Raises :class:`NotFoundError` for an unknown run."""
+        with self._write(f"start step {name} of run {run_id}") as conn:
+            _require_run(conn, run_id)
+            step_id = _inserted_id(
+                conn,
+                insert(_s).values(
+                    run_id=run_id,
+                    name=mask(name),
+                    action=mask(action),
+                    status=StepStatus.RUNNING.value,
+                    started_at=_now(),
+                ),
+            )
+            row = conn.execute(select(_s).where(_s.c.id == step_id)).one()
+        return _step(row)
+
+    def finish_step(self, step_id: int, status: StepStatus, message: str | None = None) -> None:
+        """Record how the step ended. Raises :class:`NotFoundError` for an unknown step and
+        ``ValueError`` for ``RUNNING``."""
+        status = StepStatus(status)
+        if not status.finished:
+            raise ValueError("finish_step needs a final status, not running")
+        with self._write(f"finish step {step_id}") as conn:
+            updated = conn.execute(
+                update(_s)
+                .where(_s.c.id == step_id)
+                .values(status=status.value, finished_at=_now(), message=_mask(message))
+            ).rowcount
+        if not updated:
+            raise NotFoundError(f"no step {step_id} in the state store")
+
+    def list_steps(self, run_id: int) -> list[StepRecord]:
+        """The run's steps in the order they started."""
+        with self._read(f"list steps of run {run_id}") as conn:
+            rows = conn.execute(select(_s).where(_s.c.run_id == run_id).order_by(_s.c.id)).all()
+        return [_step(row) for row in rows]
+
+    # --- events --------------------------------------------------------------------------------
+
+    def record_event(self, run_id: int, event: Event) -> None:
+        """Append the event to the run's timeline. Raises :class:`NotFoundError` for an unknown
+        run."""
+        values = {
+            "run_id": run_id,
+            "ts": datetime.fromtimestamp(event.ts, UTC),
+            "kind": mask(str(event.kind)),
+            "step": _mask(event.step),
+            "message": mask(event.message),
+            "data": {mask(str(k)): _scalar(v) for k, v in event.data.items()},
+            "completed": event.completed,
+            "total": event.total,
+        }
+        with self._write(f"record an event of run {run_id}") as conn:
+            _require_run(conn, run_id)
+            conn.execute(insert(_e).values(values))
+
+    def list_events(self, run_id: int) -> list[EventRecord]:
+        """The run's events in the order they were recorded."""
+        with self._read(f"list events of run {run_id}") as conn:
+            rows = conn.execute(select(_e).where(_e.c.run_id == run_id).order_by(_e.c.id)).all()
+        return [_event(row) for row in rows]
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _create_schema(self) -> None:
+        meta = tables.meta
+        with self._write("open it") as conn:
+            tables.metadata.create_all(conn)
+            version = conn.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")
+            ).scalar_one_or_none()
+            if version is None:
+                conn.execute(
+                    insert(meta).values(key="schema_version", value=str(tables.SCHEMA_VERSION))
+                )
+            elif not version.isdigit() or int(version) > tables.SCHEMA_VERSION:
+                raise StateError(
+                    f"state database {self._db.label} has schema version {version}; this "
+                    f"deployer knows version {tables.SCHEMA_VERSION} and older",
+                    hint="upgrade deployer, or use another --home / --state-url",
+                )
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[Connection]:
+        """One committed transaction; on SQLite it holds the write lock from its first read."""
+        with self._lock, self._guard(doing), self._db.writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        with self._lock, self._guard(doing), self._db.reader.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except exc.SQLAlchemyError as error:
+            raise state_error(self._db, mask(doing), error) from error
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _mask(text: str | None) -> str | None:
+    return None if text is None else mask(text)
+
+
+def _scalar(value: object) -> str | int | float | bool | None:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return mask(str(value))
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process on this host (a zombie counts as gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # exists but we may not look at it
+        return psutil.pid_exists(pid)
+
+
+def _concurrent(run: Row[Any], deployment: str, host: str) -> ConcurrentRunError:
+    where = "" if run.host == host else f" on host {run.host}"
+    started = run.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    hint = f"wait for run {run.id} to finish, or stop deployer process {run.pid}{where}"
+    if run.host != host:
+        hint += (
+            "; deployer cannot see processes on other hosts, so if that one is gone "
+            f"run {run.id} has to be marked interrupted in the state database"
+        )
+    return ConcurrentRunError(
+        f"deployment {deployment!r} is being changed by deployer process {run.pid}{where} "
+        f"(run {run.id}, {run.operation}, started {started})",
+        hint=hint,
+    )
+
+
+def _interrupt(conn: Connection, run_id: int, reason: str, now: datetime) -> None:
+    conn.execute(
+        update(_r)
+        .where(_r.c.id == run_id)
+        .values(status=RunStatus.INTERRUPTED.value, finished_at=now, error=mask(reason))
+    )
+    _fail_running_steps(conn, run_id, reason, now)
+
+
+def _fail_running_steps(conn: Connection, run_id: int, reason: str, now: datetime) -> None:
+    conn.execute(
+        update(_s)
+        .where(_s.c.run_id == run_id, _s.c.status == StepStatus.RUNNING.value)
+        .values(status=StepStatus.FAILED.value, finished_at=now, message=mask(reason))
+    )
+
+
+def _inserted_id(conn: Connection, statement: Insert) -> int:
+    key = conn.execute(statement).inserted_primary_key
+    if key is None:  # typed optional; a single-row insert always reports its key
+        raise StateError("the state database did not report the id of a new row")
+    return int(key[0])
+
+
+def _require_run(conn: Connection, run_id: int) -> None:
+    if conn.execute(select(_r.c.id).where(_r.c.id == run_id)).first() is None:
+        raise NotFoundError(f"no run {run_id} in the state store")
+
+
+def _deployment(row: Row[Any]) -> DeploymentRecord:
+    return DeploymentRecord(
+        name=row.name,
+        target_kind=row.target_kind,
+        status=DeploymentStatus(row.status),
+        manifest_path=row.manifest_path,
+        manifest_digest=row.manifest_digest,
+        spec_digest=row.spec_digest,
+        endpoint=row.endpoint,
+        served_model_name=row.served_model_name,
+        message=row.message,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_run_id=row.last_run_id,
+    )
+
+
+def _run(row: Row[Any]) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        deployment=row.deployment,
+        operation=row.operation,
+        status=RunStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        pid=row.pid,
+        host=row.host,
+    )
+
+
+def _step(row: Row[Any]) -> StepRecord:
+    return StepRecord(
+        id=row.id,
+        run_id=row.run_id,
+        name=row.name,
+        action=row.action,
+        status=StepStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        message=row.message,
+    )
+
+
+def _event(row: Row[Any]) -> EventRecord:
+    raw = row.data if isinstance(row.data, dict) else {}
+    data: EventData = {str(k): _scalar(v) for k, v in raw.items()}
+    return EventRecord(
+        id=row.id,
+        run_id=row.run_id,
+        ts=row.ts,
+        kind=row.kind,
+        step=row.step,
+        message=row.message,
+        data=data,
+        completed=row.completed,
+        total=row.total,
+    )

@@ -1,0 +1,139 @@
+"""The state store's schema, in SQLAlchemy Core.
+
+Statuses are stored as their string values (not database enums) so a newer status never needs a
+type migration. ``runs.deployment`` is deliberately not a foreign key: a run is recorded even when
+it fails before its deployment row exists, and history outlives a destroyed deployment.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+#: Bump when the tables change, with a migration; a database from a newer deployer is refused.
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite keeps no offset, so values are stored as naive UTC there and UTC is attached on read.
+    A naive datetime is refused on write: its meaning would depend on the machine's clock zone.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the state store keeps UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+meta = Table(
+    "deployer_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(253), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("error", Text),
+    Column("pid", Integer, nullable=False),
+    Column("host", Text, nullable=False),
+    Index(None, "deployment", "status"),
+    # Never reuse the id of a deleted run: events and logs refer to runs by id.
+    sqlite_autoincrement=True,
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("target_kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("manifest_path", Text),
+    Column("manifest_digest", Text),
+    Column("spec_digest", Text),
+    Column("endpoint", Text),
+    Column("served_model_name", Text),
+    Column("message", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("name", Text, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("message", Text),
+    sqlite_autoincrement=True,
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("step", Text),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("completed", Float),
+    Column("total", Float),
+    sqlite_autoincrement=True,
+)
