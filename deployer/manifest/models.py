@@ -60,16 +60,21 @@ class SecretRef(Spec):
 
 
 class Metadata(Spec):
+    """The deployment's identity."""
+
     name: Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)]
     """DNS-1123 label: lower-case letters, digits and '-', at most 63 characters. It becomes
     process, unit, Kubernetes and file names."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Free-form key/value labels, for people and for filtering."""
 
 
 # --- model source ------------------------------------------------------------------------------
 
 
 class HuggingFaceModel(Spec):
+    """Weights from a Hugging Face hub repository (or a mirror of the hub)."""
+
     source: Literal["huggingface"]
     repo: Annotated[str, StringConstraints(pattern=REPO_ID)]
     """Repository id on the hub, 'org/name'."""
@@ -93,11 +98,14 @@ class HuggingFaceModel(Spec):
 
 
 class LocalModel(Spec):
+    """Weights already on disk where the engine runs."""
+
     source: Literal["local"]
     path: str
     """A folder with config.json, the tokenizer and safetensors weights. Relative paths are
     relative to the manifest's file; '~' and ${VARS} are expanded."""
     trust_remote_code: bool = False
+    """Allow models whose config needs custom Python code."""
 
 
 ModelSource = Annotated[HuggingFaceModel | LocalModel, Field(discriminator="source")]
@@ -108,6 +116,8 @@ QuantizeMethod = Literal["none", "fp8", "int8", "w4a16"]
 
 
 class QuantizeSpec(Spec):
+    """How the weights are quantized for serving."""
+
     method: QuantizeMethod = "none"
     """none; fp8 (dynamic, done by the engine at load time on GPUs that support it); int8
     (weights and activations); w4a16 (4-bit weights)."""
@@ -119,7 +129,10 @@ ArgValue = str | int | float | bool | list[str | int | float]
 
 
 class ServingSpec(Spec):
+    """How the engine serves the model."""
+
     engine: Literal["vllm"] = "vllm"
+    """The serving engine; only 'vllm' for now."""
     version: str | None = None
     """Engine package version; default: the version this deployer release is tested with."""
     served_model_name: str | None = None
@@ -127,13 +140,16 @@ class ServingSpec(Spec):
     max_model_len: Annotated[int, Field(ge=16)] | None = None
     """Context length in tokens (prompt plus output)."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Weights and activations type; 'auto' takes the model config's."""
     tensor_parallel_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """GPUs to shard the model over (at least 1), or 'auto' (the planner decides)."""
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = None
     """Fraction of each GPU's memory the engine may use (vLLM default 0.9)."""
     kv_cache_memory: ByteSize | None = None
     """KV-cache size, e.g. '1GiB'. Required by the CPU build; on GPUs it overrides the
     utilization-based budget."""
     max_num_seqs: Annotated[int, Field(ge=1)] | None = None
+    """Most sequences the engine runs in one batch."""
     runner: Literal["auto", "generate", "pooling"] = "auto"
     """'pooling' serves embeddings on /v1/embeddings."""
     host: str = "127.0.0.1"
@@ -143,8 +159,10 @@ class ServingSpec(Spec):
     api_key: SecretRef | None = None
     """The engine's API key; default: deployer generates one and keeps it owner-only."""
     startup_timeout_seconds: Annotated[int, Field(ge=1)] = 900
+    """Seconds the engine may take to load the model and answer /health."""
     args: dict[str, ArgValue] = Field(default_factory=dict)
-    """Other engine flags, passed through: {enable-prefix-caching: true} -> --enable-prefix-caching."""
+    """Other engine flags, passed through: {enable-prefix-caching: true} becomes
+    --enable-prefix-caching."""
     env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str] = Field(
         default_factory=dict
     )
@@ -166,6 +184,8 @@ class ServingSpec(Spec):
 
 
 class ResourcesSpec(Spec):
+    """What hardware one replica needs."""
+
     accelerator: str = "auto"
     """'cpu', an accelerator name such as H100-80GB or L40S, or 'auto' (what the target has)."""
     count: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
@@ -176,16 +196,23 @@ class ResourcesSpec(Spec):
 
 
 class LocalTarget(Spec):
+    """This machine."""
+
     kind: Literal["local"]
 
 
 class SshTarget(Spec):
+    """Hosts reached over SSH, from an inventory."""
+
     kind: Literal["ssh"]
     inventory: str
     """Path of an inventory file (deployer's YAML or an Ansible inventory)."""
     hosts: list[str] | None = None
+    """Inventory host names to deploy to; not with 'group'."""
     group: str | None = None
+    """An inventory group to deploy to; not with 'hosts'."""
     replicas: Annotated[int, Field(ge=1)] = 1
+    """Engine instances to run, at least 1."""
 
     @model_validator(mode="after")
     def _hosts_or_group(self) -> SshTarget:
@@ -195,10 +222,15 @@ class SshTarget(Spec):
 
 
 class KubernetesTarget(Spec):
+    """A Kubernetes cluster, through a kubeconfig context."""
+
     kind: Literal["kubernetes"]
     context: str | None = None
+    """kubeconfig context (default: the current one)."""
     namespace: Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)] = "default"
+    """Namespace to deploy into: a DNS-1123 label."""
     replicas: Annotated[int, Field(ge=1)] = 1
+    """Pods serving the model, at least 1."""
 
 
 Target = Annotated[LocalTarget | SshTarget | KubernetesTarget, Field(discriminator="kind")]
@@ -207,9 +239,12 @@ Target = Annotated[LocalTarget | SshTarget | KubernetesTarget, Field(discriminat
 
 
 class Expectation(Spec):
+    """What a smoke check's answer must show; every condition given must hold."""
+
     contains: str | list[str] | None = None
     """Text (or every text of a list) the answer must contain, case-insensitive."""
     not_contains: str | list[str] | None = None
+    """Text (or any text of a list) the answer must not contain, case-insensitive."""
     regex: str | None = None
     """A regular expression the answer must match (re.search)."""
     json_schema: dict[str, object] | None = None
@@ -241,7 +276,11 @@ class Expectation(Spec):
 
 
 class SmokeCheck(Spec):
+    """One request to the served model and what its answer must show. Give exactly one of
+    'chat', 'completion' or 'embedding'; write another check for another request."""
+
     name: str | None = None
+    """A title for reports (default: the kind and the start of the prompt)."""
     chat: str | None = None
     """A user message sent to /v1/chat/completions."""
     completion: str | None = None
@@ -251,7 +290,9 @@ class SmokeCheck(Spec):
     system: str | None = None
     """An optional system message for chat checks."""
     expect: Expectation = Field(default_factory=Expectation)
+    """What the answer must show."""
     max_latency_ms: Annotated[int, Field(ge=1)] | None = None
+    """Longest the request may take, in milliseconds."""
     max_tokens: Annotated[int, Field(ge=1)] = 64
     """Most tokens the engine may generate for the answer."""
 
@@ -283,21 +324,34 @@ class SmokeCheck(Spec):
 
 
 class DeploymentSpec(Spec):
+    """What to serve, how, on what, where, and how to prove it answers."""
+
     model: ModelSource
+    """Where the weights come from: 'source: huggingface' with 'repo', or 'source: local' with
+    'path'."""
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    """How the weights are quantized for serving (default: not at all)."""
     serving: ServingSpec = Field(default_factory=ServingSpec)
+    """Engine settings."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """Accelerator type and count."""
     target: Target = Field(default_factory=lambda: LocalTarget(kind="local"))
+    """Where to run: 'kind: local' (default), 'ssh' or 'kubernetes'."""
     smoke: list[SmokeCheck] = Field(default_factory=list)
+    """Requests sent after every deploy; each answer must meet its expectations."""
 
 
 class ModelDeployment(Spec):
     """One open model, served somewhere, and the checks that prove it answers."""
 
     api_version: Literal["deployer/v1alpha1"]
+    """Always 'deployer/v1alpha1'."""
     kind: Literal["ModelDeployment"]
+    """Always 'ModelDeployment'."""
     metadata: Metadata
+    """The deployment's name and labels."""
     spec: DeploymentSpec
+    """What to deploy and how."""
 
     @property
     def name(self) -> str:

@@ -1,0 +1,44 @@
+"""The JSON Schema of a manifest, generated from the models.
+
+Editors use it for completion and checks (``# yaml-language-server: $schema=...`` at the top of
+a manifest). The committed copy, ``schema/model-deployment.schema.json``, is regenerated with
+``python -m deployer.manifest.schema`` and a test fails when it drifts from the models.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from deployer.manifest.models import API_VERSION, KIND, ModelDeployment
+
+SCHEMA_ID = "urn:deployer:schema:model-deployment:v1alpha1"
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+DEFAULT_PATH = Path("schema/model-deployment.schema.json")
+
+
+def json_schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (draft 2020-12), with camelCase keys as written in YAML."""
+    schema = ModelDeployment.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = SCHEMA_DIALECT
+    schema["$id"] = SCHEMA_ID
+    schema["title"] = f"{KIND} manifest ({API_VERSION})"
+    return schema
+
+
+def schema_text() -> str:
+    """:func:`json_schema` as committed: sorted keys, 2-space indent, trailing newline."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_schema(path: Path) -> None:
+    """Write the schema to ``path``, creating its folder. Idempotent: the same models give
+    the same bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(schema_text(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_schema(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PATH)
