@@ -1,3 +1,267 @@
-"""Commands over manifests and deployments (validate, schema, plan, apply, status, ...)."""
+"""Commands over manifests and deployments: validate, schema, plan, apply, status, ..."""
 
 from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from deployer import api
+from deployer.cli.context import STATE, boundary
+from deployer.cli.main import app
+from deployer.cli.render import human_bytes, print_json, rendering
+from deployer.errors import ManifestError
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text or json.")]
+ManifestArg = Annotated[Path, typer.Argument(help="A manifest file.", show_default=False)]
+NameArg = Annotated[str, typer.Argument(help="A deployment's metadata.name.", show_default=False)]
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files or folders.")],
+    output: OutputOpt = Output.text,
+) -> None:
+    """Check manifests: exit 0 when all are valid, 1 with every problem listed otherwise."""
+    console, err = STATE.console, STATE.err
+    try:
+        loaded = api.validate(paths)
+    except ManifestError as exc:
+        if output is Output.json:
+            problems = [
+                {"location": p.location, "message": p.reason, "hint": p.hint} for p in exc.problems
+            ]
+            print_json(console, {"valid": False, "problems": problems})
+            raise typer.Exit(1) from exc
+        for problem in exc.problems:
+            err.print(f"[bold red]error:[/] {escape(problem.message)}", soft_wrap=True)
+            if problem.hint:
+                err.print(f"  [yellow]hint:[/] {escape(problem.hint)}", soft_wrap=True)
+        err.print(f"{len(exc.problems)} problem(s) found")
+        raise typer.Exit(1) from exc
+    with boundary():
+        if output is Output.json:
+            print_json(
+                console,
+                {
+                    "valid": True,
+                    "manifests": [
+                        {"name": m.deployment.name, "path": str(m.path), "line": m.line}
+                        for m in loaded
+                    ],
+                },
+            )
+            return
+        for m in loaded:
+            console.print(f"[green]✓[/] {escape(str(m.path))}:{m.line}  {m.deployment.name}")
+        console.print(f"{len(loaded)} manifest(s) valid")
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+) -> None:
+    """Print the manifests' JSON Schema (for editors and CI)."""
+    with boundary():
+        text = json.dumps(api.schema(), indent=2, sort_keys=True) + "\n"
+        if out:
+            out.write_text(text)
+        else:
+            typer.echo(text, nl=False)
+
+
+@app.command()
+def plan(manifest: ManifestArg, output: OutputOpt = Output.text) -> None:
+    """Show what apply would do, and why, without changing anything."""
+    with boundary():
+        the_plan = api.plan(manifest, STATE.settings())
+        if output is Output.json:
+            print_json(STATE.console, the_plan.model_dump(mode="json"))
+            return
+        console = STATE.console
+        table = Table(title=f"plan for {the_plan.deployment}", show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("model", escape(the_plan.model))
+        table.add_row("target", the_plan.target)
+        table.add_row(
+            "accelerator",
+            f"{the_plan.accelerator} x{the_plan.accelerator_count}"
+            f"  (tensor parallel {the_plan.tensor_parallel_size})",
+        )
+        table.add_row("KV cache", human_bytes(the_plan.kv_cache_bytes))
+        table.add_row("context", str(the_plan.max_model_len or "model default"))
+        table.add_row("engine", f"{the_plan.engine.package} {the_plan.engine.version}")
+        table.add_row("endpoint", the_plan.endpoint)
+        table.add_row("argv", escape(" ".join(the_plan.engine.args)))
+        console.print(table)
+        steps = Table(title="steps", box=None)
+        for column in ("step", "action", "why"):
+            steps.add_column(column)
+        for step in the_plan.steps:
+            steps.add_row(step.name, step.action.value, escape(step.reason))
+        console.print(steps)
+        for note in the_plan.notes:
+            console.print(f"[dim]note: {escape(note)}[/]")
+
+
+@app.command()
+def apply(
+    manifest: ManifestArg,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every log line.")] = False,
+) -> None:
+    """Deploy a manifest, wait until it is healthy, and run its smoke checks."""
+    console = STATE.console
+    with boundary():
+        console.print(f"[bold]apply[/] {escape(str(manifest))}")
+        with rendering(console, verbose=verbose) as events:
+            result = api.apply(manifest, STATE.settings(), events)
+        name = result.plan.deployment
+        verb = "deployed" if result.changed else "unchanged"
+        console.print(
+            f"\n[green bold]{name} {verb}[/]: model [bold]{escape(result.plan.served_model_name)}"
+            f"[/] at [bold]{result.endpoint}[/]"
+        )
+        if result.api_key_path is not None:
+            console.print(
+                f"API key: [bold]deployer key {name}[/]  (kept in {result.api_key_path}, mode 0600)"
+            )
+            key_expr = f"$(deployer key {name})"
+        else:
+            console.print(f"API key: from {result.api_key_source}")
+            key_expr = "$YOUR_KEY"
+        body = json.dumps(
+            {
+                "model": result.plan.served_model_name,
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                "temperature": 0,
+            }
+        )
+        console.print(
+            "try it:\n"
+            f"  curl -s {result.endpoint}/chat/completions "
+            f'-H "Authorization: Bearer {key_expr}" '
+            f"-H 'Content-Type: application/json' -d '{body}'",
+            soft_wrap=True,
+            markup=False,
+        )
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="One deployment (default: all).")] = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """List deployments with their recorded and live status; with NAME, also its recent runs."""
+    with boundary():
+        settings = STATE.settings()
+        views = api.status(settings, name)
+        if output is Output.json:
+            print_json(
+                STATE.console,
+                [
+                    {
+                        "name": v.record.name,
+                        "status": v.record.status.value,
+                        "target": v.record.target_kind,
+                        "running": v.running,
+                        "healthy": v.healthy,
+                        "pid": v.pid,
+                        "endpoint": v.record.endpoint,
+                        "model": v.record.served_model_name,
+                        "message": v.record.message,
+                        "updated_at": v.record.updated_at.isoformat(),
+                    }
+                    for v in views
+                ],
+            )
+            return
+        if not views:
+            STATE.console.print("no deployments yet; deployer apply MANIFEST creates one")
+            return
+        table = Table(box=None)
+        for column in ("name", "status", "live", "target", "endpoint", "model", "updated"):
+            table.add_column(column)
+        for v in views:
+            live = "healthy" if v.healthy else ("running" if v.running else "stopped")
+            table.add_row(
+                v.record.name,
+                _status_style(v.record.status.value),
+                f"{live} (pid {v.pid})" if v.pid else live,
+                v.record.target_kind,
+                v.record.endpoint or "-",
+                v.record.served_model_name or "-",
+                v.record.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+        STATE.console.print(table)
+        if name:
+            for run, steps in api.history(settings, name, limit=5):
+                STATE.console.print(
+                    f"run {run.id} {run.operation} {run.status.value} "
+                    f"{run.started_at:%Y-%m-%d %H:%M:%S}"
+                    + (f"  [red]{escape(run.error)}[/]" if run.error else "")
+                )
+                for step in steps:
+                    STATE.console.print(
+                        f"    {step.name:<8} {step.action:<7} {step.status.value:<8} "
+                        f"{escape(step.message or '')}"
+                    )
+
+
+def _status_style(value: str) -> str:
+    colour = {"healthy": "green", "unhealthy": "yellow", "failed": "red"}.get(value, "dim")
+    return f"[{colour}]{value}[/]"
+
+
+@app.command()
+def logs(
+    name: NameArg,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Lines from the end.")] = 100,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+) -> None:
+    """Print the engine's log."""
+    with boundary():
+        for line in api.logs(name, STATE.settings(), lines, follow):
+            typer.echo(line)
+
+
+@app.command()
+def smoke(
+    name: NameArg,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", "-f", help="Use this manifest's checks.")
+    ] = None,
+) -> None:
+    """Run a deployment's smoke checks again."""
+    with boundary():
+        with rendering(STATE.console) as events:
+            report = api.smoke(name, STATE.settings(), events, manifest)
+        STATE.console.print(escape(report.describe()))
+        STATE.console.print(f"[green]{report.summary()}[/]")
+
+
+@app.command()
+def destroy(name: NameArg) -> None:
+    """Stop a deployment and remove its runtime files (history and logs stay)."""
+    with boundary():
+        with rendering(STATE.console) as events:
+            existed = api.destroy(name, STATE.settings(), events)
+        STATE.console.print(f"{name} {'destroyed' if existed else 'was already stopped'}")
+
+
+@app.command()
+def key(name: NameArg) -> None:
+    """Print a deployment's generated API key (for: export OPENAI_API_KEY=$(deployer key NAME))."""
+    with boundary():
+        typer.echo(api.api_key(name, STATE.settings()))

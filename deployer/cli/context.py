@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from rich.console import Console
 
@@ -23,11 +23,17 @@ class CliState:
     debug: bool = False
     home: Path | None = None
     state_url: str | None = None
-    console: Console = field(default_factory=lambda: Console(highlight=False))
-    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    console: Console = field(default_factory=lambda: _console(sys.stdout))
+    err: Console = field(default_factory=lambda: _console(sys.stderr))
 
     def settings(self) -> Settings:
         return Settings.from_env(home=self.home, state_url=self.state_url)
+
+
+def _console(stream: TextIO) -> Console:
+    # Piped output (CI logs, scripts) is not squeezed into 80 columns: long lines stay whole.
+    width = None if stream.isatty() else 200
+    return Console(file=stream, highlight=False, soft_wrap=True, width=width)
 
 
 STATE = CliState()

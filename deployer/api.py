@@ -1,0 +1,465 @@
+"""The facade the CLI and the dashboard call: validate, plan, apply, status, smoke, destroy.
+
+Each function takes plain inputs and :class:`~deployer.settings.Settings`, reports long work as
+events on the given bus, returns typed results, and raises :class:`~deployer.errors.DeployerError`
+for anything a user can act on. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deployer import credentials
+from deployer.engines.install import EnginePackage, default_package, detect_device, find_engine
+from deployer.errors import (
+    EngineStartError,
+    NotFoundError,
+    SmokeFailedError,
+    UnsupportedError,
+)
+from deployer.events import EventBus, EventKind
+from deployer.hub.local import inspect_folder
+from deployer.manifest.loader import LoadedManifest, load_manifest, load_manifests
+from deployer.manifest.schema import json_schema
+from deployer.pipeline import Pipeline
+from deployer.planner import Facts, Plan, StepAction, make_plan
+from deployer.planner.plan import Device
+from deployer.settings import Settings
+from deployer.smoke import SmokeReport, run_checks
+from deployer.state import (
+    DeploymentRecord,
+    DeploymentStatus,
+    RunRecord,
+    RunStatus,
+    StateStore,
+    StepRecord,
+)
+from deployer.targets.local import LocalTarget
+from deployer.targets.local.target import free_port
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    plan: Plan
+    changed: bool
+    smoke: SmokeReport | None
+    smoke_skipped_reason: str | None
+    endpoint: str
+    api_key_source: str
+    api_key_path: Path | None
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """A deployment as recorded, with what its target reports right now."""
+
+    record: DeploymentRecord
+    running: bool
+    healthy: bool
+    pid: int | None
+    detail: str | None
+
+
+# --- manifests ---------------------------------------------------------------------------------
+
+
+def validate(paths: Sequence[Path]) -> list[LoadedManifest]:
+    """Load and validate every manifest under ``paths``; raises ManifestError listing problems."""
+    return load_manifests(paths)
+
+
+def schema() -> dict[str, Any]:
+    return json_schema()
+
+
+# --- plan and apply ----------------------------------------------------------------------------
+
+
+def plan(path: Path, settings: Settings) -> Plan:
+    """What ``apply`` would do now, without changing anything (no key is generated)."""
+    loaded = load_manifest(path)
+    target = _target(loaded, settings)
+    return _plan(loaded, target, settings, key=None)
+
+
+def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
+    """Make the deployment in ``path`` real and prove it answers.
+
+    Idempotent: with nothing changed the engine is left alone (same process) and the smoke
+    checks that passed for this manifest are not re-run. A changed manifest restarts the engine.
+    Raises EngineStartError, HealthTimeoutError or SmokeFailedError (after recording the failure)
+    and ConcurrentRunError when another deployer is applying the same deployment.
+    """
+    loaded = load_manifest(path)
+    deployment = loaded.deployment
+    name = deployment.name
+    target = _target(loaded, settings)
+    store = StateStore(settings.database_url)
+    try:
+        previous = store.get_deployment(name)
+        run = store.start_run(name, "apply")
+        events.emit(EventKind.RUN_STARTED, f"apply {name}", run_id=run.id)
+        pipeline = Pipeline(store, run.id, events)
+        try:
+            result = _apply(loaded, target, settings, store, pipeline, previous)
+        except BaseException as exc:
+            status = (
+                RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+            )
+            store.finish_run(run.id, status, str(exc) or type(exc).__name__)
+            raise
+        store.finish_run(run.id, RunStatus.SUCCEEDED)
+        events.emit(EventKind.RUN_FINISHED, f"apply {name}: done", run_id=run.id)
+        return result
+    finally:
+        store.close()
+
+
+def _apply(
+    loaded: LoadedManifest,
+    target: LocalTarget,
+    settings: Settings,
+    store: StateStore,
+    pipeline: Pipeline,
+    previous: DeploymentRecord | None,
+) -> ApplyResult:
+    deployment = loaded.deployment
+    name = deployment.name
+    key = credentials.api_key(
+        deployment.spec.serving.api_key,
+        key_dir=settings.deployment_dir(name),
+        base_dir=loaded.base_dir,
+    )
+    the_plan = _plan(loaded, target, settings, key=key)
+    pipeline.step("model", StepAction.CHECK, the_plan.step("model").reason, lambda: None)
+    pipeline.step(
+        "engine",
+        StepAction.CHECK,
+        the_plan.step("engine").reason,
+        lambda: find_engine(settings, _package(the_plan)),
+    )
+    deploy = the_plan.step("deploy")
+    changed = deploy.action != StepAction.SKIP
+    manifest_digest = _manifest_digest(loaded)
+    if changed:
+        store.upsert_deployment(
+            name,
+            target_kind=target.kind,
+            status=DeploymentStatus.DEPLOYING,
+            manifest_path=str(loaded.path),
+            manifest_digest=manifest_digest,
+            spec_digest=the_plan.engine.spec_digest,
+            endpoint=the_plan.endpoint,
+            served_model_name=the_plan.served_model_name,
+            message=deploy.reason,
+        )
+        pipeline.step(
+            "deploy",
+            deploy.action,
+            deploy.reason,
+            lambda: target.deploy(the_plan, pipeline.events, key.value),
+        )
+    else:
+        pipeline.skip("deploy", deploy.reason)
+    try:
+        pipeline.step(
+            "ready",
+            StepAction.CHECK,
+            "wait for /health",
+            lambda: target.wait_ready(
+                the_plan, pipeline.events, deployment.spec.serving.startup_timeout_seconds
+            ),
+        )
+    except EngineStartError as exc:
+        target.destroy(name, pipeline.events) if changed else None
+        store.set_status(name, DeploymentStatus.FAILED, exc.message)
+        raise
+
+    report: SmokeReport | None = None
+    skipped_reason: str | None = None
+    checks = deployment.spec.smoke
+    if not checks:
+        skipped_reason = "no smoke checks declared"
+        pipeline.skip("smoke", skipped_reason)
+    elif (
+        not changed
+        and previous is not None
+        and previous.status == DeploymentStatus.HEALTHY
+        and previous.manifest_digest == manifest_digest
+    ):
+        skipped_reason = f"passed for this manifest already; re-run with: deployer smoke {name}"
+        pipeline.skip("smoke", skipped_reason)
+    else:
+        report = pipeline.step(
+            "smoke",
+            StepAction.CHECK,
+            f"{len(checks)} check(s)",
+            lambda: run_checks(
+                the_plan.endpoint,
+                the_plan.served_model_name,
+                checks,
+                api_key=key.value,
+                events=pipeline.events,
+            ),
+        )
+    status = (
+        DeploymentStatus.HEALTHY if report is None or report.passed else DeploymentStatus.UNHEALTHY
+    )
+    store.upsert_deployment(
+        name,
+        target_kind=target.kind,
+        status=status,
+        manifest_path=str(loaded.path),
+        manifest_digest=manifest_digest,
+        spec_digest=the_plan.engine.spec_digest,
+        endpoint=the_plan.endpoint,
+        served_model_name=the_plan.served_model_name,
+        message=report.summary() if report else skipped_reason,
+    )
+    if report is not None and not report.passed:
+        raise SmokeFailedError(
+            f"{name} is running but {report.summary()}",
+            hint=f"the engine is left running; inspect it with: deployer logs {name}",
+            details=report.describe(),
+        )
+    return ApplyResult(
+        plan=the_plan,
+        changed=changed,
+        smoke=report,
+        smoke_skipped_reason=skipped_reason,
+        endpoint=the_plan.endpoint,
+        api_key_source=key.source,
+        api_key_path=key.path,
+    )
+
+
+def _plan(
+    loaded: LoadedManifest,
+    target: LocalTarget,
+    settings: Settings,
+    *,
+    key: credentials.ApiKey | None,
+) -> Plan:
+    deployment = loaded.deployment
+    spec = deployment.spec
+    model = spec.model
+    if model.source != "local":
+        raise UnsupportedError(
+            f"{loaded.path}: spec.model.source {model.source} cannot be fetched by this version",
+            hint="download the model into a folder and use source: local with its path",
+        )
+    facts_model = inspect_folder(
+        loaded.resolve_path(model.path), trust_remote_code=model.trust_remote_code
+    )
+    device = _device(spec.resources.accelerator)
+    package = default_package(spec.serving.engine, spec.serving.version, device)
+    observed = target.observe(deployment.name)
+    port = spec.serving.port or observed.port or target.previous_port(deployment.name)
+    if port is None:
+        port = free_port(spec.serving.host if spec.serving.host != "0.0.0.0" else "127.0.0.1")  # noqa: S104
+    if key is None:
+        stored = credentials.stored_api_key(settings.deployment_dir(deployment.name))
+        key_source = spec.serving.api_key.describe() if spec.serving.api_key else "generated"
+        key_digest = (
+            credentials.ApiKey(stored, "generated", None).digest if stored else "not generated yet"
+        )
+    else:
+        key_source, key_digest = key.source, key.digest
+    facts = Facts(
+        device=device,
+        model_path=str(facts_model.path),
+        model_fingerprint=facts_model.fingerprint,
+        port=port,
+        engine_package=package.package,
+        engine_version=package.version,
+        api_key_source=key_source,
+        api_key_digest=key_digest,
+        observed=observed,
+    )
+    return make_plan(deployment, facts)
+
+
+def _device(accelerator: str) -> Device:
+    return "cpu" if accelerator.lower() == "cpu" else detect_device()
+
+
+def _package(the_plan: Plan) -> EnginePackage:
+    return EnginePackage(
+        engine=the_plan.engine.engine,
+        package=the_plan.engine.package,
+        version=the_plan.engine.version,
+        device=the_plan.engine.device,
+    )
+
+
+def _target(loaded: LoadedManifest, settings: Settings) -> LocalTarget:
+    kind = loaded.deployment.spec.target.kind
+    if kind != "local":
+        raise UnsupportedError(
+            f"{loaded.path}: target kind {kind} is not supported by this version yet",
+            hint="use target: {kind: local} to serve on this machine",
+        )
+    return LocalTarget(settings)
+
+
+def _manifest_digest(loaded: LoadedManifest) -> str:
+    canonical = loaded.deployment.model_dump_json(by_alias=True, exclude_defaults=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- day two -----------------------------------------------------------------------------------
+
+
+def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
+    """Recorded deployments with live facts from their targets; ``name`` narrows to one."""
+    store = StateStore(settings.database_url)
+    try:
+        records = [_get(store, name)] if name else store.list_deployments()
+    finally:
+        store.close()
+    target = LocalTarget(settings)
+    views = []
+    for record in records:
+        observed = target.observe(record.name) if record.target_kind == "local" else None
+        views.append(
+            DeploymentView(
+                record=record,
+                running=bool(observed and observed.running),
+                healthy=bool(observed and observed.healthy),
+                pid=observed.pid if observed else None,
+                detail=observed.detail if observed else None,
+            )
+        )
+    return views
+
+
+def history(
+    settings: Settings, name: str, limit: int = 10
+) -> list[tuple[RunRecord, list[StepRecord]]]:
+    """The latest runs of ``name`` with their steps, newest first."""
+    store = StateStore(settings.database_url)
+    try:
+        _get(store, name)
+        return [(run, store.list_steps(run.id)) for run in store.list_runs(name, limit=limit)]
+    finally:
+        store.close()
+
+
+def smoke(
+    name: str, settings: Settings, events: EventBus, manifest: Path | None = None
+) -> SmokeReport:
+    """Run the smoke checks of ``name`` again (from ``manifest`` or the one it was applied from).
+
+    Records the outcome as the deployment's health; raises SmokeFailedError when a check fails.
+    """
+    store = StateStore(settings.database_url)
+    try:
+        record = _get(store, name)
+        path = manifest or (Path(record.manifest_path) if record.manifest_path else None)
+        if path is None:
+            raise NotFoundError(f"no manifest recorded for {name}", hint="pass --manifest PATH")
+        loaded = load_manifest(path)
+        if loaded.deployment.name != name:
+            raise NotFoundError(
+                f"{path} describes {loaded.deployment.name}, not {name}",
+                hint="pass the manifest of this deployment with --manifest",
+            )
+        target = _target(loaded, settings)
+        endpoint = target.endpoint(name)
+        key = (
+            credentials.api_key(
+                loaded.deployment.spec.serving.api_key,
+                key_dir=settings.deployment_dir(name),
+                base_dir=loaded.base_dir,
+            )
+            if loaded.deployment.spec.serving.api_key
+            else None
+        )
+        run = store.start_run(name, "smoke")
+        pipeline = Pipeline(store, run.id, events)
+        report = pipeline.step(
+            "smoke",
+            StepAction.CHECK,
+            f"{len(loaded.deployment.spec.smoke)} check(s)",
+            lambda: run_checks(
+                endpoint.base_url,
+                loaded.deployment.served_model_name,
+                loaded.deployment.spec.smoke,
+                api_key=key.value if key else endpoint.api_key,
+                events=events,
+            ),
+        )
+        store.finish_run(run.id, RunStatus.SUCCEEDED if report.passed else RunStatus.FAILED)
+        store.set_status(
+            name,
+            DeploymentStatus.HEALTHY if report.passed else DeploymentStatus.UNHEALTHY,
+            report.summary(),
+        )
+    finally:
+        store.close()
+    if not report.passed:
+        raise SmokeFailedError(
+            f"{name}: {report.summary()}",
+            hint=f"inspect the engine with: deployer logs {name}",
+            details=report.describe(),
+        )
+    return report
+
+
+def destroy(name: str, settings: Settings, events: EventBus) -> bool:
+    """Stop ``name`` and forget its runtime files and key; keeps its history and logs.
+
+    Raises NotFoundError for a name deployer never deployed; returns False when it was already
+    stopped.
+    """
+    store = StateStore(settings.database_url)
+    try:
+        record = _get(store, name)
+        run = store.start_run(name, "destroy")
+        pipeline = Pipeline(store, run.id, events)
+        target = LocalTarget(settings)
+        try:
+            existed = pipeline.step(
+                "destroy",
+                StepAction.DELETE,
+                f"stop {name}",
+                lambda: target.destroy(record.name, events),
+            )
+        except BaseException as exc:
+            store.finish_run(run.id, RunStatus.FAILED, str(exc))
+            raise
+        store.set_status(name, DeploymentStatus.DESTROYED, "destroyed")
+        store.finish_run(run.id, RunStatus.SUCCEEDED)
+        return existed
+    finally:
+        store.close()
+
+
+def logs(name: str, settings: Settings, lines: int = 100, follow: bool = False) -> Iterator[str]:
+    return LocalTarget(settings).logs(name, lines, follow)
+
+
+def api_key(name: str, settings: Settings) -> str:
+    """The generated API key of ``name``; NotFoundError when it has none."""
+    key = credentials.stored_api_key(settings.deployment_dir(name))
+    if key is None:
+        raise NotFoundError(
+            f"{name} has no generated API key",
+            hint="it is not deployed, or its manifest references the key (spec.serving.apiKey)",
+        )
+    return key
+
+
+def _get(store: StateStore, name: str) -> DeploymentRecord:
+    record = store.get_deployment(name)
+    if record is None:
+        known = ", ".join(d.name for d in store.list_deployments(include_destroyed=True))
+        raise NotFoundError(
+            f"no deployment named {name!r}",
+            hint=f"known deployments: {known}" if known else "deployer apply MANIFEST creates one",
+        )
+    return record

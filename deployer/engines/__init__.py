@@ -1,0 +1,1 @@
+"""Serving engines: how to install each one and how to turn a plan into its command line."""

@@ -1,0 +1,89 @@
+"""Models in a local folder (``spec.model.source: local``).
+
+The folder must hold what the engine loads: ``config.json``, a tokenizer and safetensors weights.
+The fingerprint (every file's path, size and modification time) is cheap to compute, so an
+unchanged ``apply`` stays fast; content hashes belong to the lockfile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.errors import ManifestError, NotFoundError
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+@dataclass(frozen=True)
+class LocalModelFacts:
+    path: Path
+    architecture: str | None
+    files: int
+    total_bytes: int
+    fingerprint: str
+    needs_remote_code: bool
+
+
+def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModelFacts:
+    """Check that ``path`` is a servable model folder and describe it.
+
+    Raises :class:`NotFoundError` when the folder or its ``config.json`` is missing,
+    :class:`ManifestError` when it holds no safetensors weights, only pickle weights, or needs
+    custom code that the manifest does not allow.
+    """
+    if not path.is_dir():
+        raise NotFoundError(
+            f"model folder {path} does not exist",
+            hint="fix spec.model.path; for the demo model run: deployer demo prepare",
+        )
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise NotFoundError(
+            f"{path} has no config.json, so it is not a Hugging Face model folder",
+            hint="point spec.model.path at the folder that holds config.json",
+        )
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{config_file} is not valid JSON: {exc}") from exc
+
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    weights = [p for p in files if p.suffix == ".safetensors"]
+    if not weights:
+        pickles = [p.name for p in files if p.suffix in _PICKLE_SUFFIXES]
+        detail = f" (it has pickle weights: {', '.join(pickles[:3])})" if pickles else ""
+        raise ManifestError(
+            f"{path} has no .safetensors weights{detail}",
+            hint="convert the weights to safetensors; pickle weights can run code when loaded",
+        )
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ManifestError(
+            f"{path} has no tokenizer files ({', '.join(_TOKENIZER_FILES)})",
+            hint="save the tokenizer next to the weights (tokenizer.save_pretrained)",
+        )
+    needs_remote_code = "auto_map" in config
+    if needs_remote_code and not trust_remote_code:
+        raise ManifestError(
+            f"{config_file} asks for custom code (auto_map): Python from the model folder",
+            hint="review that code, then set spec.model.trustRemoteCode: true",
+        )
+
+    digest = hashlib.sha256()
+    total = 0
+    for file in files:
+        stat = file.stat()
+        total += stat.st_size
+        digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    architectures = config.get("architectures") or [None]
+    return LocalModelFacts(
+        path=path,
+        architecture=architectures[0],
+        files=len(files),
+        total_bytes=total,
+        fingerprint=digest.hexdigest(),
+        needs_remote_code=needs_remote_code,
+    )

@@ -1,0 +1,278 @@
+"""From a manifest and facts to a plan: what apply would do, and why.
+
+Pure: no network, no processes, no clock. Everything a decision needs is in the
+:class:`~deployer.manifest.models.ModelDeployment` and the :class:`Facts` gathered beforehand,
+so ``deployer plan`` is free and tests are tables of (manifest, facts) -> plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from deployer.engines import vllm
+from deployer.errors import PlanError
+from deployer.manifest.models import ModelDeployment
+
+Device = Literal["cpu", "cuda"]
+
+#: The CPU build of vLLM reserves most of the host's memory for the KV cache unless told a size;
+#: this default holds 2048-token contexts for several sequences of a small model.
+DEFAULT_CPU_KV_CACHE_BYTES = 512 * 1024**2
+
+
+class StepAction(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    SKIP = "skip"
+    CHECK = "check"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a target reports about a deployment right now."""
+
+    running: bool
+    healthy: bool = False
+    spec_digest: str | None = None
+    args: tuple[str, ...] = ()
+    pid: int | None = None
+    port: int | None = None
+    endpoint: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything :func:`make_plan` needs besides the manifest, gathered by the caller."""
+
+    device: Device
+    model_path: str
+    model_fingerprint: str
+    port: int
+    engine_package: str
+    engine_version: str
+    #: Where the API key comes from ("generated", "env:NAME", "file:PATH") and a digest of its
+    #: value, so a new key restarts the engine without the key itself entering the plan.
+    api_key_source: str
+    api_key_digest: str
+    observed: Observed | None = None
+
+
+class _PlanModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlannedStep(_PlanModel):
+    name: str
+    action: StepAction
+    reason: str
+
+
+class EnginePlan(_PlanModel):
+    engine: str
+    package: str
+    version: str
+    device: Device
+    module: str
+    args: list[str]
+    #: Environment variables for the engine (no secrets).
+    env: dict[str, str]
+    #: The variable that carries the API key, filled in by the target from the key file.
+    api_key_env: str
+    api_key_source: str
+    #: Digest of everything the engine runs with; a change means a restart.
+    spec_digest: str
+
+
+class Plan(_PlanModel):
+    deployment: str
+    target: str
+    model: str
+    served_model_name: str
+    device: Device
+    accelerator: str
+    accelerator_count: int
+    tensor_parallel_size: int
+    kv_cache_bytes: int | None
+    max_model_len: int | None
+    endpoint: str
+    engine: EnginePlan
+    steps: list[PlannedStep]
+    notes: list[str]
+
+    def step(self, name: str) -> PlannedStep:
+        return next(s for s in self.steps if s.name == name)
+
+
+def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
+    """Decide how ``deployment`` runs given ``facts``; raise :class:`PlanError` if it cannot."""
+    spec = deployment.spec
+    serving = spec.serving
+    accelerator = _accelerator(spec.resources.accelerator, facts.device)
+    count = 1 if spec.resources.count == "auto" else spec.resources.count
+    tp = count if serving.tensor_parallel_size == "auto" else serving.tensor_parallel_size
+    notes: list[str] = []
+    if facts.device == "cpu" and tp > 1:
+        raise PlanError(
+            f"tensor parallel size {tp} needs {tp} GPUs, but this plan runs on the CPU",
+            hint="set spec.resources.count: 1 or run on a GPU target",
+        )
+    if spec.quantize.method != "none":
+        if facts.device == "cpu" or spec.quantize.method != "fp8":
+            raise PlanError(
+                f"quantize method {spec.quantize.method} on {accelerator} is not supported yet",
+                hint="use method: none, or fp8 on an FP8-capable GPU (Ada or Hopper)",
+            )
+        notes.append("fp8: the engine quantizes the weights dynamically while loading")
+    kv_cache: int | None = serving.kv_cache_memory
+    if kv_cache is None and facts.device == "cpu":
+        kv_cache = DEFAULT_CPU_KV_CACHE_BYTES
+        notes.append("kvCacheMemory not set: the CPU build gets 512 MiB for its KV cache")
+
+    decided = vllm.VllmSettings(
+        model_path=facts.model_path,
+        served_model_name=deployment.served_model_name,
+        host=serving.host,
+        port=facts.port,
+        tensor_parallel_size=tp,
+        kv_cache_bytes=int(kv_cache) if kv_cache is not None else None,
+        quantization="fp8" if spec.quantize.method == "fp8" else None,
+        trust_remote_code=spec.model.trust_remote_code,
+    )
+    args = vllm.build_args(serving, decided)
+    env = dict(sorted(serving.env.items()))
+    digest = _digest(
+        {
+            "engine": [facts.engine_package, facts.engine_version],
+            "args": args,
+            "env": env,
+            "model": facts.model_fingerprint,
+            "key": [facts.api_key_source, facts.api_key_digest],
+        }
+    )
+    engine = EnginePlan(
+        engine=serving.engine,
+        package=facts.engine_package,
+        version=facts.engine_version,
+        device=facts.device,
+        module=vllm.ENTRYPOINT_MODULE,
+        args=args,
+        env=env,
+        api_key_env=vllm.API_KEY_ENV,
+        api_key_source=facts.api_key_source,
+        spec_digest=digest,
+    )
+    host = "127.0.0.1" if serving.host in ("0.0.0.0", "::") else serving.host  # noqa: S104
+    return Plan(
+        deployment=deployment.name,
+        target=spec.target.kind,
+        model=_describe_model(deployment),
+        served_model_name=deployment.served_model_name,
+        device=facts.device,
+        accelerator=accelerator,
+        accelerator_count=count,
+        tensor_parallel_size=tp,
+        kv_cache_bytes=decided.kv_cache_bytes,
+        max_model_len=serving.max_model_len,
+        endpoint=f"http://{host}:{facts.port}/v1",
+        engine=engine,
+        steps=_steps(deployment, facts, digest, args),
+        notes=notes,
+    )
+
+
+def _accelerator(requested: str, device: Device) -> str:
+    if requested.lower() == "cpu":
+        return "cpu"
+    if requested == "auto":
+        return "cpu" if device == "cpu" else "gpu"
+    if device == "cpu":
+        raise PlanError(
+            f"spec.resources.accelerator is {requested}, but this machine has no GPU",
+            hint="use accelerator: cpu (or auto) to run here, or deploy to a target with GPUs",
+        )
+    return requested
+
+
+def _describe_model(deployment: ModelDeployment) -> str:
+    model = deployment.spec.model
+    if model.source == "local":
+        return model.path
+    return f"{model.repo}@{model.revision}"
+
+
+def _steps(
+    deployment: ModelDeployment, facts: Facts, digest: str, args: list[str]
+) -> list[PlannedStep]:
+    observed = facts.observed
+    if observed is None or not observed.running:
+        deploy = PlannedStep(name="deploy", action=StepAction.CREATE, reason="not running")
+    elif observed.spec_digest != digest:
+        deploy = PlannedStep(
+            name="deploy",
+            action=StepAction.UPDATE,
+            reason="restart: " + describe_change(observed.args, tuple(args)),
+        )
+    elif not observed.healthy:
+        deploy = PlannedStep(
+            name="deploy",
+            action=StepAction.UPDATE,
+            reason=f"restart: running (pid {observed.pid}) but not healthy",
+        )
+    else:
+        deploy = PlannedStep(
+            name="deploy",
+            action=StepAction.SKIP,
+            reason=f"already running at {digest[:12]} (pid {observed.pid})",
+        )
+    checks = len(deployment.spec.smoke)
+    return [
+        PlannedStep(name="model", action=StepAction.CHECK, reason=f"use {facts.model_path}"),
+        PlannedStep(
+            name="engine",
+            action=StepAction.CHECK,
+            reason=f"{facts.engine_package} {facts.engine_version} for {facts.device}",
+        ),
+        deploy,
+        PlannedStep(name="ready", action=StepAction.CHECK, reason="wait for /health"),
+        PlannedStep(
+            name="smoke",
+            action=StepAction.CHECK if checks else StepAction.SKIP,
+            reason=f"{checks} check(s)" if checks else "no smoke checks declared",
+        ),
+    ]
+
+
+def describe_change(before: tuple[str, ...], after: tuple[str, ...]) -> str:
+    """A short human description of how two engine argument lists differ."""
+    old, new = _as_flags(before), _as_flags(after)
+    changes = []
+    for flag in sorted(old.keys() | new.keys()):
+        if old.get(flag) != new.get(flag):
+            changes.append(f"{flag} {old.get(flag, '(unset)')} -> {new.get(flag, '(unset)')}")
+    return (
+        ", ".join(changes) if changes else "model files, engine version, key or environment changed"
+    )
+
+
+def _as_flags(args: tuple[str, ...]) -> dict[str, str]:
+    flags: dict[str, str] = {}
+    current: str | None = None
+    for arg in args:
+        if arg.startswith("--"):
+            current = arg
+            flags[current] = "on"
+        elif current is not None:
+            flags[current] = arg if flags[current] == "on" else f"{flags[current]} {arg}"
+    return flags
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Where models run. Each target implements :class:`deployer.targets.base.Target`."""

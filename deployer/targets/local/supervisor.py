@@ -1,0 +1,134 @@
+"""The local target's supervisor: keeps one engine process alive, like a tiny systemd unit.
+
+Run as ``python -m deployer.targets.local.supervisor RUNTIME_DIR`` in its own session, so it
+outlives the ``deployer apply`` that started it. It reads ``launch.json`` (argv and non-secret
+environment), starts the engine in a process group of its own with output appended
+to ``engine.log``, restarts it on failure with backoff (at most ``max_restarts`` within
+``restart_window`` seconds), and on SIGTERM stops the whole group (SIGTERM, then SIGKILL after
+``stop_timeout``). Its state is ``supervisor.json``, replaced atomically on every change.
+
+Only the standard library is imported: this process lives as long as the deployment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class Supervisor:
+    def __init__(self, runtime_dir: Path) -> None:
+        self.dir = runtime_dir
+        self.launch: dict[str, Any] = json.loads((runtime_dir / "launch.json").read_text())
+        self.stopping = False
+        self.child: subprocess.Popen[bytes] | None = None
+        self.state: dict[str, Any] = {
+            "supervisor_pid": os.getpid(),
+            "engine_pid": None,
+            "starts": 0,
+            "status": "starting",
+            "exits": [],
+        }
+
+    def _save(self) -> None:
+        _write_json(self.dir / "supervisor.json", self.state)
+
+    def _env(self) -> dict[str, str]:
+        # The API key arrives in this process's own environment (readable by its owner only),
+        # never in launch.json.
+        env = dict(os.environ)
+        env.update(self.launch.get("env", {}))
+        return env
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+        self._stop_child()
+
+    def _stop_child(self) -> None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+
+    def _kill_group_after_timeout(self, child: subprocess.Popen[bytes]) -> int:
+        deadline = time.monotonic() + float(self.launch.get("stop_timeout", 20))
+        while time.monotonic() < deadline:
+            rc = child.poll()
+            if rc is not None:
+                break
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+        rc = child.wait()
+        # Workers the engine forked live in its group; make sure none outlive it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        return rc
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        max_restarts = int(self.launch.get("max_restarts", 5))
+        window = float(self.launch.get("restart_window", 300))
+        backoff = 1.0
+        recent: list[float] = []
+        while not self.stopping:
+            with open(self.dir / "engine.log", "ab") as log:
+                self.child = subprocess.Popen(
+                    self.launch["argv"],
+                    env=self._env(),
+                    cwd=self.dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    process_group=0,
+                )
+            self.state.update(engine_pid=self.child.pid, status="running", started_at=time.time())
+            self.state["starts"] += 1
+            self._save()
+            while self.child.poll() is None and not self.stopping:
+                time.sleep(0.2)
+            rc = self._kill_group_after_timeout(self.child)
+            self.state["exits"] = [*self.state["exits"][-9:], {"rc": rc, "at": time.time()}]
+            self.state.update(engine_pid=None, last_exit_code=rc)
+            if self.stopping:
+                break
+            now = time.time()
+            recent = [t for t in recent if now - t < window] + [now]
+            if len(recent) > max_restarts:
+                self.state["status"] = "failed"
+                self._save()
+                return 1
+            self.state["status"] = "restarting"
+            self._save()
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+        self.state["status"] = "stopped"
+        self._save()
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m deployer.targets.local.supervisor RUNTIME_DIR", file=sys.stderr)
+        return 2
+    return Supervisor(Path(argv[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

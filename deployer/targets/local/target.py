@@ -1,0 +1,338 @@
+"""The local target: one supervised engine process per deployment on this machine.
+
+Each deployment has a runtime folder, ``<home>/deployments/<name>/``:
+
+- ``launch.json``: the engine's argv and non-secret environment (read by the supervisor);
+- ``runtime.json``: the supervisor's pid and start time, the spec digest, the port: the facts
+  :meth:`LocalTarget.observe` reads back;
+- ``supervisor.json``: the supervisor's own state (engine pid, starts, exits);
+- ``engine.log`` and ``supervisor.log``;
+- ``api-key``: a generated API key, mode 0600 (see :mod:`deployer.credentials`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from deployer import credentials, runner, secrets
+from deployer.engines.install import EnginePackage, find_engine
+from deployer.errors import (
+    EngineStartError,
+    HealthTimeoutError,
+    NotFoundError,
+    PortInUseError,
+)
+from deployer.events import EventBus
+from deployer.planner import Observed, Plan
+from deployer.settings import Settings
+from deployer.targets.base import Endpoint
+
+RUNTIME = "runtime.json"
+LAUNCH = "launch.json"
+SUPERVISOR = "supervisor.json"
+ENGINE_LOG = "engine.log"
+SUPERVISOR_LOG = "supervisor.log"
+STOP_TIMEOUT = 20.0
+
+
+class LocalTarget:
+    kind = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # --- facts ---------------------------------------------------------------------------------
+
+    def observe(self, name: str) -> Observed:
+        runtime = self._runtime(name)
+        if runtime is None:
+            return Observed(running=False)
+        supervisor = _process(runtime["supervisor_pid"], runtime["supervisor_create_time"])
+        state = _read_json(self._dir(name) / SUPERVISOR) or {}
+        engine_pid = state.get("engine_pid")
+        engine = _process(engine_pid) if engine_pid else None
+        running = supervisor is not None and engine is not None
+        detail = None
+        if supervisor is None:
+            detail = "the supervisor process is gone"
+        elif engine is None:
+            detail = f"the engine is not running (supervisor: {state.get('status', 'starting')})"
+        return Observed(
+            running=running,
+            healthy=running and _healthy(runtime["health_url"]),
+            spec_digest=runtime["spec_digest"],
+            args=tuple(runtime["args"]),
+            pid=engine_pid,
+            port=runtime["port"],
+            endpoint=runtime["endpoint"],
+            detail=detail,
+        )
+
+    def previous_port(self, name: str) -> int | None:
+        runtime = self._runtime(name)
+        return int(runtime["port"]) if runtime else None
+
+    def endpoint(self, name: str) -> Endpoint:
+        runtime = self._runtime(name)
+        if runtime is None:
+            raise NotFoundError(
+                f"deployment {name} is not running on this machine",
+                hint="deployer status lists deployments; deployer apply MANIFEST starts one",
+            )
+        return Endpoint(
+            base_url=runtime["endpoint"],
+            health_url=runtime["health_url"],
+            api_key=credentials.stored_api_key(self._dir(name)),
+        )
+
+    # --- changes -------------------------------------------------------------------------------
+
+    def deploy(self, plan: Plan, events: EventBus, api_key: str) -> None:
+        """Start the engine for ``plan`` under a new supervisor, stopping a previous one first."""
+        name = plan.deployment
+        folder = self._dir(name)
+        if self._runtime(name) is not None:
+            events.log("stopping the running engine", step="deploy")
+            self._stop(name)
+        port = int(plan.endpoint.rsplit(":", 1)[1].split("/", 1)[0])
+        host = _bind_host(plan)
+        ensure_port_free(host, port)
+        engine = find_engine(
+            self.settings,
+            EnginePackage(
+                engine=plan.engine.engine,
+                package=plan.engine.package,
+                version=plan.engine.version,
+                device=plan.engine.device,
+            ),
+        )
+        argv = [*engine.module_argv(plan.engine.module), *plan.engine.args]
+        _write_json(
+            folder / LAUNCH,
+            {"argv": argv, "env": plan.engine.env, "stop_timeout": STOP_TIMEOUT},
+        )
+        (folder / SUPERVISOR).unlink(missing_ok=True)
+        with (folder / ENGINE_LOG).open("a") as log:
+            log.write(f"\n===== deployer: starting {runner.display(argv)} =====\n")
+        proc = runner.spawn_detached(
+            [sys.executable, "-m", "deployer.targets.local.supervisor", str(folder)],
+            log=folder / SUPERVISOR_LOG,
+            env={plan.engine.api_key_env: api_key},
+            cwd=folder,
+        )
+        health_url = plan.endpoint.removesuffix("/v1") + "/health"
+        _write_json(
+            folder / RUNTIME,
+            {
+                "supervisor_pid": proc.pid,
+                "supervisor_create_time": psutil.Process(proc.pid).create_time(),
+                "spec_digest": plan.engine.spec_digest,
+                "args": plan.engine.args,
+                "port": port,
+                "endpoint": plan.endpoint,
+                "health_url": health_url,
+                "started_at": time.time(),
+            },
+        )
+        events.log(f"engine starting on port {port} (supervisor pid {proc.pid})", step="deploy")
+
+    def wait_ready(self, plan: Plan, events: EventBus, timeout: float) -> None:
+        name = plan.deployment
+        folder = self._dir(name)
+        runtime = self._runtime(name)
+        if runtime is None:
+            raise EngineStartError(f"{name} was never started", hint="run deployer apply again")
+        started = time.monotonic()
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                elapsed = time.monotonic() - started
+                state = _read_json(folder / SUPERVISOR) or {}
+                exits = state.get("exits") or []
+                if exits:
+                    raise EngineStartError(
+                        f"the engine of {name} exited with code {exits[-1]['rc']} before it was "
+                        "ready",
+                        hint=f"read the whole log with: deployer logs {name}",
+                        details=_tail(folder / ENGINE_LOG, 25),
+                    )
+                if _process(runtime["supervisor_pid"], runtime["supervisor_create_time"]) is None:
+                    raise EngineStartError(
+                        f"the supervisor of {name} died before the engine was ready",
+                        hint=f"see {folder / SUPERVISOR_LOG}",
+                        details=_tail(folder / SUPERVISOR_LOG, 15),
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(runtime["health_url"]).status_code == 200:
+                        events.log(f"healthy after {elapsed:.1f}s", step="ready")
+                        return
+                if elapsed > timeout:
+                    raise HealthTimeoutError(
+                        f"{name} did not answer {runtime['health_url']} within {timeout:.0f}s",
+                        hint="raise spec.serving.startupTimeoutSeconds, or read: "
+                        f"deployer logs {name}",
+                        details=_tail(folder / ENGINE_LOG, 25),
+                    )
+                events.progress(
+                    _last_line(folder / ENGINE_LOG) or "starting",
+                    step="ready",
+                    completed=round(elapsed, 1),
+                    total=float(timeout),
+                )
+                time.sleep(0.5)
+
+    def destroy(self, name: str, events: EventBus) -> bool:
+        folder = self._dir(name)
+        existed = self._runtime(name) is not None
+        if existed:
+            events.log("stopping the engine", step="destroy")
+            self._stop(name)
+        (folder / credentials.KEY_FILE).unlink(missing_ok=True)
+        (folder / LAUNCH).unlink(missing_ok=True)
+        return existed
+
+    def logs(self, name: str, lines: int, follow: bool) -> Iterator[str]:
+        path = self._dir(name) / ENGINE_LOG
+        if not path.is_file():
+            raise NotFoundError(
+                f"no engine log for {name}", hint="deployer status lists deployments"
+            )
+        with path.open(errors="replace") as handle:
+            for line in handle.readlines()[-lines:] if lines > 0 else []:
+                yield secrets.mask(line.rstrip("\n"))
+            while follow:
+                line = handle.readline()
+                if line:
+                    yield secrets.mask(line.rstrip("\n"))
+                else:
+                    time.sleep(0.3)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        folder = self.settings.deployment_dir(name)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
+    def _runtime(self, name: str) -> dict[str, Any] | None:
+        return _read_json(self.settings.deployment_dir(name) / RUNTIME)
+
+    def _stop(self, name: str) -> None:
+        """Stop the supervisor and its engine; safe when either is already gone."""
+        folder = self._dir(name)
+        runtime = self._runtime(name) or {}
+        state = _read_json(folder / SUPERVISOR) or {}
+        supervisor = _process(runtime.get("supervisor_pid"), runtime.get("supervisor_create_time"))
+        if supervisor is not None:
+            with contextlib.suppress(psutil.Error):
+                supervisor.terminate()
+                supervisor.wait(timeout=STOP_TIMEOUT + 10)
+        engine_pid = state.get("engine_pid")
+        if engine_pid and _process(engine_pid) is not None:
+            # The supervisor was killed without a chance to stop its engine.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(engine_pid, signal.SIGKILL)
+        if supervisor is not None and supervisor.is_running():
+            with contextlib.suppress(psutil.Error):
+                supervisor.kill()
+        (folder / RUNTIME).unlink(missing_ok=True)
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortInUseError` naming the holder when ``host:port`` cannot be bound."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            holder = _port_holder(port)
+            raise PortInUseError(
+                f"port {port} on {host} is in use{holder}",
+                hint="set spec.serving.port to a free port, or stop what holds it",
+            ) from exc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (it may be taken again before it is used)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_holder(port: int) -> str:
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="inet"):
+            listening = conn.status == psutil.CONN_LISTEN
+            if conn.laddr and conn.laddr.port == port and listening and conn.pid:
+                return f" by {psutil.Process(conn.pid).name()} (pid {conn.pid})"
+    return ""
+
+
+def _bind_host(plan: Plan) -> str:
+    args = plan.engine.args
+    return args[args.index("--host") + 1]
+
+
+def _process(pid: int | None, create_time: float | None = None) -> psutil.Process | None:
+    """The live process ``pid``, if it is the one started at ``create_time`` (no pid reuse)."""
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if create_time is not None and abs(proc.create_time() - create_time) > 0.01:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int) -> str | None:
+    """The last ``lines`` lines of ``path``, masked; reads only the file's end."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * lines))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    return secrets.mask("\n".join(text.splitlines()[-lines:]))
+
+
+def _last_line(path: Path) -> str | None:
+    tail = _tail(path, 1)
+    return tail.strip()[:120] if tail else None

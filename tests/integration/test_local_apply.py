@@ -1,0 +1,193 @@
+"""The demo end to end, for real: vLLM's CPU build serving SmolLM2-135M-Instruct on this machine.
+
+One deployment is applied once for the module and the tests walk through a user's day with it:
+ask it, apply again, change it, break it, kill its engine, destroy it. They run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import DEMO_MANIFEST
+from tests.integration.cli import Result, deployer
+
+pytestmark = pytest.mark.engine
+NAME = "smollm2-demo"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("home")
+    yield path
+    deployer("destroy", NAME, home=path)
+
+
+@pytest.fixture(scope="module")
+def first_apply(home: Path) -> Result:
+    return deployer("apply", str(DEMO_MANIFEST), home=home)
+
+
+def status(home: Path) -> dict[str, object]:
+    result = deployer("status", NAME, "--output", "json", home=home)
+    assert result.code == 0, result.output
+    [entry] = json.loads(result.stdout)
+    return entry  # type: ignore[no-any-return]
+
+
+def ask(endpoint: str, key: str, question: str = "What is the capital of France?") -> str:
+    response = httpx.post(
+        f"{endpoint}/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": NAME,
+            "messages": [{"role": "user", "content": question}],
+            "temperature": 0,
+            "max_tokens": 32,
+        },
+        timeout=120,
+    )
+    response.raise_for_status()
+    return str(response.json()["choices"][0]["message"]["content"])
+
+
+def variant(tmp_path: Path, **serving: object) -> Path:
+    """The demo manifest with changed serving settings or smoke checks, as a user would edit it."""
+    text = DEMO_MANIFEST.read_text()
+    if "maxModelLen" in serving:
+        text = text.replace("maxModelLen: 2048", f"maxModelLen: {serving['maxModelLen']}")
+    if "contains" in serving:
+        text = text.replace("contains: Paris", f"contains: {serving['contains']}")
+    path = tmp_path / "demo.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_apply_deploys_and_the_model_says_paris(first_apply: Result, home: Path) -> None:
+    assert first_apply.code == 0, first_apply.output
+    assert "Traceback" not in first_apply.output
+    assert "pass: chat: What is the capital of France?" in first_apply.stdout
+    entry = status(home)
+    assert entry["status"] == "healthy"
+    assert entry["healthy"] is True
+    key = deployer("key", NAME, home=home).stdout.strip()
+    assert key.startswith("dk-")
+    assert "Paris" in ask(str(entry["endpoint"]), key)
+
+
+def test_the_endpoint_requires_the_key(first_apply: Result, home: Path) -> None:
+    endpoint = str(status(home)["endpoint"])
+    assert httpx.get(f"{endpoint}/models", timeout=10).status_code == 401
+    wrong = httpx.get(f"{endpoint}/models", headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert wrong.status_code == 401
+    assert endpoint.startswith("http://127.0.0.1:")
+
+
+def test_the_key_is_owner_only_and_appears_nowhere_else(first_apply: Result, home: Path) -> None:
+    key_file = home / "deployments" / NAME / "api-key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text().strip()
+    assert key not in first_apply.output
+    written = [p for p in home.rglob("*") if p.is_file() and p != key_file]
+    assert any(p.name == "state.db" for p in written)
+    assert any(p.name == "engine.log" for p in written)
+    for path in written:
+        assert key.encode() not in path.read_bytes(), f"the API key leaked into {path}"
+    engine = psutil.Process(int(status(home)["pid"]))  # type: ignore[arg-type]
+    assert key not in " ".join(engine.cmdline()), "the API key is visible in ps"
+
+
+def test_second_apply_changes_nothing(first_apply: Result, home: Path) -> None:
+    before = status(home)["pid"]
+    again = deployer("apply", str(DEMO_MANIFEST), home=home)
+    assert again.code == 0, again.output
+    assert "deploy: skip: already running" in again.stdout
+    assert f"{NAME} unchanged" in again.stdout
+    assert status(home)["pid"] == before
+
+
+def test_a_failing_smoke_check_fails_apply_and_marks_unhealthy(
+    first_apply: Result, home: Path, tmp_path: Path
+) -> None:
+    before = status(home)["pid"]
+    result = deployer("apply", str(variant(tmp_path, contains="Berlin")), home=home)
+    assert result.code == 1
+    assert "0/1 smoke checks passed" in result.stderr
+    assert "answer does not contain 'Berlin'" in result.stderr
+    assert "Traceback" not in result.output
+    entry = status(home)
+    assert entry["status"] == "unhealthy"
+    assert entry["pid"] == before, "smoke checks alone must not restart the engine"
+
+    again = deployer("smoke", NAME, "--manifest", str(DEMO_MANIFEST), home=home)
+    assert again.code == 0, again.output
+    assert "1/1 smoke checks passed" in again.stdout
+    assert status(home)["status"] == "healthy"
+
+
+def test_a_changed_manifest_restarts_the_engine(
+    first_apply: Result, home: Path, tmp_path: Path
+) -> None:
+    before = status(home)
+    result = deployer("apply", str(variant(tmp_path, maxModelLen=1024)), home=home)
+    assert result.code == 0, result.output
+    assert "--max-model-len 2048 -> 1024" in result.stdout
+    after = status(home)
+    assert after["pid"] != before["pid"]
+    assert not psutil.pid_exists(int(before["pid"]))  # type: ignore[arg-type]
+    assert after["endpoint"] == before["endpoint"], "the port is kept across restarts"
+    key = deployer("key", NAME, home=home).stdout.strip()
+    assert "Paris" in ask(str(after["endpoint"]), key)
+
+
+def test_a_killed_engine_is_restarted_by_its_supervisor(first_apply: Result, home: Path) -> None:
+    pid = int(status(home)["pid"])  # type: ignore[arg-type]
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 180
+    entry = status(home)
+    while time.monotonic() < deadline:
+        entry = status(home)
+        if entry["healthy"] and entry["pid"] != pid:
+            break
+        time.sleep(2)
+    assert entry["healthy"] is True, entry
+    assert entry["pid"] != pid
+
+
+def test_logs_show_the_engine_output(first_apply: Result, home: Path) -> None:
+    result = deployer("logs", NAME, "-n", "400", home=home)
+    assert result.code == 0
+    assert "Starting vLLM server on http://127.0.0.1:" in result.stdout
+
+
+def test_destroy_stops_everything_and_frees_the_port(first_apply: Result, home: Path) -> None:
+    entry = status(home)
+    port = int(str(entry["endpoint"]).rsplit(":", 1)[1].split("/")[0])
+    pid = int(entry["pid"])  # type: ignore[arg-type]
+    result = deployer("destroy", NAME, home=home)
+    assert result.code == 0, result.output
+    assert f"{NAME} destroyed" in result.stdout
+    assert not psutil.pid_exists(pid)
+    leftovers = [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if str(home) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # free again
+    assert status(home)["status"] == "destroyed"
+    assert not (home / "deployments" / NAME / "api-key").exists()
+    again = deployer("destroy", NAME, home=home)
+    assert again.code == 0
+    assert "was already stopped" in again.stdout
