@@ -70,7 +70,7 @@ class Pipeline:
         self.store.finish_step(record.id, StepStatus.DONE, reason)
         self.events.emit(
             EventKind.STEP_FINISHED,
-            f"{name}: done in {seconds:.1f}s",
+            f"{name}: {action.value}: {reason} ({seconds:.1f}s)",
             step=name,
             status="done",
             action=action.value,

@@ -66,7 +66,7 @@ def run(
             check=False,
             stdin=subprocess.DEVNULL,
         )
-    except FileNotFoundError as exc:
+    except OSError as exc:
         raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandError(f"{display(args)} timed out after {timeout:.0f}s") from exc
@@ -106,7 +106,7 @@ def spawn_detached(
             start_new_session=True,
             close_fds=True,
         )
-    except FileNotFoundError as exc:
+    except OSError as exc:
         raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
     finally:
         out.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,11 +34,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh deployer home (state, runtime folders) for one test; the cache stays shared."""
     path = tmp_path / "home"
     monkeypatch.setenv("DEPLOYER_HOME", str(path))
-    yield path
+    return path
 
 
 @pytest.fixture

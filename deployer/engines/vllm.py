@@ -86,10 +86,13 @@ def build_args(serving: ServingSpec, decided: VllmSettings) -> list[str]:
     if decided.trust_remote_code:
         args.append("--trust-remote-code")
     for flag, value in sorted(serving.args.items()):
-        if flag in _OWNED_FLAGS:
+        # vLLM's parser accepts any unambiguous prefix (--por is --port), so a prefix of an
+        # owned flag is that flag. Shorter than three letters, argparse finds it ambiguous.
+        owned = next((o for o in _OWNED_FLAGS if len(flag) >= 3 and o.startswith(flag)), None)
+        if owned is not None:
             raise PlanError(
-                f"spec.serving.args.{flag}: deployer sets --{flag} itself",
-                hint=f"use {_OWNED_FLAGS[flag]} instead",
+                f"spec.serving.args.{flag}: deployer sets --{owned} itself",
+                hint=f"use {_OWNED_FLAGS[owned]} instead",
             )
         args += _flag(flag, value)
     return args

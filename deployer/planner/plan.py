@@ -116,13 +116,22 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     spec = deployment.spec
     serving = spec.serving
     accelerator = _accelerator(spec.resources.accelerator, facts.device)
-    count = 1 if spec.resources.count == "auto" else spec.resources.count
-    tp = count if serving.tensor_parallel_size == "auto" else serving.tensor_parallel_size
+    requested_tp = serving.tensor_parallel_size
+    if spec.resources.count == "auto":
+        count = 1 if requested_tp == "auto" else requested_tp
+    else:
+        count = spec.resources.count
+    tp = count if requested_tp == "auto" else requested_tp
     notes: list[str] = []
     if facts.device == "cpu" and tp > 1:
         raise PlanError(
             f"tensor parallel size {tp} needs {tp} GPUs, but this plan runs on the CPU",
             hint="set spec.resources.count: 1 or run on a GPU target",
+        )
+    if tp > count:
+        raise PlanError(
+            f"tensor parallel size {tp} needs {tp} accelerators, but resources.count is {count}",
+            hint=f"set spec.resources.count: {tp} (or auto), or lower tensorParallelSize",
         )
     if spec.quantize.method != "none":
         if facts.device == "cpu" or spec.quantize.method != "fp8":
@@ -169,7 +178,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         api_key_source=facts.api_key_source,
         spec_digest=digest,
     )
-    host = "127.0.0.1" if serving.host in ("0.0.0.0", "::") else serving.host  # noqa: S104
+    host = _client_host(serving.host)
     return Plan(
         deployment=deployment.name,
         target=spec.target.kind,
@@ -186,6 +195,13 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         steps=_steps(deployment, facts, digest, args),
         notes=notes,
     )
+
+
+def _client_host(bind_host: str) -> str:
+    """The address a client on this machine uses to reach an engine bound to ``bind_host``."""
+    if bind_host in ("0.0.0.0", "::", ""):  # noqa: S104 - comparing, not binding
+        return "127.0.0.1"  # Linux binds "::" dual-stack: IPv4 loopback reaches it too
+    return f"[{bind_host}]" if ":" in bind_host else bind_host
 
 
 def _accelerator(requested: str, device: Device) -> str:

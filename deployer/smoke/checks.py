@@ -167,7 +167,8 @@ def _evaluate(expect: Expectation, answer: str, vector: list[float] | None) -> l
 
 def _json_failures(answer: str, schema: dict[str, object]) -> list[str]:
     text = answer.strip()
-    fenced = re.match(r"^```(?:json)?\s*(.*?)\s*```$", text, re.DOTALL)
+    # Models often wrap JSON in a Markdown fence, sometimes after a sentence: take the fence.
+    fenced = re.search(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
     if fenced:
         text = fenced.group(1)
     try:

@@ -1,0 +1,192 @@
+"""The runner: argv lists in, captured output or a CommandError out, secrets masked."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from deployer import runner, secrets
+from deployer.errors import CommandError
+
+PY = sys.executable
+SECRET = "sk-runner-secret-4242"
+
+
+@pytest.fixture(autouse=True)
+def isolated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(secrets, "_values", set())
+
+
+def python(code: str, *args: str) -> list[str]:
+    return [PY, "-c", code, *args]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def test_run_captures_output() -> None:
+    done = runner.run(
+        python("import sys; print('out'); print('err', file=sys.stderr); sys.exit(0)")
+    )
+
+    assert done.returncode == 0
+    assert done.stdout == "out\n"
+    assert done.stderr == "err\n"
+    assert done.argv[0] == PY
+
+
+def test_run_passes_argv_verbatim_without_a_shell(tmp_path: Path) -> None:
+    tricky = ["$HOME", "a b", "; rm -rf /", "'quoted'", "*"]
+
+    done = runner.run(python("import sys; print(sys.argv[1:])", *tricky))
+
+    assert done.stdout.strip() == repr(tricky)
+
+
+def test_run_accepts_paths_and_sets_cwd_and_env(tmp_path: Path) -> None:
+    script = tmp_path / "show.py"
+    script.write_text(
+        "import os; print(os.getcwd()); print(os.environ['EXTRA'], 'PATH' in os.environ)"
+    )
+
+    done = runner.run([PY, script], cwd=tmp_path, env={"EXTRA": "yes"})
+
+    assert done.argv == [PY, str(script)]
+    assert done.stdout.splitlines() == [str(tmp_path), "yes True"]
+
+
+def test_run_gives_no_stdin() -> None:
+    done = runner.run(python("import sys; print(repr(sys.stdin.read()))"))
+
+    assert done.stdout.strip() == "''"
+
+
+def test_run_without_check_returns_the_exit_code() -> None:
+    done = runner.run(python("import sys; sys.exit(3)"), check=False)
+
+    assert done.returncode == 3
+
+
+def test_non_zero_exit_raises_with_the_masked_command() -> None:
+    secrets.register(SECRET)
+    argv = python(
+        "import sys; print('token', sys.argv[1], 'rejected', file=sys.stderr); sys.exit(2)",
+        SECRET,
+    )
+
+    with pytest.raises(CommandError) as caught:
+        runner.run(argv)
+
+    error = caught.value
+    assert "exited with code 2" in str(error)
+    assert PY in str(error)
+    assert secrets.MASK in str(error)
+    assert SECRET not in str(error)
+    assert error.details == f"token {secrets.MASK} rejected"
+    assert SECRET not in (error.details or "")
+
+
+def test_non_zero_exit_keeps_the_last_20_lines_of_stderr() -> None:
+    code = "import sys\nfor i in range(30): print(f'line {i}', file=sys.stderr)\nsys.exit(1)"
+
+    with pytest.raises(CommandError) as caught:
+        runner.run(python(code))
+
+    assert caught.value.details is not None
+    assert caught.value.details.splitlines() == [f"line {i}" for i in range(10, 30)]
+
+
+def test_non_zero_exit_without_stderr_has_no_details() -> None:
+    with pytest.raises(CommandError) as caught:
+        runner.run(python("import sys; sys.exit(5)"))
+
+    assert caught.value.details is None
+
+
+def test_missing_executable_is_a_command_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-engine"
+
+    with pytest.raises(CommandError, match="cannot run") as caught:
+        runner.run([missing, "--version"])
+
+    assert str(missing) in str(caught.value)
+
+
+def test_file_that_is_not_executable_is_a_command_error(tmp_path: Path) -> None:
+    script = tmp_path / "engine"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+
+    with pytest.raises(CommandError, match="cannot run"):
+        runner.run([script])
+
+
+def test_timeout_is_a_command_error() -> None:
+    started = time.monotonic()
+
+    with pytest.raises(CommandError, match="timed out after 1s"):
+        runner.run(python("import time; time.sleep(30)"), timeout=1)
+
+    assert time.monotonic() - started < 15
+
+
+def test_display_masks_and_quotes() -> None:
+    secrets.register(SECRET)
+
+    shown = runner.display(["vllm", "--api-key", SECRET, "a b"])
+
+    assert shown == f"vllm --api-key {secrets.MASK} 'a b'"
+
+
+# --- spawn_detached ----------------------------------------------------------------------------
+
+
+def test_spawn_detached_runs_in_a_new_session_and_appends_to_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "engine.log"
+    log.parent.mkdir()
+    log.write_text("earlier run\n")
+    code = (
+        "import os, sys, time\n"
+        "print('stdin:', repr(sys.stdin.read()), flush=True)\n"
+        "print('to stderr', os.environ['ENGINE_MODE'], file=sys.stderr, flush=True)\n"
+        "time.sleep(30)\n"
+    )
+
+    proc = runner.spawn_detached(python(code), log=log, env={"ENGINE_MODE": "test"}, cwd=tmp_path)
+    try:
+        wait_for(lambda: "to stderr" in log.read_text())
+        assert os.getsid(proc.pid) != os.getsid(0)
+        assert os.getsid(proc.pid) == proc.pid
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+    assert log.read_text().splitlines() == ["earlier run", "stdin: ''", "to stderr test"]
+
+
+def test_spawn_detached_creates_the_log_folder(tmp_path: Path) -> None:
+    log = tmp_path / "new" / "folder" / "engine.log"
+
+    proc = runner.spawn_detached(python("print('hello')"), log=log)
+    proc.wait(timeout=30)
+
+    assert log.read_text() == "hello\n"
+
+
+def test_spawn_detached_missing_executable_is_a_command_error(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="cannot run"):
+        runner.spawn_detached([tmp_path / "no-such-engine"], log=tmp_path / "engine.log")
