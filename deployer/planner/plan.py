@@ -237,10 +237,12 @@ def _steps(
             reason="restart: " + describe_change(observed.args, tuple(args)),
         )
     elif not observed.healthy:
+        # Still starting, or stuck: the supervisor restarts a crashed engine, and the ready step
+        # reports one that never answers. Restarting here would only throw a warm start away.
         deploy = PlannedStep(
             name="deploy",
-            action=StepAction.UPDATE,
-            reason=f"restart: running (pid {observed.pid}) but not healthy",
+            action=StepAction.SKIP,
+            reason=f"already running at {digest[:12]} (pid {observed.pid}), not ready yet",
         )
     else:
         deploy = PlannedStep(

@@ -155,12 +155,14 @@ class LocalTarget:
         if runtime is None:
             raise EngineStartError(f"{name} was never started", hint="run deployer apply again")
         started = time.monotonic()
+        # Exits before this wait (an adopted engine that was restarted earlier) are history.
+        exits_before = len((_read_json(folder / SUPERVISOR) or {}).get("exits") or [])
         with httpx.Client(timeout=2.0) as client:
             while True:
                 elapsed = time.monotonic() - started
                 state = _read_json(folder / SUPERVISOR) or {}
                 exits = state.get("exits") or []
-                if exits:
+                if len(exits) > exits_before:
                     raise EngineStartError(
                         f"the engine of {name} exited with code {exits[-1]['rc']} before it was "
                         "ready",

@@ -117,14 +117,15 @@ def test_deploy_skips_when_running_healthy_with_the_same_spec() -> None:
     assert again.engine.spec_digest == first.engine.spec_digest
 
 
-def test_deploy_restarts_a_running_engine_that_is_not_healthy() -> None:
+def test_deploy_adopts_a_running_engine_that_is_not_ready_yet() -> None:
+    # A deployer killed while the engine started must not throw the warm start away.
     first = make_plan(manifest(), FACTS)
 
     again = make_plan(manifest(), facts(observed=running(first, healthy=False, pid=99)))
 
     deploy = again.step("deploy")
-    assert deploy.action is StepAction.UPDATE
-    assert "not healthy" in deploy.reason
+    assert deploy.action is StepAction.SKIP
+    assert "not ready yet" in deploy.reason
     assert "pid 99" in deploy.reason
 
 
