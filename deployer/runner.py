@@ -8,9 +8,10 @@ visible to every user of the machine through ``ps``).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -110,3 +111,66 @@ def spawn_detached(
         raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
     finally:
         out.close()
+
+
+def stream(
+    argv: Argv,
+    *,
+    log: Path,
+    on_line: Callable[[str], None],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Run ``argv`` to completion, passing each output line (stdout and stderr) to ``on_line``.
+
+    The output is also written to ``log`` (replaced). The child stays in deployer's process
+    group, so a signal to deployer's group reaches it; if deployer is interrupted or ``on_line``
+    raises, the child is stopped before the exception propagates. Returns the exit code.
+    """
+    args = [os.fspath(a) for a in argv]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.Popen(
+            args,
+            env=_env(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
+    assert proc.stdout is not None  # set by stdout=PIPE
+    try:
+        with open(log, "wb") as out:
+            pending = b""
+            while chunk := os.read(proc.stdout.fileno(), 65536):
+                out.write(chunk)
+                pending += chunk
+                *lines, pending = re.split(rb"[\r\n]", pending)
+                for raw in lines:
+                    _deliver(raw, on_line)
+            _deliver(pending, on_line)
+        return proc.wait()
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        proc.stdout.close()
+
+
+def _deliver(raw: bytes, on_line: Callable[[str], None]) -> None:
+    line = raw.decode(errors="replace").rstrip()
+    if line:
+        on_line(secrets.mask(line))
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -8,10 +8,11 @@ global to the process: registering is cheap and masking is a string replace.
 
 from __future__ import annotations
 
-import os
 import secrets as _secrets
 import threading
 from pathlib import Path
+
+from deployer import atomic
 
 MASK = "********"
 
@@ -51,15 +52,7 @@ def write_owner_only(path: Path, value: str) -> None:
     atomically, so a reader sees the old value or the new one.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, value.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic.write_text(path, value, mode=0o600)
 
 
 def read_owner_only(path: Path) -> str:

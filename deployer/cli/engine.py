@@ -1,3 +1,125 @@
-"""``deployer engine ...`` and ``deployer demo ...``: engine environments and the demo model."""
+"""``deployer engine ...`` and ``deployer demo ...``: engine environments and the demo model.
+
+Progress (step lines and a spinner with pip's latest line) goes to stderr; the one result a
+script may want (the demo folder) goes to stdout.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from deployer.cli.context import STATE, boundary
+from deployer.cli.main import app
+from deployer.demo import prepare_demo_model
+from deployer.engines.install import (
+    Device,
+    default_package,
+    install_engine,
+    list_engines,
+)
+from deployer.events import Event, EventBus, EventKind
+
+engine_app = typer.Typer(help="Serving engines, each in its own virtualenv.", no_args_is_help=True)
+demo_app = typer.Typer(
+    help="The demo model (SmolLM2-135M-Instruct, offline).", no_args_is_help=True
+)
+app.add_typer(engine_app, name="engine")
+app.add_typer(demo_app, name="demo")
+
+
+class DeviceChoice(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+_DEVICES: dict[DeviceChoice, Device] = {DeviceChoice.cpu: "cpu", DeviceChoice.cuda: "cuda"}
+
+
+@engine_app.command("install")
+def install(
+    engine: Annotated[str, typer.Argument(help="The engine to install.")] = "vllm",
+    version: Annotated[
+        str | None, typer.Option("--version", help="Engine release (default: the tested one).")
+    ] = None,
+    device: Annotated[
+        DeviceChoice | None,
+        typer.Option("--device", help="cpu or cuda (default: cuda when nvidia-smi lists a GPU)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recreate the environment from scratch.")
+    ] = False,
+) -> None:
+    """Install an engine into its own virtualenv (idempotent; resumes an interrupted install)."""
+    with boundary():
+        package = default_package(engine, version, _DEVICES[device] if device else None)
+        with _progress(f"installing {package.display}") as events:
+            env = install_engine(STATE.settings(), package, events, force=force)
+        STATE.console.print(f"{package.display} ready in {env.root}", soft_wrap=True)
+
+
+@engine_app.command("list")
+def list_() -> None:
+    """List installed engine environments."""
+    with boundary():
+        observed = list_engines(STATE.settings())
+        if not observed:
+            STATE.console.print("no engines installed; run: deployer engine install vllm")
+            return
+        table = Table("engine", "package", "version", "device", "python", "installed (UTC)")
+        table.add_column("path", overflow="fold")
+        for item in observed:
+            record = item.record
+            if record is None:
+                table.add_row(
+                    "?", item.root.name, "", "", "", "[yellow]incomplete[/]", str(item.root)
+                )
+                continue
+            table.add_row(
+                record.engine,
+                record.package,
+                record.version,
+                record.device,
+                record.python,
+                record.installed_at[:16].replace("T", " "),
+                str(item.root),
+            )
+        STATE.console.print(table)
+
+
+@demo_app.command("prepare")
+def prepare(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if prepared.")] = False,
+) -> None:
+    """Prepare the demo model folder offline and print its path."""
+    with boundary():
+        with _progress("preparing the demo model") as events:
+            folder = prepare_demo_model(STATE.settings(), events, force=force)
+        STATE.console.print(str(folder), soft_wrap=True, markup=False)
+
+
+@contextmanager
+def _progress(title: str) -> Iterator[EventBus]:
+    """An event bus drawn on stderr: step lines above a spinner showing the latest log line."""
+    err = STATE.err
+    events = EventBus()
+    with err.status(escape(title)) as status:
+
+        def draw(event: Event) -> None:
+            if event.kind in (EventKind.STEP_STARTED, EventKind.STEP_FINISHED):
+                err.print(f"[cyan]•[/] {escape(event.message)}", soft_wrap=True)
+            elif event.kind is EventKind.WARNING:
+                err.print(f"[yellow]warning:[/] {escape(event.message)}", soft_wrap=True)
+            elif event.message.startswith("skip:"):
+                err.print(f"[dim]{escape(event.message)}[/]", soft_wrap=True)
+            elif event.kind is EventKind.LOG:
+                status.update(f"{escape(title)}  [dim]{escape(event.message[:100])}[/]")
+
+        events.subscribe(draw)
+        yield events

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from deployer.errors import PlanError
 from deployer.manifest.models import ArgValue, ServingSpec
 
+#: The server module. The CPU build's ``vllm`` console script crashes (PackageNotFoundError), and
+#: ``python -m`` of this module works for both builds; vLLM 0.32 warns that it is deprecated in
+#: favour of ``vllm serve``, which deployer will use once the CPU build's script works.
 ENTRYPOINT_MODULE = "vllm.entrypoints.openai.api_server"
 API_KEY_ENV = "VLLM_API_KEY"
 HEALTH_PATH = "/health"

@@ -7,7 +7,8 @@ to ``engine.log``, restarts it on failure with backoff (at most ``max_restarts``
 ``restart_window`` seconds), and on SIGTERM stops the whole group (SIGTERM, then SIGKILL after
 ``stop_timeout``). Its state is ``supervisor.json``, replaced atomically on every change.
 
-Only the standard library is imported: this process lives as long as the deployment.
+Only the standard library (and deployer's stdlib-only ``atomic``) is imported: this process lives
+as long as the deployment.
 """
 
 from __future__ import annotations
@@ -22,11 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+from deployer import atomic
 
 
 class Supervisor:
@@ -44,7 +41,7 @@ class Supervisor:
         }
 
     def _save(self) -> None:
-        _write_json(self.dir / "supervisor.json", self.state)
+        atomic.write_json(self.dir / "supervisor.json", self.state)
 
     def _env(self) -> dict[str, str]:
         # The API key arrives in this process's own environment (readable by its owner only),

