@@ -22,11 +22,14 @@ from deployer.errors import (
     UnsupportedError,
 )
 from deployer.events import EventBus, EventKind
-from deployer.hub.local import inspect_folder
+from deployer.hub.fetch import Fetcher, FetchResult, LockMismatchError
+from deployer.hub.lock import LockedModel, ModelLock, lock_path, read_lock, write_lock
+from deployer.hub.source import ModelSourceFacts, hub_facts, local_facts, locked_entry
+from deployer.hub.store import ModelStore
 from deployer.manifest.loader import LoadedManifest, load_manifest, load_manifests
 from deployer.manifest.schema import json_schema
 from deployer.pipeline import Pipeline
-from deployer.planner import Facts, Plan, StepAction, make_plan
+from deployer.planner import Facts, Plan, PlannedStep, StepAction, make_plan
 from deployer.planner.plan import Device
 from deployer.settings import Settings
 from deployer.smoke import SmokeReport, run_checks
@@ -134,8 +137,19 @@ def _apply(
         key_dir=settings.deployment_dir(name),
         base_dir=loaded.base_dir,
     )
-    the_plan = _plan(loaded, target, settings, key=key)
-    pipeline.step("model", StepAction.CHECK, the_plan.step("model").reason, lambda: None)
+    the_plan = _plan(loaded, target, settings, key=key, events=pipeline.events)
+    model_step = the_plan.steps[0]
+    if model_step.name == "fetch":
+        fetcher = _fetcher(loaded, settings, pipeline.events)
+        locked = _locked(loaded)
+        if model_step.action == StepAction.SKIP:
+            pipeline.skip("fetch", model_step.reason)
+        else:
+            pipeline.step(
+                "fetch", model_step.action, model_step.reason, lambda: fetcher.fetch(locked)
+            )
+    else:
+        pipeline.step("model", StepAction.CHECK, model_step.reason, lambda: None)
     pipeline.step(
         "engine",
         StepAction.CHECK,
@@ -243,24 +257,18 @@ def _plan(
     settings: Settings,
     *,
     key: credentials.ApiKey | None,
+    events: EventBus | None = None,
 ) -> Plan:
     deployment = loaded.deployment
     spec = deployment.spec
-    model = spec.model
-    if model.source != "local":
-        raise UnsupportedError(
-            f"{loaded.path}: spec.model.source {model.source} cannot be fetched by this version",
-            hint="download the model into a folder and use source: local with its path",
-        )
-    facts_model = inspect_folder(
-        loaded.resolve_path(model.path), trust_remote_code=model.trust_remote_code
-    )
+    source = _model_facts(loaded, settings, events or EventBus())
     device = _device(spec.resources.accelerator)
     package = default_package(spec.serving.engine, spec.serving.version, device)
     observed = target.observe(deployment.name)
     port = spec.serving.port or observed.port or target.previous_port(deployment.name)
     if port is None:
-        port = free_port(spec.serving.host if spec.serving.host != "0.0.0.0" else "127.0.0.1")  # noqa: S104
+        host = spec.serving.host if spec.serving.host != "0.0.0.0" else "127.0.0.1"  # noqa: S104
+        port = free_port(host)
     if key is None:
         stored = credentials.stored_api_key(settings.deployment_dir(deployment.name))
         key_source = spec.serving.api_key.describe() if spec.serving.api_key else "generated"
@@ -269,10 +277,14 @@ def _plan(
         )
     else:
         key_source, key_digest = key.source, key.digest
+    step_name = "fetch" if spec.model.source == "huggingface" else "model"
     facts = Facts(
         device=device,
-        model_path=str(facts_model.path),
-        model_fingerprint=facts_model.fingerprint,
+        model_path=str(source.path),
+        model_fingerprint=source.fingerprint,
+        model_step=PlannedStep(
+            name=step_name, action=StepAction(source.action), reason=source.reason
+        ),
         port=port,
         engine_package=package.package,
         engine_version=package.version,
@@ -281,6 +293,104 @@ def _plan(
         observed=observed,
     )
     return make_plan(deployment, facts)
+
+
+def _model_facts(loaded: LoadedManifest, settings: Settings, events: EventBus) -> ModelSourceFacts:
+    model = loaded.deployment.spec.model
+    if model.source == "local":
+        return local_facts(model, loaded.resolve_path(model.path))
+    return hub_facts(
+        model,
+        locked=_locked(loaded),
+        store=ModelStore(settings.models_dir),
+        token=_hub_token(loaded),
+        events=events,
+    )
+
+
+def _locked(loaded: LoadedManifest) -> LockedModel | None:
+    model = loaded.deployment.spec.model
+    if model.source != "huggingface":
+        return None
+    path = lock_path(loaded.path)
+    return locked_entry(model, read_lock(path), loaded.deployment.name, path)
+
+
+def _hub_token(loaded: LoadedManifest) -> str | None:
+    model = loaded.deployment.spec.model
+    if model.source != "huggingface" or model.token is None:
+        return None
+    return credentials.resolve_secret(
+        model.token, field="spec.model.token", base_dir=loaded.base_dir
+    )
+
+
+def _fetcher(loaded: LoadedManifest, settings: Settings, events: EventBus) -> Fetcher:
+    model = loaded.deployment.spec.model
+    if model.source != "huggingface":
+        raise UnsupportedError(
+            f"{loaded.deployment.name}: spec.model.source is {model.source}; only hub models "
+            "are fetched or locked",
+            hint="a local folder is used where it is",
+        )
+    return Fetcher(
+        model, store=ModelStore(settings.models_dir), token=_hub_token(loaded), events=events
+    )
+
+
+@dataclass(frozen=True)
+class LockReport:
+    path: Path
+    #: deployment name -> (action: "created" | "updated" | "unchanged", commit)
+    entries: dict[str, tuple[str, str]]
+
+
+def lock(path: Path, settings: Settings, events: EventBus, *, update: bool = False) -> LockReport:
+    """Write or check ``path``'s lockfile for every hub-sourced deployment in it.
+
+    Without ``update`` a deployment already locked must still resolve to its locked commit:
+    a moved branch raises LockMismatchError (exit 1, for CI gates); with ``update`` it moves.
+    Deterministic: an unchanged hub gives a byte-identical file.
+    """
+    manifests = [
+        m for m in load_manifests([path]) if m.deployment.spec.model.source == "huggingface"
+    ]
+    if not manifests:
+        raise UnsupportedError(
+            f"{path} has no deployment with spec.model.source: huggingface to lock",
+            hint="local folders are used as they are and need no lock",
+        )
+    file = lock_path(path)
+    current = read_lock(file) or ModelLock()
+    entries = dict(current.deployments)
+    report: dict[str, tuple[str, str]] = {}
+    for loaded in manifests:
+        name = loaded.deployment.name
+        old = entries.get(name)
+        fresh = _fetcher(loaded, settings, events).lock()
+        if old is not None and not update and _lock_identity(old) != _lock_identity(fresh):
+            raise LockMismatchError(
+                f"{name}: {fresh.repo}@{fresh.revision} is now {fresh.commit[:12]}, but "
+                f"{file.name} pins {old.commit[:12]}",
+                hint="review the new revision, then run: deployer lock --update " + str(path),
+            )
+        entries[name] = fresh
+        action = "created" if old is None else ("unchanged" if old == fresh else "updated")
+        report[name] = (action, fresh.commit)
+    new_lock = ModelLock(deployments=entries)
+    if new_lock != current or not file.exists():
+        write_lock(file, new_lock, path)
+    return LockReport(path=file, entries=report)
+
+
+def _lock_identity(entry: LockedModel) -> tuple[str, list[tuple[str, int, str]]]:
+    return entry.commit, [(f.path, f.size, f.sha256) for f in entry.files]
+
+
+def fetch(path: Path, settings: Settings, events: EventBus) -> FetchResult:
+    """Download and verify a manifest's model into the store (its lock's commit, if locked)."""
+    loaded = load_manifest(path)
+    return _fetcher(loaded, settings, events).fetch(_locked(loaded))
 
 
 def _device(accelerator: str) -> Device:

@@ -76,6 +76,14 @@ class UnsupportedError(PermanentError):
     """A valid request for something this version does not do yet."""
 
 
+class UnsafeModelError(PermanentError):
+    """A model's files break the supply-chain policy: a hostile path, pickle weights that are not
+    allowed or carry code, a file that is not what its name says, or custom code not trusted.
+
+    The message names the file and the reason; the hint says what would make it acceptable.
+    """
+
+
 # --- environment -------------------------------------------------------------------------------
 
 

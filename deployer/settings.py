@@ -41,6 +41,10 @@ class Settings:
         return self.cache / "engines"
 
     @property
+    def models_dir(self) -> Path:
+        return self.cache / "models"
+
+    @property
     def deployments_dir(self) -> Path:
         return self.home / "deployments"
 

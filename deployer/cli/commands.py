@@ -265,3 +265,36 @@ def key(name: NameArg) -> None:
     """Print a deployment's generated API key (for: export OPENAI_API_KEY=$(deployer key NAME))."""
     with boundary():
         typer.echo(api.api_key(name, STATE.settings()))
+
+
+@app.command()
+def lock(
+    manifest: ManifestArg,
+    update: Annotated[
+        bool, typer.Option("--update", help="Move the lock to what the hub serves now.")
+    ] = False,
+) -> None:
+    """Pin each hub model of a manifest to a commit and its files' sha256 (MANIFEST.lock.yaml).
+
+    Without --update, a lock whose revision has moved on the hub is an error (exit 1).
+    """
+    with boundary():
+        with rendering(STATE.err) as events:
+            report = api.lock(manifest, STATE.settings(), events, update=update)
+        for name, (action, commit) in report.entries.items():
+            STATE.console.print(f"{name}: {action} at {commit}")
+        STATE.console.print(f"lockfile: {report.path}")
+
+
+@app.command()
+def fetch(manifest: ManifestArg) -> None:
+    """Download and verify a manifest's model into the store (the locked commit, if locked)."""
+    with boundary():
+        with rendering(STATE.err) as events:
+            result = api.fetch(manifest, STATE.settings(), events)
+        STATE.console.print(
+            f"{result.repo}@{result.commit[:12]}: {len(result.files)} files, "
+            f"{human_bytes(result.total_bytes)} verified; downloaded "
+            f"{human_bytes(result.downloaded_bytes)}, reused {human_bytes(result.reused_bytes)}"
+        )
+        STATE.console.print(f"snapshot: {result.snapshot}")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.errors import ManifestError, NotFoundError
+from deployer.hub import safety
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModel
     """Check that ``path`` is a servable model folder and describe it.
 
     Raises :class:`NotFoundError` when the folder or its ``config.json`` is missing,
-    :class:`ManifestError` when it holds no safetensors weights, only pickle weights, or needs
-    custom code that the manifest does not allow.
+    :class:`ManifestError` without a tokenizer, and :class:`UnsafeModelError` when the
+    supply-chain policy refuses it (see :func:`deployer.hub.safety.verify_local_folder`).
     """
     if not path.is_dir():
         raise NotFoundError(
@@ -51,27 +51,16 @@ def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModel
     except (OSError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{config_file} is not valid JSON: {exc}") from exc
 
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    weights = [p for p in files if p.suffix == ".safetensors"]
-    if not weights:
-        pickles = [p.name for p in files if p.suffix in _PICKLE_SUFFIXES]
-        detail = f" (it has pickle weights: {', '.join(pickles[:3])})" if pickles else ""
-        raise ManifestError(
-            f"{path} has no .safetensors weights{detail}",
-            hint="convert the weights to safetensors; pickle weights can run code when loaded",
-        )
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
         raise ManifestError(
             f"{path} has no tokenizer files ({', '.join(_TOKENIZER_FILES)})",
             hint="save the tokenizer next to the weights (tokenizer.save_pretrained)",
         )
-    needs_remote_code = "auto_map" in config
-    if needs_remote_code and not trust_remote_code:
-        raise ManifestError(
-            f"{config_file} asks for custom code (auto_map): Python from the model folder",
-            hint="review that code, then set spec.model.trustRemoteCode: true",
-        )
-
+    # The supply-chain policy: safetensors headers parse, no pickle weights, no custom code
+    # unless allowed.
+    safety.verify_local_folder(path, allow_pickle=False, trust_remote_code=trust_remote_code)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    needs_remote_code = safety.needs_remote_code(config)
     digest = hashlib.sha256()
     total = 0
     for file in files:

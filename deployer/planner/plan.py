@@ -63,6 +63,9 @@ class Facts:
     api_key_source: str
     api_key_digest: str
     observed: Observed | None = None
+    #: What getting the model takes: a local folder is checked; a hub model is fetched
+    #: (create) unless its locked or resolved commit is already in the store (skip).
+    model_step: PlannedStep | None = None
 
 
 class _PlanModel(BaseModel):
@@ -252,7 +255,8 @@ def _steps(
         )
     checks = len(deployment.spec.smoke)
     return [
-        PlannedStep(name="model", action=StepAction.CHECK, reason=f"use {facts.model_path}"),
+        facts.model_step
+        or PlannedStep(name="model", action=StepAction.CHECK, reason=f"use {facts.model_path}"),
         PlannedStep(
             name="engine",
             action=StepAction.CHECK,

@@ -1,0 +1,150 @@
+"""The model store: one content-addressed copy of every verified file, shared by all manifests.
+
+Layout under ``<cache>/models``::
+
+    blobs/sha256/<hex>                  a verified file, read-only; named by its content
+    index/git-sha1/<oid>                the sha256 of a regular file the hub names by git id
+    snapshots/<org>--<name>/<commit>/   a folder an engine loads: symlinks into blobs/
+    refs/<org>--<name>/<revision>       the commit a branch or tag resolved to last (offline use)
+    staging/                            huggingface_hub's cache for downloads in flight
+
+A blob enters ``blobs/`` only after its sha256 and size were checked, by an atomic rename; a
+snapshot folder appears only complete, also by rename. Nothing an engine reads is ever partial
+or unverified, whatever moment a fetch is killed at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from deployer import atomic
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of ``path``'s content (how the hub names a regular, non-LFS file)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def repo_key(repo: str) -> str:
+    return repo.replace("/", "--")
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.snapshots = root / "snapshots"
+        self.refs = root / "refs"
+        self.staging = root / "staging"
+
+    # --- blobs ---------------------------------------------------------------------------------
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blobs / sha256
+
+    def has_blob(self, sha256: str, size: int | None = None) -> bool:
+        path = self.blob_path(sha256)
+        try:
+            return size is None or path.stat().st_size == size
+        except OSError:
+            return False
+
+    def add_blob(self, source: Path, sha256: str) -> Path:
+        """Move the verified file ``source`` into the store as ``sha256``; idempotent.
+
+        The caller has checked ``source``'s content against ``sha256``. The move is a rename
+        within the store's file system (a copy first when ``source`` lives elsewhere).
+        """
+        target = self.blob_path(sha256)
+        if target.exists():
+            source.unlink(missing_ok=True)
+            return target
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        tmp = self.blobs / f".{sha256}.{os.getpid()}.tmp"
+        try:
+            os.replace(source, tmp)
+        except OSError:  # another file system
+            shutil.copyfile(source, tmp)
+            source.unlink(missing_ok=True)
+        tmp.chmod(0o444)
+        os.replace(tmp, target)
+        return target
+
+    # --- snapshots -----------------------------------------------------------------------------
+
+    def snapshot_path(self, repo: str, commit: str) -> Path:
+        return self.snapshots / repo_key(repo) / commit
+
+    def has_snapshot(self, repo: str, commit: str) -> bool:
+        return self.snapshot_path(repo, commit).is_dir()
+
+    def build_snapshot(self, repo: str, commit: str, files: Mapping[str, str]) -> Path:
+        """Make the folder ``snapshots/<repo>/<commit>`` of symlinks (path -> blob sha256).
+
+        Every blob must be in the store. The folder is assembled under a temporary name and
+        renamed into place, so it is either absent or complete. Idempotent.
+        """
+        target = self.snapshot_path(repo, commit)
+        if target.is_dir():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{commit}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for relative, sha256 in sorted(files.items()):
+            link = tmp / relative
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(self.blob_path(sha256), link.parent))
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished the same snapshot first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    # --- git object ids ------------------------------------------------------------------------
+
+    def remember_git_oid(self, oid: str, sha256: str) -> None:
+        """Record that the regular file with git id ``oid`` is blob ``sha256``."""
+        path = self.root / "index" / "git-sha1" / oid
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(path, sha256 + "\n")
+
+    def sha256_for_git_oid(self, oid: str) -> str | None:
+        with contextlib.suppress(OSError):
+            return (self.root / "index" / "git-sha1" / oid).read_text().strip() or None
+        return None
+
+    # --- refs ----------------------------------------------------------------------------------
+
+    def remember_ref(self, repo: str, revision: str, commit: str) -> None:
+        path = self.refs / repo_key(repo) / revision
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(path, commit + "\n")
+
+    def cached_ref(self, repo: str, revision: str) -> str | None:
+        with contextlib.suppress(OSError):
+            return (self.refs / repo_key(repo) / revision).read_text().strip() or None
+        return None
+
+    def staging_dir(self) -> Path:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        return self.staging
