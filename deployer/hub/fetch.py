@@ -247,7 +247,7 @@ class Fetcher:
         return hashes
 
     def _one(self, commit: str, wanted: _Wanted, locked: bool) -> tuple[str, str]:
-        local = remote.download(
+        local, streamed_sha = remote.download(
             self.model.repo,
             wanted.path,
             commit,
@@ -257,7 +257,7 @@ class Fetcher:
             size=wanted.size,
         )
         try:
-            sha = self._verify(local, wanted, locked)
+            sha = self._verify(local, wanted, locked, streamed_sha)
             self._check_policy(local, wanted.path)
         except BaseException:
             local.unlink(missing_ok=True)
@@ -270,7 +270,9 @@ class Fetcher:
         self.events.log(f"verified {wanted.path} ({_human(wanted.size or 0)})", step=STEP)
         return wanted.path, sha
 
-    def _verify(self, local: Path, wanted: _Wanted, locked: bool) -> str:
+    def _verify(
+        self, local: Path, wanted: _Wanted, locked: bool, streamed_sha: str | None = None
+    ) -> str:
         size = local.stat().st_size
         culprit = "the hub no longer matches the lockfile" if locked else "the download is corrupt"
         hint = (
@@ -283,7 +285,7 @@ class Fetcher:
                 f"{wanted.path}: {size} bytes where {wanted.size} were expected ({culprit})",
                 hint=hint,
             )
-        sha = sha256_file(local)
+        sha = streamed_sha or sha256_file(local)
         if wanted.sha256 is not None and sha != wanted.sha256:
             raise LockMismatchError(
                 f"{wanted.path}: sha256 {sha[:16]}… where {wanted.sha256[:16]}… was expected "

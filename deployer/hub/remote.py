@@ -8,11 +8,13 @@ and never the token.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from deployer import secrets
 from deployer.errors import DeployerError, NotFoundError, PermanentError, TemporaryError
@@ -96,13 +98,14 @@ def download(
     token: str | None,
     partial: Path,
     size: int | None,
-) -> Path:
+) -> tuple[Path, str | None]:
     """Download ``path`` of ``commit`` to the file ``partial``, resuming what is already there.
 
     huggingface_hub's own cache starts a killed download again from zero (its temporary names
     are unique per process), so deployer keeps one partial file per (repo, commit, path) and
-    asks the library's HTTP download to continue it with a ``Range`` request. The file is not
-    verified here: the caller checks it before it goes anywhere an engine can read.
+    asks the library's HTTP download to continue it with a ``Range`` request. Returns the file
+    and its sha256, computed while the bytes arrived (None if the library had to rewind). The
+    file is not verified here: the caller checks it before an engine can read it.
     """
     _quiet()
     from huggingface_hub import hf_hub_url
@@ -111,22 +114,62 @@ def download(
 
     url = hf_hub_url(repo, path, revision=commit, endpoint=endpoint)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    with _translated(repo, commit, endpoint, path=path), partial.open("ab") as out:
+    with _translated(repo, commit, endpoint, path=path), partial.open("a+b") as out:
         done = out.tell()
         if size is not None and done > size:  # not ours to continue: start again
             out.truncate(0)
             done = 0
+        writer = _HashingWriter(out)
         if size is None or done < size:
             # No expected size for the library to check: deployer checks size and sha256
             # itself, and reports a mismatch as such rather than as a network error.
             http_get(
                 url,
-                out,
+                cast("BinaryIO", writer),
                 resume_size=done,
                 headers=build_hf_headers(token=token or False),
                 displayed_filename=path,
             )
-    return partial
+    return partial, writer.hexdigest()
+
+
+class _HashingWriter:
+    """A file wrapper that hashes what is written, after hashing what the file already holds.
+
+    If the writer is moved backwards (the library rewinds after a broken connection) the
+    running hash is abandoned and :meth:`hexdigest` returns None, so the caller hashes the file.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._digest: hashlib._Hash | None = hashlib.sha256()
+        end = file.tell()
+        file.seek(0)
+        while chunk := file.read(1 << 20):
+            self._digest.update(chunk)
+        file.seek(end)
+
+    def write(self, data: bytes) -> int:
+        if self._digest is not None:
+            self._digest.update(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._digest = None
+        return self._file.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        self._digest = None
+        return self._file.truncate(size)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def hexdigest(self) -> str | None:
+        return self._digest.hexdigest() if self._digest is not None else None
 
 
 def _quiet() -> None:

@@ -1,0 +1,107 @@
+"""`deployer fetch` against `hf download` (huggingface_hub's own CLI), same repo, same endpoint.
+
+The endpoint is deployer's mirror on loopback serving the demo model (about 270 MB), so the
+network is not what is measured: the clients are. deployer also verifies every file's sha256 and
+parses the safetensors headers; `hf download` checks sizes only. Each round uses empty caches.
+Then a re-fetch of the cached, locked revision: bytes moved (aim: 0) and wall time (aim: < 1 s).
+
+    .venv/bin/python benchmarks/fetch_vs_hf_download.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, median, table
+
+from deployer.hub.mirror import Mirror, MirrorRepo
+
+REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEMO = Path.home() / ".cache" / "deployer" / "demo" / "SmolLM2-135M-Instruct"
+
+
+def manifest(folder: Path, endpoint: str) -> Path:
+    text = (ROOT / "model_manifests" / "demo" / "smollm2-135m-mirror.yaml").read_text()
+    path = folder / "demo.yaml"
+    path.write_text(text.replace("http://127.0.0.1:8089", endpoint))
+    return path
+
+
+def timed_run(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env={**os.environ, **env}, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def body_bytes(mirror: Mirror) -> int:
+    return sum(r.bytes_sent for r in mirror.requests)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    rounds = parser.parse_args().rounds
+    hf = shutil.which("hf", path=str(Path(sys.executable).parent))
+    if hf is None:
+        raise SystemExit("the hf command (huggingface_hub's CLI) is not in this virtualenv")
+    ours, theirs, moved = [], [], []
+    with Mirror([MirrorRepo.from_folder(REPO, DEMO)]) as mirror, tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        path = manifest(tmp, mirror.base_url)
+        common = {"HF_HUB_DISABLE_TELEMETRY": "1", "DEPLOYER_HOME": str(tmp / "home")}
+        deployer = [sys.executable, "-m", "deployer"]
+        subprocess.run(
+            [*deployer, "lock", str(path)],
+            env={**os.environ, **common},
+            check=True,
+            capture_output=True,
+        )
+        for _ in range(rounds):
+            cache = tmp / "cache"
+            shutil.rmtree(cache, ignore_errors=True)
+            mirror.clear_requests()
+            theirs.append(
+                timed_run(
+                    [hf, "download", REPO, "--cache-dir", str(cache / "hf")],
+                    {**common, "HF_ENDPOINT": mirror.base_url},
+                )
+            )
+            hf_bytes = body_bytes(mirror)
+            mirror.clear_requests()
+            ours.append(
+                timed_run([*deployer, "fetch", str(path)], {**common, "DEPLOYER_CACHE": str(cache)})
+            )
+            moved.append(body_bytes(mirror))
+        mirror.clear_requests()
+        refetch = timed_run(
+            [*deployer, "fetch", str(path)], {**common, "DEPLOYER_CACHE": str(tmp / "cache")}
+        )
+        refetch_bytes = body_bytes(mirror)
+    size = sum(p.stat().st_size for p in DEMO.iterdir() if p.is_file())
+
+    def line(seconds: float, moved_bytes: float) -> str:
+        rate = size / seconds / 2**20
+        return f"{seconds:.2f} s, {rate:.0f} MiB/s, {moved_bytes / 2**20:.1f} MiB moved"
+
+    table(
+        [
+            ("hf download (median)", line(median(theirs), hf_bytes)),
+            ("deployer fetch (median)", line(median(ours), median(moved))),
+            ("throughput ratio deployer / hf (aim >= 1.0)", f"{median(theirs) / median(ours):.2f}"),
+            (
+                "re-fetch of the locked, cached revision",
+                f"{refetch:.2f} s, {refetch_bytes} B moved",
+            ),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
