@@ -298,7 +298,7 @@ def _plan(
 def _model_facts(loaded: LoadedManifest, settings: Settings, events: EventBus) -> ModelSourceFacts:
     model = loaded.deployment.spec.model
     if model.source == "local":
-        return local_facts(model, loaded.resolve_path(model.path))
+        return local_facts(model, loaded.resolve_path(model.path), base_dir=loaded.base_dir)
     return hub_facts(
         model,
         locked=_locked(loaded),
@@ -334,7 +334,11 @@ def _fetcher(loaded: LoadedManifest, settings: Settings, events: EventBus) -> Fe
             hint="a local folder is used where it is",
         )
     return Fetcher(
-        model, store=ModelStore(settings.models_dir), token=_hub_token(loaded), events=events
+        model,
+        store=ModelStore(settings.models_dir),
+        token=_hub_token(loaded),
+        events=events,
+        base_dir=loaded.base_dir,
     )
 
 

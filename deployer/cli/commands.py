@@ -14,8 +14,9 @@ from rich.table import Table
 from deployer import api
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
-from deployer.cli.render import human_bytes, print_json, rendering
+from deployer.cli.render import print_json, rendering
 from deployer.errors import ManifestError
+from deployer.units import human_bytes
 
 
 class Output(StrEnum):

@@ -85,14 +85,3 @@ def rendering(console: Console, *, verbose: bool = False) -> Iterator[EventBus]:
 
 def print_json(console: Console, data: Any) -> None:
     console.print_json(json.dumps(data, default=str, sort_keys=True))
-
-
-def human_bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")

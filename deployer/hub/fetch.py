@@ -13,20 +13,22 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer.errors import PermanentError
+from deployer.errors import PermanentError, UnsafeModelError
 from deployer.events import EventBus
 from deployer.hub import remote, safety
 from deployer.hub.lock import LockedFile, LockedModel
 from deployer.hub.remote import HubUnreachableError, RemoteFile, RemoteListing
 from deployer.hub.safetensors_header import read_header
+from deployer.hub.signing import verify_signature
 from deployer.hub.store import ModelStore, git_blob_sha1, repo_key, sha256_file
 from deployer.manifest.models import HuggingFaceModel
+from deployer.units import human_bytes
 
 STEP = "fetch"
 MAX_WORKERS = 4
@@ -70,11 +72,14 @@ class Fetcher:
         store: ModelStore,
         token: str | None,
         events: EventBus,
+        base_dir: Path | None = None,
     ) -> None:
         self.model = model
         self.store = store
         self.token = token
         self.events = events
+        #: Where relative paths in the manifest (signature keys) start; default: the cwd.
+        self.base_dir = base_dir or Path.cwd()
         self.endpoint = remote.effective_endpoint(model.endpoint)
         self._lock = threading.Lock()
         self._stored_bytes = 0
@@ -112,9 +117,13 @@ class Fetcher:
     def fetch(self, locked: LockedModel | None) -> FetchResult:
         """Make the snapshot of the locked commit (or of the revision now) complete and verified.
 
+        With ``spec.model.signature``, the snapshot is verified against the signature before it
+        is published (a failure publishes nothing), and a snapshot already in the store is
+        verified again before it is used.
+
         Raises LockMismatchError when the hub no longer serves what ``locked`` pins,
-        UnsafeModelError when a file breaks the policy, HubUnreachableError when the hub cannot
-        be reached and the files are not cached.
+        UnsafeModelError when a file breaks the policy or the signature does not hold,
+        HubUnreachableError when the hub cannot be reached and the files are not cached.
         """
         if locked is not None:
             for file in locked.files:  # a hand-edited lock must not write outside the store
@@ -138,7 +147,7 @@ class Fetcher:
         if missing:
             total = sum(w.size or 0 for w in missing)
             self.events.log(
-                f"downloading {len(missing)} file(s), {_human(total)} from {self.endpoint}",
+                f"downloading {len(missing)} file(s), {human_bytes(total)} from {self.endpoint}",
                 step=STEP,
             )
         else:
@@ -149,7 +158,10 @@ class Fetcher:
             for w in wanted
         ]
         snapshot = self.store.build_snapshot(
-            self.model.repo, commit, {f.path: f.sha256 for f in files}
+            self.model.repo,
+            commit,
+            {f.path: f.sha256 for f in files},
+            verify=self._signature_check([f.path for f in files], locked=locked is not None),
         )
         return FetchResult(
             repo=self.model.repo,
@@ -192,9 +204,42 @@ class Fetcher:
             for p in sorted(snapshot.rglob("*"))
             if p.is_symlink()
         ]
+        check = self._signature_check([f.path for f in files], cached=snapshot)
+        if check is not None:
+            check(snapshot)
         return FetchResult(
             self.model.repo, commit, snapshot, files, 0, sum(f.size for f in files), None
         )
+
+    def _signature_check(
+        self, files: Sequence[str], *, locked: bool = False, cached: Path | None = None
+    ) -> Callable[[Path], None] | None:
+        """The check of ``spec.model.signature`` over a snapshot of ``files``; None without one.
+
+        Raises UnsafeModelError at once when ``files`` lack the signature file: a lock written
+        before the manifest asked for a signature, or a snapshot fetched without it.
+        """
+        spec = self.model.signature
+        if spec is None:
+            return None
+        name = spec.signature_file
+        if name not in files:
+            if cached is not None:
+                hint = f"it was fetched without its signature: remove {cached}, then fetch again"
+            elif locked:
+                hint = "run: deployer lock --update MANIFEST"
+            else:
+                hint = "ask the publisher for a signed revision"
+            raise UnsafeModelError(
+                f"signature file {name} is not among the files of {self.model.repo}", hint=hint
+            )
+
+        def check(folder: Path) -> None:
+            self.events.log(f"verifying {len(files) - 1} file(s) against {name}", step=STEP)
+            verify_signature(folder, spec, base_dir=self.base_dir, files=files)
+            self.events.log(f"signature {name} verified ({spec.method})", step=STEP)
+
+        return check
 
     def _known(self, wanted: _Wanted) -> _Wanted:
         """``wanted`` with its sha256 filled in when the store knows its git object id."""
@@ -210,6 +255,7 @@ class Fetcher:
             [f.path for f in listing.files],
             allow_pickle=self.model.allow_pickle,
             trust_remote_code=self.model.trust_remote_code,
+            extra=[self.model.signature.signature_file] if self.model.signature else (),
         )
         by_path = {f.path: f for f in listing.files}
         return [_wanted(by_path[path]) for path in selection.files]
@@ -267,7 +313,7 @@ class Fetcher:
             self.store.remember_git_oid(wanted.git_oid, sha)
         with self._lock:
             self._stored_bytes += wanted.size or 0
-        self.events.log(f"verified {wanted.path} ({_human(wanted.size or 0)})", step=STEP)
+        self.events.log(f"verified {wanted.path} ({human_bytes(wanted.size or 0)})", step=STEP)
         return wanted.path, sha
 
     def _verify(
@@ -332,7 +378,7 @@ class Fetcher:
                 done = self._stored_bytes + _bytes_in(staging)
                 rate = done / max(time.monotonic() - started, 1e-3)
                 self.events.progress(
-                    f"{_human(done)} of {_human(total)} ({_human(int(rate))}/s)",
+                    f"{human_bytes(done)} of {human_bytes(total)} ({human_bytes(int(rate))}/s)",
                     step=STEP,
                     completed=float(done),
                     total=float(total) or None,
@@ -361,12 +407,3 @@ def _bytes_in(folder: Path) -> int:
         with contextlib.suppress(OSError):  # moved out between glob and stat
             total += path.stat().st_size
     return total
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

@@ -77,6 +77,11 @@ def read_lock(path: Path) -> ModelLock | None:
         return None
     except OSError as exc:
         raise ManifestError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"{path}: not a valid deployer lockfile (not UTF-8 text)",
+            hint="regenerate it with: deployer lock --update MANIFEST",
+        ) from exc
     try:
         data = YAML(typ="safe").load(text)
         return ModelLock.model_validate(data)

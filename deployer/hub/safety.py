@@ -107,7 +107,13 @@ def check_repo_path(path: str) -> None:
         raise UnsafeModelError(f"refusing the hub file {path!r}: {why}", hint=_BAD_PATH_HINT)
 
 
-def select_files(paths: Sequence[str], *, allow_pickle: bool, trust_remote_code: bool) -> Selection:
+def select_files(
+    paths: Sequence[str],
+    *,
+    allow_pickle: bool,
+    trust_remote_code: bool,
+    extra: Sequence[str] = (),
+) -> Selection:
     """Choose what the engine (vLLM) needs from a repository's file listing.
 
     Selected, at the top level only: configs and tokenizer files (:data:`WANTED_FILES`,
@@ -122,10 +128,21 @@ def select_files(paths: Sequence[str], *, allow_pickle: bool, trust_remote_code:
     (``pytorch_model*.bin``, ``*.pt``, not optimizer or training state): with ``allow_pickle``
     they and ``pytorch_model.bin.index.json`` are selected (scan them after fetching, see
     :attr:`Selection.pickles`); without it :class:`UnsafeModelError` is raised. No weights at
-    all raises it too. Every path first passes :func:`check_repo_path`. Pure.
+    all raises it too. Every path first passes :func:`check_repo_path`.
+
+    ``extra`` are paths the manifest requires besides (the signature file of
+    ``spec.model.signature``): each is selected, wherever it is, and one missing from ``paths``
+    raises :class:`UnsafeModelError` naming it. Pure.
     """
     for path in paths:
         check_repo_path(path)
+    missing = [path for path in extra if path not in paths]
+    if missing:
+        raise UnsafeModelError(
+            f"signature file {missing[0]} is not in the repository",
+            hint="ask the publisher for a signed revision, or fix "
+            "spec.model.signature.signatureFile",
+        )
     top = [path for path in paths if "/" not in path]
     safetensors = [path for path in top if path.endswith(".safetensors")]
 
@@ -149,6 +166,7 @@ def select_files(paths: Sequence[str], *, allow_pickle: bool, trust_remote_code:
             )
         chosen.update(pickles)
         chosen.update(path for path in top if path == _PICKLE_INDEX)
+    chosen.update(extra)
     return Selection(
         files=sorted(chosen), skipped=sorted(path for path in paths if path not in chosen)
     )

@@ -18,8 +18,10 @@ from deployer.hub.fetch import Fetcher
 from deployer.hub.local import inspect_folder
 from deployer.hub.lock import LockedModel, ModelLock
 from deployer.hub.remote import HubUnreachableError
+from deployer.hub.signing import verify_signature
 from deployer.hub.store import ModelStore
 from deployer.manifest.models import HuggingFaceModel, LocalModel
+from deployer.units import human_bytes
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,31 @@ class ModelSourceFacts:
     locked: LockedModel | None = None
 
 
-def local_facts(model: LocalModel, folder: Path) -> ModelSourceFacts:
+def local_facts(
+    model: LocalModel, folder: Path, *, base_dir: Path | None = None
+) -> ModelSourceFacts:
+    """Facts about a local folder, checked by the supply-chain policy.
+
+    With ``model.signature``, the folder's files (all of them but hidden ones: the engine may
+    read any) must be exactly what the signature signs; key paths are relative to ``base_dir``
+    (default: the cwd). This hashes every file, on every plan. Raises UnsafeModelError.
+    """
     facts = inspect_folder(folder, trust_remote_code=model.trust_remote_code)
+    signed = ""
+    if model.signature is not None:
+        files = [
+            path.relative_to(folder).as_posix()
+            for path in sorted(folder.rglob("*"))
+            if path.is_file()
+            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        ]
+        verify_signature(folder, model.signature, base_dir=base_dir or Path.cwd(), files=files)
+        signed = f", signature {model.signature.signature_file} verified"
     return ModelSourceFacts(
         path=facts.path,
         fingerprint=facts.fingerprint,
         action="check",
-        reason=f"use {facts.path} ({facts.files} files)",
+        reason=f"use {facts.path} ({facts.files} files{signed})",
     )
 
 
@@ -81,20 +101,19 @@ def hub_facts(
             commit, pinned = cached, f"{model.revision} = {cached[:12]} (cached; hub unreachable)"
     path = store.snapshot_path(model.repo, commit)
     cached_snapshot = store.has_snapshot(model.repo, commit)
-    size = f", {_gib(locked.total_bytes)}" if locked else ""
+    size = f", {human_bytes(locked.total_bytes)}" if locked else ""
+    # A signed model's snapshot is verified again on every apply: another manifest, with
+    # another key or none, may have fetched it.
+    checked = f"; verify {model.signature.signature_file}" if model.signature else ""
     return ModelSourceFacts(
         path=path,
         fingerprint=hashlib.sha256(f"{model.repo}\0{commit}".encode()).hexdigest(),
-        action="skip" if cached_snapshot else "create",
+        action=("check" if model.signature else "skip") if cached_snapshot else "create",
         reason=(
-            f"{model.repo} {pinned}: in the store"
+            f"{model.repo} {pinned}: in the store{checked}"
             if cached_snapshot
             else f"{model.repo} {pinned}: download{size}"
         ),
         commit=commit,
         locked=locked,
     )
-
-
-def _gib(size: int) -> str:
-    return f"{size / 1024**3:.2f} GiB" if size >= 1024**3 else f"{size / 1024**2:.1f} MiB"

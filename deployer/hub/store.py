@@ -19,7 +19,8 @@ import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from deployer import atomic
@@ -62,11 +63,11 @@ class ModelStore:
         return self.blobs / sha256
 
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
-        path = self.blob_path(sha256)
         try:
-            return size is None or path.stat().st_size == size
+            actual = self.blob_path(sha256).stat().st_size
         except OSError:
             return False
+        return size is None or actual == size
 
     def add_blob(self, source: Path, sha256: str) -> Path:
         """Move the verified file ``source`` into the store as ``sha256``; idempotent.
@@ -79,14 +80,16 @@ class ModelStore:
             source.unlink(missing_ok=True)
             return target
         self.blobs.mkdir(parents=True, exist_ok=True)
-        tmp = self.blobs / f".{sha256}.{os.getpid()}.tmp"
+        # Unique per call: parallel downloads of identical files (two empty JSON files, say)
+        # add the same blob at the same moment.
+        tmp = self.blobs / f".{sha256}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             os.replace(source, tmp)
         except OSError:  # another file system
             shutil.copyfile(source, tmp)
             source.unlink(missing_ok=True)
         tmp.chmod(0o444)
-        os.replace(tmp, target)
+        os.replace(tmp, target)  # atomic; the same content may land twice, harmlessly
         return target
 
     # --- snapshots -----------------------------------------------------------------------------
@@ -97,23 +100,43 @@ class ModelStore:
     def has_snapshot(self, repo: str, commit: str) -> bool:
         return self.snapshot_path(repo, commit).is_dir()
 
-    def build_snapshot(self, repo: str, commit: str, files: Mapping[str, str]) -> Path:
+    def build_snapshot(
+        self,
+        repo: str,
+        commit: str,
+        files: Mapping[str, str],
+        *,
+        verify: Callable[[Path], None] | None = None,
+    ) -> Path:
         """Make the folder ``snapshots/<repo>/<commit>`` of symlinks (path -> blob sha256).
 
         Every blob must be in the store. The folder is assembled under a temporary name and
         renamed into place, so it is either absent or complete. Idempotent.
+
+        ``verify`` (a signature check) is called on the complete temporary folder before the
+        rename; when it raises, the temporary folder is removed, nothing is published and the
+        error propagates. When the snapshot already exists, ``verify`` is called on it instead
+        (an error then leaves it in place: an engine may be reading it).
         """
         target = self.snapshot_path(repo, commit)
         if target.is_dir():
+            if verify is not None:
+                verify(target)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{commit}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        for relative, sha256 in sorted(files.items()):
-            link = tmp / relative
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(os.path.relpath(self.blob_path(sha256), link.parent))
-        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            for relative, sha256 in sorted(files.items()):
+                link = tmp / relative
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(os.path.relpath(self.blob_path(sha256), link.parent))
+            tmp.mkdir(parents=True, exist_ok=True)
+            if verify is not None:
+                verify(tmp)
+        except BaseException:  # a failed build or check publishes nothing and leaves nothing
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished the same snapshot first

@@ -69,6 +69,55 @@ class Metadata(Spec):
     """Free-form key/value labels, for people and for filtering."""
 
 
+class SignatureSpec(Spec):
+    """A publisher's signature the model's files must carry, made with ``model_signing`` (its
+    key or certificate method; Sigstore's keyless method needs the network and is not offered).
+    The publisher signs exactly the files deployer serves, leaving out the signature file."""
+
+    method: Literal["key", "certificate"]
+    """'key': an elliptic-curve key pair (give publicKey); 'certificate': a signing certificate
+    checked against a certificate chain (give certificateChain)."""
+    public_key: str | None = None
+    """For method key: path of the publisher's PEM public key. Relative paths are relative to
+    the manifest's file."""
+    certificate_chain: list[str] | None = None
+    """For method certificate: PEM files of the chain up to the root the signing certificate
+    must lead to. Relative paths are relative to the manifest's file."""
+    signature_file: str = "model.sig"
+    """Path of the signature inside the repository (or the folder), e.g. 'model.sig'."""
+
+    @model_validator(mode="after")
+    def _fields_for_method(self) -> SignatureSpec:
+        if self.method == "key":
+            if not self.public_key:
+                raise ValueError("method 'key' needs 'publicKey' (a PEM public key file)")
+            if self.certificate_chain is not None:
+                raise ValueError("'certificateChain' goes with method 'certificate', not 'key'")
+        else:
+            if not self.certificate_chain:
+                raise ValueError(
+                    "method 'certificate' needs 'certificateChain' (one or more PEM files)"
+                )
+            if self.public_key is not None:
+                raise ValueError("'publicKey' goes with method 'key', not 'certificate'")
+        return self
+
+    @field_validator("signature_file")
+    @classmethod
+    def _inside_the_model(cls, value: str) -> str:
+        parts = value.split("/")
+        if (
+            not value
+            or value.startswith(("/", "~"))
+            or "\\" in value
+            or any(part in ("", ".", "..") for part in parts)
+        ):
+            raise ValueError(
+                "signatureFile must be a relative path inside the model, without '.' or '..'"
+            )
+        return value
+
+
 # --- model source ------------------------------------------------------------------------------
 
 
@@ -88,6 +137,9 @@ class HuggingFaceModel(Spec):
     """Allow pickle-based weights (.bin, .pt); they are scanned before use."""
     trust_remote_code: bool = False
     """Allow repositories whose config needs custom Python code."""
+    signature: SignatureSpec | None = None
+    """Require a model_signing signature over the fetched files, verified before an engine can
+    see them (default: no signature is checked)."""
 
     @field_validator("endpoint")
     @classmethod
@@ -106,6 +158,9 @@ class LocalModel(Spec):
     relative to the manifest's file; '~' and ${VARS} are expanded."""
     trust_remote_code: bool = False
     """Allow models whose config needs custom Python code."""
+    signature: SignatureSpec | None = None
+    """Require a model_signing signature over the folder's files, checked on every plan
+    (default: no signature is checked)."""
 
 
 ModelSource = Annotated[HuggingFaceModel | LocalModel, Field(discriminator="source")]

@@ -308,3 +308,77 @@ def test_a_killed_fetch_resumes_and_ends_verified(tmp_path: Path, env: dict[str,
         assert sha256_file(snapshot / "model.safetensors") == (
             served.files["model.safetensors"].digest.sha256
         )
+
+
+def test_a_signed_repo_fetches_with_its_key_and_is_refused_with_another(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    import model_signing
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    private = {}
+    for name in ("publisher", "other"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        private[name] = keys / f"{name}.pem"
+        private[name].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        (keys / f"{name}.pub").write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    # The publisher signs exactly the files deployer serves, as `model_signing sign key` does.
+    folder = tmp_path / "publisher" / "tiny"
+    files = hubrepos.base_files()
+    del files["original/consolidated.pth"]
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    hashing = model_signing.hashing.Config().set_ignored_paths(paths=["model.sig"])
+    model_signing.signing.Config().use_elliptic_key_signer(
+        private_key=private["publisher"]
+    ).set_hashing_config(hashing).sign(folder, folder / "model.sig")
+    repo = hubrepos.MirrorRepo("acme/signed")
+    repo.commit({**files, "model.sig": (folder / "model.sig").read_bytes()})
+    snapshots = Path(env["DEPLOYER_CACHE"]) / "models" / "snapshots"
+
+    with Mirror([repo]) as served:
+        wrong = manifest(
+            tmp_path,
+            served.base_url,
+            repo="acme/signed",
+            signature="{method: key, publicKey: keys/other.pub}",
+        )
+        refused = run("fetch", str(wrong), tmp_path=tmp_path, env=env)
+        assert_refused(refused, "model.sig")
+        assert not list(snapshots.glob("*/*")), "a refused snapshot must not appear"
+
+        right = manifest(
+            tmp_path,
+            served.base_url,
+            repo="acme/signed",
+            signature="{method: key, publicKey: keys/publisher.pub}",
+        )
+        fetched = run("fetch", str(right), tmp_path=tmp_path, env=env)
+        assert fetched.code == 0, fetched.output
+        snapshot = Path(fetched.stdout.split("snapshot: ")[1].strip())
+        assert sorted(p.name for p in snapshot.iterdir()) == sorted([*files, "model.sig"])
+
+        # The snapshot is checked again for every manifest that requires a signature.
+        wrong = manifest(
+            tmp_path,
+            served.base_url,
+            repo="acme/signed",
+            signature="{method: key, publicKey: keys/other.pub}",
+        )
+        again = run("fetch", str(wrong), tmp_path=tmp_path, env=env)
+        assert_refused(again, "model.sig")
+        assert snapshot.is_dir()

@@ -247,11 +247,11 @@ hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3], endpoint=sys.ar
 
 
 def test_a_killed_download_is_completed_by_the_next_one(hf_env: Path, mirror: Mirror) -> None:
-    # The client writes 10 MiB chunks: 16 MiB at 4 MiB/s leaves 1.5 s between the first write
-    # to the .incomplete file and the end of the download.
-    content = random.Random(2).randbytes(16 * 1024 * 1024)
+    # The client writes 10 MiB chunks: 24 MiB at 2 MiB/s leaves 7 s between the first write
+    # to the .incomplete file and the end of the download, room enough on a busy machine.
+    content = random.Random(2).randbytes(24 * 1024 * 1024)
     mirror.repos[REPO].commit({"big.bin": content})
-    mirror.throttle_bytes_per_second = 4 * 1024 * 1024
+    mirror.throttle_bytes_per_second = 2 * 1024 * 1024
     env = {**os.environ, "HF_ENDPOINT": mirror.base_url}
     argv = [sys.executable, "-c", _DOWNLOAD_SCRIPT, REPO, "big.bin", str(hf_env), mirror.base_url]
     child = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
