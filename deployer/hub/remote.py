@@ -174,10 +174,15 @@ class _HashingWriter:
 
 def _quiet() -> None:
     """Settings huggingface_hub reads once, at import: no telemetry or agent-registry lookups
-    (an air-gapped site has no huggingface.co to ask), no progress bars of its own (deployer
-    draws progress from events)."""
+    (an air-gapped site has no huggingface.co to ask), no progress bars or log lines of its own
+    (deployer draws progress from events)."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from huggingface_hub.utils import logging as hf_logging
+
+    # Its retry warnings would print raw lines under deployer's output; failures come back as
+    # exceptions, which deployer reports as one line.
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
 @contextmanager

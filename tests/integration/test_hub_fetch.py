@@ -382,3 +382,13 @@ def test_a_signed_repo_fetches_with_its_key_and_is_refused_with_another(
         again = run("fetch", str(wrong), tmp_path=tmp_path, env=env)
         assert_refused(again, "model.sig")
         assert snapshot.is_dir()
+
+
+def test_an_unreachable_hub_is_one_line_without_library_noise(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    path = manifest(tmp_path, "http://127.0.0.1:9")  # nothing listens there
+    result = run("fetch", str(path), tmp_path=tmp_path, env=env)
+    assert_refused(result, "cannot reach the hub", "http://127.0.0.1:9")
+    assert "Trying to resume" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3
