@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer import credentials
 from deployer.engines.install import EnginePackage, default_package, detect_device, find_engine
@@ -38,11 +38,13 @@ from deployer.state import (
     DeploymentStatus,
     RunRecord,
     RunStatus,
-    StateStore,
     StepRecord,
 )
 from deployer.targets.local import LocalTarget
 from deployer.targets.local.target import free_port
+
+if TYPE_CHECKING:
+    from deployer.state import StateStore
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
     deployment = loaded.deployment
     name = deployment.name
     target = _target(loaded, settings)
-    store = StateStore(settings.database_url)
+    store = _store(settings)
     try:
         previous = store.get_deployment(name)
         run = store.start_run(name, "apply")
@@ -430,7 +432,7 @@ def _manifest_digest(loaded: LoadedManifest) -> str:
 
 def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
     """Recorded deployments with live facts from their targets; ``name`` narrows to one."""
-    store = StateStore(settings.database_url)
+    store = _store(settings)
     try:
         records = [_get(store, name)] if name else store.list_deployments()
     finally:
@@ -455,7 +457,7 @@ def history(
     settings: Settings, name: str, limit: int = 10
 ) -> list[tuple[RunRecord, list[StepRecord]]]:
     """The latest runs of ``name`` with their steps, newest first."""
-    store = StateStore(settings.database_url)
+    store = _store(settings)
     try:
         _get(store, name)
         return [(run, store.list_steps(run.id)) for run in store.list_runs(name, limit=limit)]
@@ -470,7 +472,7 @@ def smoke(
 
     Records the outcome as the deployment's health; raises SmokeFailedError when a check fails.
     """
-    store = StateStore(settings.database_url)
+    store = _store(settings)
     try:
         record = _get(store, name)
         path = manifest or (Path(record.manifest_path) if record.manifest_path else None)
@@ -530,7 +532,7 @@ def destroy(name: str, settings: Settings, events: EventBus) -> bool:
     Raises NotFoundError for a name deployer never deployed; returns False when it was already
     stopped.
     """
-    store = StateStore(settings.database_url)
+    store = _store(settings)
     try:
         record = _get(store, name)
         run = store.start_run(name, "destroy")
@@ -566,6 +568,14 @@ def api_key(name: str, settings: Settings) -> str:
             hint="it is not deployed, or its manifest references the key (spec.serving.apiKey)",
         )
     return key
+
+
+def _store(settings: Settings) -> StateStore:
+    # SQLAlchemy is the heaviest import deployer has; commands that never touch state (validate,
+    # plan, lock, fetch) start faster without it.
+    from deployer.state import StateStore
+
+    return StateStore(settings.database_url)
 
 
 def _get(store: StateStore, name: str) -> DeploymentRecord:

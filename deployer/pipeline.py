@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from deployer.errors import DeployerError, TemporaryError
 from deployer.events import Event, EventBus, EventKind
 from deployer.planner import StepAction
-from deployer.state import StateStore, StepStatus
+from deployer.state import StepStatus
+
+if TYPE_CHECKING:
+    from deployer.state import StateStore
 
 T = TypeVar("T")
 

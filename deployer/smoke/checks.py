@@ -11,13 +11,14 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-
-import httpx
-import jsonschema
+from typing import TYPE_CHECKING
 
 from deployer import secrets
 from deployer.events import EventBus
 from deployer.manifest.models import Expectation, SmokeCheck
+
+if TYPE_CHECKING:
+    import httpx
 
 REQUEST_TIMEOUT = 300.0
 
@@ -68,6 +69,8 @@ def run_checks(
 ) -> SmokeReport:
     """Run ``checks`` against ``base_url`` (ending in ``/v1``) in order; never raises for a
     failing check or an unreachable endpoint (those are failed results)."""
+    import httpx
+
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     results = []
     with httpx.Client(base_url=base_url, headers=headers, timeout=REQUEST_TIMEOUT) as client:
@@ -84,6 +87,8 @@ def run_checks(
 
 
 def _run_one(client: httpx.Client, model: str, check: SmokeCheck) -> CheckResult:
+    import httpx
+
     path, body = _request(model, check)
     started = time.perf_counter()
     try:
@@ -171,6 +176,8 @@ def _json_failures(answer: str, schema: dict[str, object]) -> list[str]:
     fenced = re.search(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
     if fenced:
         text = fenced.group(1)
+    import jsonschema
+
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
