@@ -24,7 +24,7 @@ from deployer.events import EventBus
 from deployer.hub import remote, safety
 from deployer.hub.lock import LockedFile, LockedModel
 from deployer.hub.remote import HubUnreachableError, RemoteFile, RemoteListing
-from deployer.hub.safetensors_header import read_header
+from deployer.hub.safetensors_header import parse_header, read_header
 from deployer.hub.signing import verify_signature
 from deployer.hub.store import ModelStore, git_blob_sha1, repo_key, sha256_file
 from deployer.manifest.models import HuggingFaceModel
@@ -99,6 +99,7 @@ class Fetcher:
             LockedFile(path=w.path, size=w.size or 0, sha256=w.sha256 or hashes[w.path])
             for w in wanted
         ]
+        self._cache_headers(listing.commit, files)
         return LockedModel(
             repo=self.model.repo,
             revision=self.model.revision,
@@ -107,6 +108,18 @@ class Fetcher:
             license=listing.license,
             files=files,
         )
+
+    def _cache_headers(self, commit: str, files: list[LockedFile]) -> None:
+        """Read and keep each weights file's header (not its weights), parsed strictly, so the
+        planner can size the model offline from the lock."""
+        for file in files:
+            if not file.path.endswith(".safetensors") or self.store.cached_header(file.sha256):
+                continue
+            raw = remote.safetensors_header(
+                self.model.repo, file.path, commit, endpoint=self.endpoint, token=self.token
+            )
+            parse_header(raw, path=Path(file.path), file_size=file.size, name=file.path)
+            self.store.remember_header(file.sha256, raw)
 
     def resolve_commit(self) -> str:
         """The commit the manifest's revision points at now (remembered for offline use)."""

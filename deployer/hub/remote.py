@@ -172,6 +172,32 @@ class _HashingWriter:
         return self._digest.hexdigest() if self._digest is not None else None
 
 
+def safetensors_header(
+    repo: str, path: str, commit: str, *, endpoint: str, token: str | None
+) -> bytes:
+    """The JSON header of a remote ``.safetensors`` file, read with two Range requests (its
+    8-byte length, then the header), so a planner learns every tensor's dtype and shape without
+    downloading the weights. Not verified: the caller parses it strictly."""
+    _quiet()
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session  # type: ignore[attr-defined]
+
+    url = hf_hub_url(repo, path, revision=commit, endpoint=endpoint)
+    headers = build_hf_headers(token=token or False)
+    with _translated(repo, commit, endpoint, path=path):
+        session = get_session()
+        first = session.get(url, headers={**headers, "Range": "bytes=0-7"}, follow_redirects=True)
+        first.raise_for_status()
+        length = int.from_bytes(first.content[:8], "little")
+        if length <= 0 or length > 100 * 1024 * 1024:
+            raise PermanentError(f"{repo}@{commit} file {path}: implausible header length {length}")
+        rest = session.get(
+            url, headers={**headers, "Range": f"bytes=8-{7 + length}"}, follow_redirects=True
+        )
+        rest.raise_for_status()
+    return rest.content[:length]
+
+
 def _quiet() -> None:
     """Settings huggingface_hub reads once, at import: no telemetry or agent-registry lookups
     (an air-gapped site has no huggingface.co to ask), no progress bars or log lines of its own

@@ -4,6 +4,7 @@ Layout under ``<cache>/models``::
 
     blobs/sha256/<hex>                  a verified file, read-only; named by its content
     index/git-sha1/<oid>                the sha256 of a regular file the hub names by git id
+    index/safetensors/<sha256>          the JSON header of a weights file (planning offline)
     snapshots/<org>--<name>/<commit>/   a folder an engine loads: symlinks into blobs/
     refs/<org>--<name>/<revision>       the commit a branch or tag resolved to last (offline use)
     staging/                            huggingface_hub's cache for downloads in flight
@@ -154,6 +155,19 @@ class ModelStore:
     def sha256_for_git_oid(self, oid: str) -> str | None:
         with contextlib.suppress(OSError):
             return (self.root / "index" / "git-sha1" / oid).read_text().strip() or None
+        return None
+
+    # --- safetensors headers ------------------------------------------------------------------
+
+    def remember_header(self, sha256: str, raw: bytes) -> None:
+        """Keep the JSON header of the safetensors file ``sha256`` (for offline planning)."""
+        path = self.root / "index" / "safetensors" / sha256
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(path, raw.decode("utf-8"))
+
+    def cached_header(self, sha256: str) -> bytes | None:
+        with contextlib.suppress(OSError):
+            return (self.root / "index" / "safetensors" / sha256).read_bytes()
         return None
 
     # --- refs ----------------------------------------------------------------------------------
