@@ -47,6 +47,10 @@ if TYPE_CHECKING:
     from deployer.state import StateStore
 
 
+#: The port a remote target's engine listens on when the manifest names none (vLLM's default).
+REMOTE_DEFAULT_PORT = 8000
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     plan: Plan
@@ -85,10 +89,12 @@ def schema() -> dict[str, Any]:
 
 
 def plan(path: Path, settings: Settings) -> Plan:
-    """What ``apply`` would do now, without changing anything (no key is generated)."""
+    """What ``apply`` would do now, without changing anything: no key is generated, and the hub
+    is not contacted (the lock, the store and deployer's catalog give the model's facts)."""
     loaded = load_manifest(path)
-    target = _target(loaded, settings)
-    return _plan(loaded, target, settings, key=None)
+    kind = loaded.deployment.spec.target.kind
+    target = _target(loaded, settings) if kind == "local" else None
+    return _plan(loaded, target, settings, key=None, offline=True)
 
 
 def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
@@ -255,22 +261,27 @@ def _apply(
 
 def _plan(
     loaded: LoadedManifest,
-    target: LocalTarget,
+    target: LocalTarget | None,
     settings: Settings,
     *,
     key: credentials.ApiKey | None,
     events: EventBus | None = None,
+    offline: bool = False,
 ) -> Plan:
+    """The plan for ``loaded``; ``target`` None plans for a remote target without observing it."""
     deployment = loaded.deployment
     spec = deployment.spec
-    source = _model_facts(loaded, settings, events or EventBus())
-    device = _device(spec.resources.accelerator)
+    source = _model_facts(loaded, settings, events or EventBus(), offline=offline)
+    device = _device(spec.resources.accelerator, local=target is not None)
     package = default_package(spec.serving.engine, spec.serving.version, device)
-    observed = target.observe(deployment.name)
-    port = spec.serving.port or observed.port or target.previous_port(deployment.name)
-    if port is None:
-        host = spec.serving.host if spec.serving.host != "0.0.0.0" else "127.0.0.1"  # noqa: S104
-        port = free_port(host)
+    observed = target.observe(deployment.name) if target is not None else None
+    port = spec.serving.port or (observed.port if observed else None)
+    if port is None and target is not None:
+        port = target.previous_port(deployment.name)
+        if port is None:
+            host = spec.serving.host if spec.serving.host != "0.0.0.0" else "127.0.0.1"  # noqa: S104
+            port = free_port(host)
+    port = port or REMOTE_DEFAULT_PORT
     if key is None:
         stored = credentials.stored_api_key(settings.deployment_dir(deployment.name))
         key_source = spec.serving.api_key.describe() if spec.serving.api_key else "generated"
@@ -297,7 +308,9 @@ def _plan(
     return make_plan(deployment, facts)
 
 
-def _model_facts(loaded: LoadedManifest, settings: Settings, events: EventBus) -> ModelSourceFacts:
+def _model_facts(
+    loaded: LoadedManifest, settings: Settings, events: EventBus, *, offline: bool = False
+) -> ModelSourceFacts:
     model = loaded.deployment.spec.model
     if model.source == "local":
         return local_facts(model, loaded.resolve_path(model.path), base_dir=loaded.base_dir)
@@ -305,8 +318,9 @@ def _model_facts(loaded: LoadedManifest, settings: Settings, events: EventBus) -
         model,
         locked=_locked(loaded),
         store=ModelStore(settings.models_dir),
-        token=_hub_token(loaded),
+        token=None if offline else _hub_token(loaded),
         events=events,
+        offline=offline,
     )
 
 
@@ -399,8 +413,13 @@ def fetch(path: Path, settings: Settings, events: EventBus) -> FetchResult:
     return _fetcher(loaded, settings, events).fetch(_locked(loaded))
 
 
-def _device(accelerator: str) -> Device:
-    return "cpu" if accelerator.lower() == "cpu" else detect_device()
+def _device(accelerator: str, *, local: bool) -> Device:
+    """CPU when asked for; on this machine, what it has; elsewhere, a GPU unless 'auto'."""
+    if accelerator.lower() == "cpu":
+        return "cpu"
+    if local or accelerator == "auto":
+        return detect_device() if local else "cuda"
+    return "cuda"
 
 
 def _package(the_plan: Plan) -> EnginePackage:

@@ -19,7 +19,7 @@ from deployer.hub.local import inspect_folder
 from deployer.hub.lock import LockedModel, ModelLock
 from deployer.hub.remote import HubUnreachableError
 from deployer.hub.signing import verify_signature
-from deployer.hub.store import ModelStore
+from deployer.hub.store import ModelStore, repo_key
 from deployer.manifest.models import HuggingFaceModel, LocalModel
 from deployer.units import human_bytes
 
@@ -86,19 +86,37 @@ def hub_facts(
     store: ModelStore,
     token: str | None,
     events: EventBus,
+    offline: bool = False,
 ) -> ModelSourceFacts:
-    """Facts about a hub model; contacts the hub only when there is no lock."""
+    """Facts about a hub model. With a lock the hub is not contacted; without one the revision is
+    resolved now, unless ``offline`` (planning), when the last resolution cached in the store is
+    used, or none: then apply will resolve it."""
+    commit: str | None
     if locked is not None:
         commit, pinned = locked.commit, f"locked {model.revision} = {locked.commit[:12]}"
+    elif offline:
+        commit = store.cached_ref(model.repo, model.revision)
+        pinned = (
+            f"{model.revision} = {commit[:12]} (cached, not locked)"
+            if commit
+            else f"{model.revision} (not locked: apply resolves it; deployer lock pins it)"
+        )
     else:
         try:
             commit = Fetcher(model, store=store, token=token, events=events).resolve_commit()
             pinned = f"{model.revision} = {commit[:12]} (not locked)"
         except HubUnreachableError:
-            cached = store.cached_ref(model.repo, model.revision)
-            if cached is None:
+            commit = store.cached_ref(model.repo, model.revision)
+            if commit is None:
                 raise
-            commit, pinned = cached, f"{model.revision} = {cached[:12]} (cached; hub unreachable)"
+            pinned = f"{model.revision} = {commit[:12]} (cached; hub unreachable)"
+    if commit is None:
+        return ModelSourceFacts(
+            path=store.snapshots / repo_key(model.repo) / model.revision,
+            fingerprint=hashlib.sha256(f"{model.repo}\0{model.revision}".encode()).hexdigest(),
+            action="create",
+            reason=f"{model.repo} {pinned}",
+        )
     path = store.snapshot_path(model.repo, commit)
     cached_snapshot = store.has_snapshot(model.repo, commit)
     size = f", {human_bytes(locked.total_bytes)}" if locked else ""

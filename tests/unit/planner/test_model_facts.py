@@ -1,0 +1,334 @@
+"""Model facts: these published configs give these shapes, parameter counts and KV sizes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import deployer.planner
+from deployer.errors import PlanError, UnsafeModelError
+from deployer.hub.safetensors_header import read_header
+from deployer.planner.model_facts import (
+    ModelFacts,
+    estimate_parameters,
+    facts_from_config,
+    facts_from_folder,
+)
+
+CONFIGS = Path(deployer.planner.__file__).parent / "configs"
+DEMO = Path.home() / ".cache" / "deployer" / "demo" / "SmolLM2-135M-Instruct"
+
+
+def config(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((CONFIGS / f"{name}.json").read_text())
+    return loaded
+
+
+# The safetensors totals on the hub. Falcon 40B's is derived: see test_falcon_40b_count.
+PARAMETERS = [
+    ("llama-3.1-8b-instruct", 8_030_261_248),
+    ("llama-3.1-70b-instruct", 70_553_706_496),
+    ("mistral-7b-instruct-v0.1", 7_241_732_096),
+    ("mistral-7b-instruct-v0.3", 7_248_023_552),
+    ("mixtral-8x7b-instruct-v0.1", 46_702_792_704),
+    ("falcon-7b-instruct", 6_921_720_704),
+    ("falcon-40b-instruct", 41_303_293_952),
+    ("bloom-7b1", 7_069_016_064),
+    ("qwen2.5-7b-instruct", 7_615_616_512),
+    ("qwen2.5-72b-instruct", 72_706_203_648),
+    ("SmolLM2-135M-Instruct", 134_515_008),
+    ("gpt2", 124_439_808),
+]
+
+
+@pytest.mark.parametrize(("name", "expected"), PARAMETERS)
+def test_estimate_matches_published_count(name: str, expected: int) -> None:
+    assert estimate_parameters(config(name)) == expected
+
+
+def test_falcon_40b_count() -> None:
+    # The brief quoted 41,303,347,200, which is not a multiple of hidden_size (8192); every
+    # Falcon 40B tensor has a dimension of 8192, so no checkpoint of it can total that.
+    # The count from the architecture, tensor by tensor:
+    hidden, layers, vocab, qkv = 8192, 60, 65_024, (128 + 2 * 8) * 64
+    per_layer = hidden * qkv + hidden * hidden + 2 * hidden * 4 * hidden + 2 * 2 * hidden
+    expected = vocab * hidden + layers * per_layer + 2 * hidden
+    assert estimate_parameters(config("falcon-40b-instruct")) == expected == 41_303_293_952
+    assert expected % hidden == 0
+
+
+# name, attention, layers, kv heads, head_dim, KV bytes per token in bfloat16
+SHAPES = [
+    ("llama-3.1-8b-instruct", "GQA", 32, 8, 128, 131_072),
+    ("llama-3.1-70b-instruct", "GQA", 80, 8, 128, 327_680),
+    ("mistral-7b-instruct-v0.1", "GQA", 32, 8, 128, 131_072),
+    ("mistral-7b-instruct-v0.3", "GQA", 32, 8, 128, 131_072),
+    ("mixtral-8x7b-instruct-v0.1", "GQA", 32, 8, 128, 131_072),
+    ("falcon-7b-instruct", "MQA", 32, 1, 64, 8_192),
+    ("falcon-40b-instruct", "GQA", 60, 8, 64, 122_880),
+    ("bloom-7b1", "MHA", 30, 32, 128, 491_520),
+    ("qwen2.5-7b-instruct", "GQA", 28, 4, 128, 57_344),
+    ("qwen2.5-72b-instruct", "GQA", 80, 8, 128, 327_680),
+    ("SmolLM2-135M-Instruct", "GQA", 30, 3, 64, 23_040),
+    ("gpt2", "MHA", 12, 12, 64, 36_864),
+]
+
+
+@pytest.mark.parametrize(("name", "attention", "layers", "kv_heads", "head_dim", "kv_bf16"), SHAPES)
+def test_shape_and_kv_bytes(
+    name: str, attention: str, layers: int, kv_heads: int, head_dim: int, kv_bf16: int
+) -> None:
+    facts = facts_from_config(config(name))
+    assert facts.attention == attention
+    assert (facts.num_layers, facts.num_kv_heads, facts.head_dim) == (layers, kv_heads, head_dim)
+    assert facts.kv_bytes_per_token(2) == kv_bf16
+    assert facts.kv_bytes_per_token(4) == 2 * kv_bf16
+
+
+# name, sliding_window, num_experts, experts_per_token, max_position_embeddings, tied
+EXTRAS = [
+    ("llama-3.1-8b-instruct", None, None, None, 131_072, False),
+    ("mistral-7b-instruct-v0.1", 4096, None, None, 32_768, False),
+    ("mistral-7b-instruct-v0.3", None, None, None, 32_768, False),
+    ("mixtral-8x7b-instruct-v0.1", None, 8, 2, 32_768, False),
+    ("falcon-7b-instruct", None, None, None, None, True),
+    ("bloom-7b1", None, None, None, None, True),
+    # Qwen2 ships sliding_window 131072 with use_sliding_window false: no window.
+    ("qwen2.5-7b-instruct", None, None, None, 32_768, False),
+    ("SmolLM2-135M-Instruct", None, None, None, 8192, True),
+]
+
+
+@pytest.mark.parametrize(("name", "window", "experts", "per_token", "positions", "tied"), EXTRAS)
+def test_window_experts_positions(
+    name: str,
+    window: int | None,
+    experts: int | None,
+    per_token: int | None,
+    positions: int | None,
+    tied: bool,
+) -> None:
+    facts = facts_from_config(config(name))
+    assert facts.sliding_window == window
+    assert (facts.num_experts, facts.experts_per_token) == (experts, per_token)
+    assert facts.max_position_embeddings == positions
+    assert facts.tie_word_embeddings is tied
+
+
+def test_qwen2_window_counts_when_enabled() -> None:
+    enabled = {**config("qwen2.5-7b-instruct"), "use_sliding_window": True}
+    assert facts_from_config(enabled).sliding_window == 131_072
+
+
+def test_llama_facts_from_config_alone() -> None:
+    facts = facts_from_config(config("llama-3.1-8b-instruct"))
+    assert facts == ModelFacts(
+        architecture="LlamaForCausalLM",
+        model_type="llama",
+        num_layers=32,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_attention_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+        vocab_size=128_256,
+        max_position_embeddings=131_072,
+        sliding_window=None,
+        num_experts=None,
+        experts_per_token=None,
+        tie_word_embeddings=False,
+        dtype="bfloat16",
+        parameter_count=8_030_261_248,
+        parameter_source="architecture",
+        weight_bytes=2 * 8_030_261_248,
+        bytes_by_dtype={"BF16": 2 * 8_030_261_248},
+        needs_remote_code=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "intermediate"),
+    [("falcon-7b-instruct", 4 * 4544), ("bloom-7b1", 4 * 4096), ("gpt2", 4 * 768)],
+)
+def test_fixed_mlp_width_is_reported(name: str, intermediate: int) -> None:
+    assert facts_from_config(config(name)).intermediate_size == intermediate
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype", "weight_bytes"),
+    [
+        ("mistral-7b-instruct-v0.1", "bfloat16", 2 * 7_241_732_096),
+        # No torch_dtype in the config: transformers loads it as float32.
+        ("bloom-7b1", "float32", 4 * 7_069_016_064),
+        ("gpt2", "float32", 4 * 124_439_808),
+    ],
+)
+def test_estimated_weight_bytes_follow_dtype(name: str, dtype: str, weight_bytes: int) -> None:
+    facts = facts_from_config(config(name))
+    assert facts.dtype == dtype
+    assert facts.weight_bytes == weight_bytes
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [("bfloat16", "bfloat16"), ("torch.float16", "float16"), ("fp32", "float32")],
+)
+def test_dtype_is_normalized(value: str, dtype: str) -> None:
+    assert facts_from_config({**config("gpt2"), "torch_dtype": value}).dtype == dtype
+    assert facts_from_config({**config("gpt2"), "dtype": value}).dtype == dtype
+
+
+def test_remote_code_follows_auto_map() -> None:
+    assert facts_from_config(config("falcon-7b-instruct")).needs_remote_code
+    assert not facts_from_config(config("llama-3.1-8b-instruct")).needs_remote_code
+    custom = {**config("llama-3.1-8b-instruct"), "auto_map": {"AutoConfig": "my.Config"}}
+    assert facts_from_config(custom).needs_remote_code
+
+
+def test_falcon_without_multi_query_is_mha() -> None:
+    mha = {**config("falcon-7b-instruct"), "multi_query": False}
+    assert facts_from_config(mha).attention == "MHA"
+    assert facts_from_config(mha).num_kv_heads == 71
+
+
+def test_qwen2_moe_counts_routed_and_shared_experts() -> None:
+    # A miniature Qwen2-MoE: 2 layers, 4 experts of width 8 plus a shared expert of width 16.
+    small = {
+        "architectures": ["Qwen2MoeForCausalLM"],
+        "model_type": "qwen2_moe",
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "moe_intermediate_size": 8,
+        "shared_expert_intermediate_size": 16,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 100,
+        "tie_word_embeddings": False,
+    }
+    attention = 16 * 16 + 2 * 16 * 8 + 16 * 16 + (16 + 2 * 8)
+    moe = 4 * 3 * 16 * 8 + 16 * 4 + 3 * 16 * 16 + 16
+    expected = 2 * 100 * 16 + 2 * (attention + moe + 2 * 16) + 16
+    assert estimate_parameters(small) == expected
+    facts = facts_from_config(small)
+    assert (facts.num_experts, facts.experts_per_token) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"num_hidden_layers": None}, "num_hidden_layers"),
+        ({"vocab_size": None}, "vocab_size"),
+        ({"architectures": None}, "architectures"),
+        ({"num_hidden_layers": "32"}, "num_hidden_layers"),
+        ({"num_hidden_layers": True}, "num_hidden_layers"),
+        ({"num_key_value_heads": 0}, "num_key_value_heads"),
+        ({"torch_dtype": "int8"}, "torch_dtype"),
+    ],
+)
+def test_bad_config_names_the_key(change: dict[str, Any], named: str) -> None:
+    broken = {**config("llama-3.1-8b-instruct"), **change}
+    broken = {key: value for key, value in broken.items() if value is not None}
+    with pytest.raises(PlanError, match=named) as caught:
+        facts_from_config(broken)
+    assert caught.value.hint
+
+
+def test_missing_layers_is_named_by_estimate_too() -> None:
+    broken = {
+        k: v for k, v in config("mistral-7b-instruct-v0.1").items() if k != "num_hidden_layers"
+    }
+    with pytest.raises(PlanError, match="'num_hidden_layers'"):
+        estimate_parameters(broken)
+
+
+def test_unknown_model_type_needs_headers() -> None:
+    unknown = {**config("llama-3.1-8b-instruct"), "model_type": "mamba"}
+    with pytest.raises(PlanError, match="mamba") as caught:
+        estimate_parameters(unknown)
+    assert caught.value.hint is not None
+    assert "safetensors" in caught.value.hint
+
+
+# --- folders -----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not DEMO.is_dir(), reason="the SmolLM2 demo model is not downloaded")
+def test_demo_folder_counts_from_safetensors() -> None:
+    facts = facts_from_folder(DEMO)
+    header = read_header(DEMO / "model.safetensors")
+    assert facts.parameter_source == "safetensors"
+    assert (
+        facts.parameter_count == 134_515_008 == estimate_parameters(config("SmolLM2-135M-Instruct"))
+    )
+    assert facts.weight_bytes == sum(info.nbytes for info in header.tensors.values())
+    assert facts.bytes_by_dtype == header.bytes_by_dtype
+    assert facts.kv_bytes_per_token(2) == 23_040
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
+    """A valid safetensors file of zeros; ``tensors`` maps names to (dtype, shape)."""
+    sizes = {"BF16": 2, "F16": 2, "F32": 4}
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, (dtype, shape) in tensors.items():
+        size = sizes[dtype]
+        for dim in shape:
+            size *= dim
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+
+
+def test_folder_sums_shards_and_skips_consolidated(tmp_path: Path) -> None:
+    shutil.copy(CONFIGS / "gpt2.json", tmp_path / "config.json")
+    write_safetensors(tmp_path / "model-00001-of-00002.safetensors", {"a": ("F32", [4, 8])})
+    write_safetensors(
+        tmp_path / "model-00002-of-00002.safetensors", {"b": ("BF16", [8]), "c": ("F32", [2])}
+    )
+    write_safetensors(tmp_path / "consolidated.safetensors", {"a": ("F32", [100])})
+    (tmp_path / "model.safetensors.index.json").write_text("{}")
+    facts = facts_from_folder(tmp_path)
+    assert facts.parameter_source == "safetensors"
+    assert facts.parameter_count == 32 + 8 + 2
+    assert facts.bytes_by_dtype == {"F32": 4 * 34, "BF16": 16}
+    assert facts.weight_bytes == 4 * 34 + 16
+
+
+def test_folder_without_dtype_takes_the_weights_dtype(tmp_path: Path) -> None:
+    shutil.copy(CONFIGS / "bloom-7b1.json", tmp_path / "config.json")
+    write_safetensors(tmp_path / "model.safetensors", {"a": ("F16", [64]), "b": ("F32", [2])})
+    assert facts_from_folder(tmp_path).dtype == "float16"
+
+
+def test_folder_without_weights_estimates(tmp_path: Path) -> None:
+    shutil.copy(CONFIGS / "mistral-7b-instruct-v0.3.json", tmp_path / "config.json")
+    facts = facts_from_folder(tmp_path)
+    assert facts.parameter_source == "architecture"
+    assert facts.parameter_count == 7_248_023_552
+
+
+def test_folder_without_config(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match=r"config\.json"):
+        facts_from_folder(tmp_path)
+
+
+def test_folder_with_broken_config(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("[1, 2")
+    with pytest.raises(PlanError, match="JSON"):
+        facts_from_folder(tmp_path)
+
+
+def test_folder_with_a_renamed_pickle(tmp_path: Path) -> None:
+    shutil.copy(CONFIGS / "gpt2.json", tmp_path / "config.json")
+    (tmp_path / "model.safetensors").write_bytes(b"\x80\x04" + bytes(64))
+    with pytest.raises(UnsafeModelError):
+        facts_from_folder(tmp_path)
