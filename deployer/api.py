@@ -8,6 +8,7 @@ for anything a user can act on. Nothing here prints.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,16 @@ from deployer.errors import (
 from deployer.events import EventBus, EventKind
 from deployer.hub.fetch import Fetcher, FetchResult, LockMismatchError
 from deployer.hub.lock import LockedModel, ModelLock, lock_path, read_lock, write_lock
+from deployer.hub.safetensors_header import parse_header
 from deployer.hub.source import ModelSourceFacts, hub_facts, local_facts, locked_entry
 from deployer.hub.store import ModelStore
 from deployer.manifest.loader import LoadedManifest, load_manifest, load_manifests
 from deployer.manifest.schema import json_schema
 from deployer.pipeline import Pipeline
 from deployer.planner import Facts, Plan, PlannedStep, StepAction, make_plan
+from deployer.planner.accelerators import Accelerator, cpu_accelerator, host_memory_bytes, lookup
+from deployer.planner.catalog import builtin_config
+from deployer.planner.model_facts import ModelFacts, facts_from_config, facts_from_folder
 from deployer.planner.plan import Device
 from deployer.settings import Settings
 from deployer.smoke import SmokeReport, run_checks
@@ -291,6 +296,7 @@ def _plan(
     else:
         key_source, key_digest = key.source, key.digest
     step_name = "fetch" if spec.model.source == "huggingface" else "model"
+    shape, shape_source = _model_shape(loaded, source, settings)
     facts = Facts(
         device=device,
         model_path=str(source.path),
@@ -304,8 +310,59 @@ def _plan(
         api_key_source=key_source,
         api_key_digest=key_digest,
         observed=observed,
+        model_shape=shape,
+        model_shape_source=shape_source,
+        accelerator_spec=_accelerator_spec(spec.resources.accelerator, device),
     )
     return make_plan(deployment, facts)
+
+
+def _accelerator_spec(name: str, device: Device) -> Accelerator | None:
+    if device == "cpu":
+        return cpu_accelerator(host_memory_bytes())
+    return None if name == "auto" else lookup(name)
+
+
+def _model_shape(
+    loaded: LoadedManifest, source: ModelSourceFacts, settings: Settings
+) -> tuple[ModelFacts | None, str]:
+    """The model's shape and size from the best evidence at hand, without downloading weights:
+    its files (a folder or a fetched snapshot), else the config and weight headers a lock kept
+    in the store, else deployer's copy of the published config."""
+    model = loaded.deployment.spec.model
+    if source.path.is_dir():
+        return facts_from_folder(
+            source.path
+        ), f"config.json and safetensors headers in {source.path}"
+    if model.source != "huggingface":
+        return None, ""
+    store = ModelStore(settings.models_dir)
+    locked = source.locked
+    config_file = locked.file("config.json") if locked else None
+    if locked is not None and config_file is not None and store.has_blob(config_file.sha256):
+        config = json.loads(store.blob_path(config_file.sha256).read_text())
+        headers = []
+        for file in locked.files:
+            if not file.path.endswith(".safetensors"):
+                continue
+            raw = store.cached_header(file.sha256)
+            if raw is None:
+                break
+            headers.append(parse_header(raw, path=Path(file.path), file_size=file.size))
+        else:
+            return (
+                facts_from_config(config, headers),
+                "config.json and safetensors headers kept by deployer lock",
+            )
+        return facts_from_config(config), "config.json of the locked commit (architecture estimate)"
+    config = builtin_config(model.repo)
+    if config is None:
+        return None, ""
+    return (
+        facts_from_config(config),
+        f"deployer's copy of {model.repo}'s published config.json (architecture estimate; "
+        "deployer lock reads the real weight headers)",
+    )
 
 
 def _model_facts(

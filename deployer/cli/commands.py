@@ -16,6 +16,7 @@ from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
 from deployer.errors import ManifestError
+from deployer.planner.capacity import CapacityPlan
 from deployer.units import human_bytes
 
 
@@ -101,12 +102,17 @@ def plan(manifest: ManifestArg, output: OutputOpt = Output.text) -> None:
             f"{the_plan.accelerator} x{the_plan.accelerator_count}"
             f"  (tensor parallel {the_plan.tensor_parallel_size})",
         )
-        table.add_row("KV cache", human_bytes(the_plan.kv_cache_bytes))
+        kv = the_plan.kv_cache_bytes
+        if kv is None and the_plan.capacity is not None:
+            kv = the_plan.capacity.kv_cache_bytes_per_device
+        table.add_row("KV cache", human_bytes(kv) + (" per device" if kv else ""))
         table.add_row("context", str(the_plan.max_model_len or "model default"))
         table.add_row("engine", f"{the_plan.engine.package} {the_plan.engine.version}")
         table.add_row("endpoint", the_plan.endpoint)
         table.add_row("argv", escape(" ".join(the_plan.engine.args)))
         console.print(table)
+        if the_plan.capacity is not None:
+            _print_capacity(the_plan.capacity)
         steps = Table(title="steps", box=None)
         for column in ("step", "action", "why"):
             steps.add_column(column)
@@ -115,6 +121,37 @@ def plan(manifest: ManifestArg, output: OutputOpt = Output.text) -> None:
         console.print(steps)
         for note in the_plan.notes:
             console.print(f"[dim]note: {escape(note)}[/]")
+
+
+def _print_capacity(capacity: CapacityPlan) -> None:
+    console = STATE.console
+    console.print(
+        f"\n[bold]model[/]: {capacity.parameters:,} parameters ({capacity.parameter_source}), "
+        f"{capacity.layers} layers, {capacity.attention} with {capacity.kv_heads} KV heads of "
+        f"{capacity.head_dim}, {capacity.dtype}; KV cache {capacity.kv_bytes_per_token:,} B/token"
+    )
+    console.print(f"[dim]facts from {escape(capacity.model_facts)}[/]")
+    memory = Table(
+        title=f"memory per device: {capacity.accelerator} "
+        f"({human_bytes(capacity.accelerator_memory_bytes)})",
+        box=None,
+    )
+    for column in ("", "bytes", "from"):
+        memory.add_column(column)
+    for row in capacity.memory_per_device:
+        memory.add_row(row.item, human_bytes(row.bytes), escape(row.source))
+    console.print(memory)
+    console.print(f"[bold green]verdict[/]: {capacity.verdict}")
+    if capacity.replicas > 1:
+        console.print(f"replicas: {capacity.replicas}")
+    if capacity.cost_per_hour_usd is not None and capacity.cost_per_million_tokens_usd is not None:
+        console.print(
+            f"cost: ${capacity.cost_per_hour_usd:.2f}/hour, "
+            f"${capacity.cost_per_million_tokens_usd:.3f} per million output tokens at an "
+            f"assumed {capacity.assumed_tokens_per_second or 0:,.0f} tokens/s"
+        )
+    for note in capacity.notes:
+        console.print(f"[dim]note: {escape(note)}[/]")
 
 
 @app.command()

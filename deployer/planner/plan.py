@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict
 from deployer.engines import vllm
 from deployer.errors import PlanError
 from deployer.manifest.models import ModelDeployment
+from deployer.planner.accelerators import Accelerator
+from deployer.planner.capacity import CapacityPlan, place
+from deployer.planner.model_facts import ModelFacts
 
 Device = Literal["cpu", "cuda"]
 
@@ -66,6 +69,12 @@ class Facts:
     #: What getting the model takes: a local folder is checked; a hub model is fetched
     #: (create) unless its locked or resolved commit is already in the store (skip).
     model_step: PlannedStep | None = None
+    #: The model's shape and size, and where they come from; None when nothing tells.
+    model_shape: ModelFacts | None = None
+    model_shape_source: str = ""
+    #: The accelerator the plan places the model on (the CPU with this host's memory, or a
+    #: catalog GPU); None when the manifest says 'auto' for a GPU target.
+    accelerator_spec: Accelerator | None = None
 
 
 class _PlanModel(BaseModel):
@@ -107,6 +116,8 @@ class Plan(_PlanModel):
     max_model_len: int | None
     endpoint: str
     engine: EnginePlan
+    #: Memory, KV cache, concurrency and cost; None when the model's facts are unknown.
+    capacity: CapacityPlan | None
     steps: list[PlannedStep]
     notes: list[str]
 
@@ -147,6 +158,20 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     if kv_cache is None and facts.device == "cpu":
         kv_cache = DEFAULT_CPU_KV_CACHE_BYTES
         notes.append("kvCacheMemory not set: the CPU build gets 512 MiB for its KV cache")
+    capacity: CapacityPlan | None = None
+    if facts.model_shape is None:
+        notes.append("no capacity plan: the model's size is unknown (lock it, or fetch it)")
+    elif facts.accelerator_spec is None:
+        notes.append("no capacity plan: name spec.resources.accelerator (e.g. L40S) to size it")
+    else:
+        capacity = place(
+            deployment,
+            facts.model_shape,
+            facts.accelerator_spec,
+            facts_source=facts.model_shape_source,
+            kv_cache_bytes=kv_cache,
+        )
+        count, tp = capacity.count, capacity.tensor_parallel
 
     decided = vllm.VllmSettings(
         model_path=facts.model_path,
@@ -195,6 +220,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         max_model_len=serving.max_model_len,
         endpoint=f"http://{host}:{facts.port}/v1",
         engine=engine,
+        capacity=capacity,
         steps=_steps(deployment, facts, digest, args),
         notes=notes,
     )

@@ -1,0 +1,161 @@
+"""Will it fit, where, how fast, at what cost: the capacity part of a plan.
+
+Pure: the model's facts (:mod:`deployer.planner.model_facts`), the accelerator
+(:mod:`deployer.planner.accelerators`) and the manifest go in; a :class:`CapacityPlan` (or a
+:class:`~deployer.errors.PlanError` with the numbers and what would fit) comes out. The memory
+arithmetic follows vLLM's own budgeting (:mod:`deployer.planner.memory`, with sources).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from deployer.errors import PlanError
+from deployer.manifest.models import ModelDeployment
+from deployer.planner.accelerators import Accelerator, cost
+from deployer.planner.memory import assumed_decode_throughput, block_size_for, fit
+from deployer.planner.model_facts import ModelFacts
+
+#: vLLM's context length when neither the manifest nor the config names one.
+DEFAULT_MAX_MODEL_LEN = 2048
+
+
+class _CapacityModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MemoryRow(_CapacityModel):
+    item: str
+    bytes: int
+    source: str
+
+
+class CapacityPlan(_CapacityModel):
+    #: Where the model's numbers come from (its files, the lock, deployer's catalog).
+    model_facts: str
+    parameters: int
+    parameter_source: str
+    attention: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype: str
+    kv_bytes_per_token: int
+    max_model_len: int
+    accelerator: str
+    accelerator_memory_bytes: int
+    count: int
+    tensor_parallel: int
+    replicas: int
+    block_size: int
+    kv_cache_bytes_per_device: int
+    kv_tokens: int
+    max_concurrency: float
+    memory_per_device: list[MemoryRow]
+    assumed_tokens_per_second: float | None
+    cost_per_hour_usd: float | None
+    cost_per_million_tokens_usd: float | None
+    notes: list[str]
+
+    @property
+    def verdict(self) -> str:
+        return (
+            f"fits on {self.count} x {self.accelerator} (tensor parallel {self.tensor_parallel})"
+            f": {self.kv_tokens:,} KV-cache tokens, {self.max_concurrency:.2f} concurrent "
+            f"requests of {self.max_model_len:,} tokens"
+        )
+
+
+def place(
+    deployment: ModelDeployment,
+    model: ModelFacts,
+    accelerator: Accelerator,
+    *,
+    facts_source: str,
+    kv_cache_bytes: int | None,
+) -> CapacityPlan:
+    """Place ``deployment`` on ``accelerator``; PlanError (numbers and a fix) when it cannot."""
+    spec = deployment.spec
+    serving = spec.serving
+    max_len = serving.max_model_len or model.max_position_embeddings or DEFAULT_MAX_MODEL_LEN
+    dtype = _serving_dtype(serving.dtype, model, accelerator)
+    count = None if spec.resources.count == "auto" else spec.resources.count
+    tp = None if serving.tensor_parallel_size == "auto" else serving.tensor_parallel_size
+    result = fit(
+        model,
+        accelerator,
+        max_model_len=max_len,
+        count=count,
+        tensor_parallel=tp,
+        quantization=spec.quantize.method,
+        dtype=dtype,
+        gpu_memory_utilization=serving.gpu_memory_utilization or 0.9,
+        kv_cache_bytes=kv_cache_bytes,
+        max_num_seqs=serving.max_num_seqs or 256,
+        enforce_eager=serving.args.get("enforce-eager") is True,
+        model_name=_model_name(deployment),
+    )
+    replicas = max(1, result.count // result.tensor_parallel)
+    concurrency = min(result.max_concurrency, float(serving.max_num_seqs or 256))
+    tokens_per_second: float | None = None
+    per_hour = per_million = None
+    notes = list(result.notes)
+    if accelerator.vendor != "cpu":
+        tokens_per_second = replicas * assumed_decode_throughput(
+            model, accelerator, result.tensor_parallel, max(concurrency, 1.0)
+        )
+        try:
+            priced = cost(accelerator, result.count, tokens_per_second)
+            per_hour, per_million = priced.per_hour, priced.per_million_tokens
+            notes.append(
+                f"cost assumes {tokens_per_second:,.0f} output tokens/s (memory-bandwidth bound "
+                f"decode at {concurrency:.0f} concurrent requests) and ${per_hour:.2f}/h: "
+                "measure with a benchmark before you rely on it"
+            )
+        except PlanError as exc:
+            notes.append(f"no cost: {exc.message}")
+    kv_dtype_bytes = 2 if dtype in ("bfloat16", "float16") else 4
+    return CapacityPlan(
+        model_facts=facts_source,
+        parameters=model.parameter_count,
+        parameter_source=model.parameter_source,
+        attention=model.attention,
+        layers=model.num_layers,
+        kv_heads=model.num_kv_heads,
+        head_dim=model.head_dim,
+        dtype=dtype,
+        kv_bytes_per_token=model.kv_bytes_per_token(kv_dtype_bytes),
+        max_model_len=max_len,
+        accelerator=accelerator.name,
+        accelerator_memory_bytes=accelerator.memory_bytes,
+        count=result.count,
+        tensor_parallel=result.tensor_parallel,
+        replicas=replicas,
+        block_size=block_size_for(accelerator),
+        kv_cache_bytes_per_device=result.breakdown.kv_cache,
+        kv_tokens=result.kv_tokens,
+        max_concurrency=round(result.max_concurrency, 2),
+        memory_per_device=[
+            MemoryRow(item=item, bytes=size, source=source)
+            for item, size, source in result.breakdown.rows()
+        ],
+        assumed_tokens_per_second=tokens_per_second,
+        cost_per_hour_usd=per_hour,
+        cost_per_million_tokens_usd=per_million,
+        notes=notes,
+    )
+
+
+def _serving_dtype(requested: str, model: ModelFacts, accelerator: Accelerator) -> str:
+    """The dtype vLLM serves in: the manifest's, else the checkpoint's; vLLM's 'auto' serves a
+    float32 checkpoint in 16 bits (bfloat16 where the accelerator has it)."""
+    if requested != "auto":
+        return requested
+    if model.dtype != "float32":
+        return model.dtype
+    return "bfloat16" if "bfloat16" in accelerator.dtypes else "float16"
+
+
+def _model_name(deployment: ModelDeployment) -> str:
+    model = deployment.spec.model
+    return model.repo.split("/")[-1] if model.source == "huggingface" else deployment.name

@@ -1,0 +1,193 @@
+"""Plans with capacity: these manifests and these model facts give these placements, or these
+refusals with numbers (pure: the published configs shipped with deployer, the catalog GPUs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployer import api
+from deployer.errors import PlanError
+from deployer.manifest.models import ModelDeployment
+from deployer.planner import Facts, make_plan
+from deployer.planner.accelerators import cpu_accelerator, lookup
+from deployer.planner.catalog import builtin_config
+from deployer.planner.model_facts import facts_from_config
+from deployer.settings import Settings
+
+GiB = 1024**3
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def shape(repo: str) -> Any:
+    config = builtin_config(repo)
+    assert config is not None
+    return facts_from_config(config)
+
+
+def manifest(repo: str, **spec: Any) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "apiVersion": "deployer/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "m"},
+            "spec": {
+                "model": {"source": "huggingface", "repo": repo},
+                "target": {"kind": "kubernetes"},
+                **spec,
+            },
+        }
+    )
+
+
+def facts(repo: str, accelerator: str) -> Facts:
+    device = "cpu" if accelerator == "cpu" else "cuda"
+    return Facts(
+        device=device,
+        model_path="/models/x",
+        model_fingerprint="f",
+        port=8000,
+        engine_package="vllm",
+        engine_version="0.32.0",
+        api_key_source="generated",
+        api_key_digest="d",
+        model_shape=shape(repo),
+        model_shape_source="test",
+        accelerator_spec=cpu_accelerator(24 * GiB) if device == "cpu" else lookup(accelerator),
+    )
+
+
+PLACEMENTS = [
+    # repo, resources, serving, expected (accelerator, count, tensor parallel)
+    (
+        "meta-llama/Llama-3.1-8B-Instruct",
+        {"accelerator": "L4"},
+        {"maxModelLen": 8192},
+        ("L4", 1, 1),
+    ),
+    (
+        "meta-llama/Llama-3.1-70B-Instruct",
+        {"accelerator": "H100"},
+        {"maxModelLen": 8192},
+        ("H100-80GB", 2, 2),
+    ),
+    (
+        "meta-llama/Llama-3.1-70B-Instruct",
+        {"accelerator": "L40S"},
+        {"maxModelLen": 8192},
+        ("L40S", 4, 4),
+    ),
+    (
+        "mistralai/Mixtral-8x7B-Instruct-v0.1",
+        {"accelerator": "A100-80GB"},
+        {"maxModelLen": 4096},
+        ("A100-80GB", 2, 2),
+    ),
+    ("Qwen/Qwen2.5-72B-Instruct", {"accelerator": "H200"}, {"maxModelLen": 16384}, ("H200", 2, 2)),
+    ("tiiuae/falcon-7b-instruct", {"accelerator": "A10G"}, {"maxModelLen": 2048}, ("A10G", 1, 1)),
+]
+
+
+@pytest.mark.parametrize(("repo", "resources", "serving", "expected"), PLACEMENTS)
+def test_the_smallest_placement_that_fits(
+    repo: str, resources: dict[str, Any], serving: dict[str, Any], expected: tuple[str, int, int]
+) -> None:
+    deployment = manifest(repo, resources=resources, serving=serving)
+    plan = make_plan(deployment, facts(repo, resources["accelerator"]))
+    capacity = plan.capacity
+    assert capacity is not None
+    assert (capacity.accelerator, capacity.count, capacity.tensor_parallel) == expected
+    assert plan.tensor_parallel_size == expected[2]
+    assert (f"--tensor-parallel-size {expected[2]}" in " ".join(plan.engine.args)) == (
+        expected[2] > 1
+    )
+    assert capacity.kv_tokens >= serving["maxModelLen"]
+    assert capacity.max_concurrency >= 1
+    assert {row.item for row in capacity.memory_per_device} >= {"budget", "weights", "KV cache"}
+
+
+@pytest.mark.parametrize(
+    ("repo", "resources", "spec", "message", "hint"),
+    [
+        pytest.param(
+            "meta-llama/Llama-3.1-70B-Instruct",
+            {"accelerator": "L40S", "count": 2},
+            {"serving": {"maxModelLen": 8192}},
+            "GiB of bfloat16 weights",
+            "fp8",
+            id="70b-on-two-l40s",
+        ),
+        pytest.param(
+            "meta-llama/Llama-3.1-8B-Instruct",
+            {"accelerator": "A100-40GB"},
+            {"quantize": {"method": "fp8"}},
+            "fp8",
+            "Ada",
+            id="fp8-on-ampere",
+        ),
+        pytest.param(
+            "meta-llama/Llama-3.1-8B-Instruct",
+            {"accelerator": "T4"},
+            {"serving": {"dtype": "bfloat16"}},
+            "bfloat16",
+            "float16",
+            id="bf16-on-t4",
+        ),
+        pytest.param(
+            "meta-llama/Llama-3.1-70B-Instruct",
+            {"accelerator": "H100", "count": 4},
+            {"serving": {"tensorParallelSize": 3}},
+            "does not divide the model's 64 attention heads",
+            "",
+            id="heads-not-divisible",
+        ),
+    ],
+)
+def test_an_impossible_request_is_refused_with_numbers(
+    repo: str, resources: dict[str, Any], spec: dict[str, Any], message: str, hint: str
+) -> None:
+    deployment = manifest(repo, resources=resources, **spec)
+    with pytest.raises(PlanError) as refused:
+        make_plan(deployment, facts(repo, resources["accelerator"]))
+    assert message in refused.value.message
+    assert hint in (refused.value.hint or "") + refused.value.message
+
+
+def test_the_demo_on_the_cpu_matches_what_vllm_logs() -> None:
+    deployment = ModelDeployment.model_validate(
+        {
+            "apiVersion": "deployer/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "demo"},
+            "spec": {
+                "model": {"source": "local", "path": "/m"},
+                "serving": {"dtype": "bfloat16", "maxModelLen": 2048, "kvCacheMemory": "512MiB"},
+                "resources": {"accelerator": "cpu"},
+            },
+        }
+    )
+    base = facts("HuggingFaceTB/SmolLM2-135M-Instruct", "cpu")
+    plan = make_plan(deployment, dataclasses.replace(base, device="cpu"))
+    assert plan.capacity is not None
+    # Logged by the real vLLM CPU build: "CPU KV cache size: 23,296 tokens, Maximum
+    # concurrency for 2,048 tokens per request: 11.38x".
+    assert plan.capacity.kv_tokens == 23296
+    assert plan.capacity.max_concurrency == pytest.approx(11.38, abs=0.01)
+    assert plan.capacity.kv_bytes_per_token == 23040
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "model_manifests").rglob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_example_plans_offline_with_a_verdict(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # no hub: planning is offline
+    settings = Settings(home=tmp_path / "home", cache=Path.home() / ".cache" / "deployer")
+    plan = api.plan(path, settings)
+    assert plan.capacity is not None, plan.notes
+    assert plan.capacity.kv_tokens >= plan.capacity.max_model_len
+    assert plan.capacity.verdict.startswith("fits on ")
