@@ -1,0 +1,89 @@
+"""Validate and plan 1,000 manifests (variations of the examples) offline; aim: under 10 s.
+
+Variations change the name, context length, accelerator, count and quantization of the GPU
+examples. Planning uses deployer's catalog of published configs (no lock, no network: HF_ENDPOINT
+points at a closed port). Baseline in the same run: only parsing the same YAML files.
+
+    .venv/bin/python benchmarks/plan_1000.py [--count N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, table
+from ruamel.yaml import YAML
+
+from deployer import api
+from deployer.errors import PlanError
+from deployer.settings import Settings
+
+ACCELERATORS = ["L4", "L40S", "A10G", "A100-40GB", "A100-80GB", "H100-80GB", "H200", "MI300X"]
+LENGTHS = [2048, 4096, 8192]
+
+
+def variations(count: int, folder: Path) -> list[Path]:
+    yaml = YAML()
+    examples = [p for p in sorted((ROOT / "model_manifests").glob("*.yaml"))]
+    folder.mkdir(parents=True, exist_ok=True)
+    combos = itertools.cycle(itertools.product(examples, ACCELERATORS, LENGTHS, ["auto", 1, 2]))
+    paths = []
+    for i, (example, accelerator, length, devices) in zip(range(count), combos, strict=False):
+        doc = yaml.load(example.read_text())
+        doc["metadata"]["name"] = f"v{i}"
+        doc["spec"]["serving"]["maxModelLen"] = length
+        doc["spec"]["resources"] = {"accelerator": accelerator, "count": devices}
+        doc["spec"]["quantize"] = {"method": "fp8" if i % 5 == 0 else "none"}
+        path = folder / f"v{i}.yaml"
+        with path.open("w") as out:
+            yaml.dump(doc, out)
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    count = parser.parse_args().count
+    os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = variations(count, folder / "manifests")
+        settings = Settings(home=folder / "home", cache=folder / "cache")
+
+        started = time.perf_counter()
+        for path in paths:
+            YAML(typ="safe").load(path.read_text())
+        parse_only = time.perf_counter() - started
+
+        started = time.perf_counter()
+        api.validate([folder / "manifests"])
+        validated = time.perf_counter() - started
+        fits = refused = 0
+        for path in paths:
+            try:
+                api.plan(path, settings)  # loads and validates its manifest again
+                fits += 1
+            except PlanError:
+                refused += 1
+        total = time.perf_counter() - started
+    table(
+        [
+            ("manifests", f"{count} ({fits} fit, {refused} refused with a reason)"),
+            ("baseline: parse the YAML only", f"{parse_only:.2f} s"),
+            ("validate all (deployer validate FOLDER)", f"{validated:.2f} s"),
+            ("plan each (deployer plan FILE, validating it)", f"{total - validated:.2f} s"),
+            ("validate all + plan each (aim < 10 s)", f"{total:.2f} s"),
+            ("per manifest", f"{total / count * 1000:.1f} ms"),
+            ("ratio to parsing alone", f"{total / parse_only:.1f}"),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
