@@ -245,6 +245,9 @@ class ResourcesSpec(Spec):
     """'cpu', an accelerator name such as H100-80GB or L40S, or 'auto' (what the target has)."""
     count: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     """Accelerators per replica; 'auto' lets the planner choose."""
+    hourly_price: Annotated[float, Field(ge=0)] | None = None
+    """Price of one accelerator per hour in USD, for the plan's cost; default: deployer's
+    catalog price (an on-demand list price, an assumption)."""
 
 
 # --- targets -----------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def place(
             model, accelerator, result.tensor_parallel, max(concurrency, 1.0)
         )
         try:
-            priced = cost(accelerator, result.count, tokens_per_second)
+            priced = cost(accelerator, result.count, tokens_per_second, spec.resources.hourly_price)
             per_hour, per_million = priced.per_hour, priced.per_million_tokens
             notes.append(
                 f"cost assumes {tokens_per_second:,.0f} output tokens/s (memory-bandwidth bound "

@@ -191,3 +191,17 @@ def test_every_example_plans_offline_with_a_verdict(
     assert plan.capacity is not None, plan.notes
     assert plan.capacity.kv_tokens >= plan.capacity.max_model_len
     assert plan.capacity.verdict.startswith("fits on ")
+
+
+def test_the_manifest_price_overrides_the_catalog() -> None:
+    repo = "meta-llama/Llama-3.1-8B-Instruct"
+    listed = make_plan(manifest(repo, resources={"accelerator": "L4"}), facts(repo, "L4"))
+    own = make_plan(
+        manifest(repo, resources={"accelerator": "L4", "hourlyPrice": 0.4}), facts(repo, "L4")
+    )
+    assert listed.capacity is not None
+    assert own.capacity is not None
+    assert own.capacity.cost_per_hour_usd == pytest.approx(0.4 * own.capacity.count)
+    assert own.capacity.cost_per_million_tokens_usd == pytest.approx(
+        listed.capacity.cost_per_million_tokens_usd * 0.4 / listed.capacity.cost_per_hour_usd
+    )
