@@ -7,8 +7,10 @@ sizes the KV cache (layers, key/value heads, head size, sliding window) and the 
 
 With safetensors headers the parameter count and bytes are exact: what the files hold. Without
 them :func:`estimate_parameters` derives the count from the architecture; it matches the
-published totals of the families it knows (Llama, Mistral, Mixtral, Qwen2, Qwen2-MoE, Falcon,
-BLOOM, GPT-2) to the parameter, and raises :class:`PlanError` for any other ``model_type``.
+published totals of the families it knows (Llama, Mistral, Mixtral, Qwen2, Qwen2-MoE, Qwen3,
+Gemma, Gemma 2, Phi-3, Falcon, BLOOM, GPT-2, GPT-NeoX, StarCoder2) to the parameter, and raises
+:class:`PlanError` for any other ``model_type``. (For GPT-NeoX it counts the parameters; some
+Pythia checkpoints also store buffers, such as the causal mask, that no engine loads.)
 
 Config keys are read under their transformers names and the aliases older configs use (BLOOM's
 ``n_embed``/``n_layer``, GPT-2's ``n_embd``, Falcon RW's ``n_head_kv``). A missing or malformed
@@ -49,12 +51,22 @@ _DTYPE_ALIASES: Mapping[str, Dtype] = {
     "float": "float32",
 }
 
-_LLAMA_LIKE = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe"})
+_LLAMA_LIKE = frozenset(
+    {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "gemma", "gemma2", "phi3"}
+)
 _FALCON = frozenset({"falcon", "RefinedWeb", "RefinedWebModel"})
 _WITH_QKV_BIAS = frozenset({"qwen2", "qwen2_moe"})
+# Phi-3's projections never have biases, whatever attention_bias says.
+_WITHOUT_BIAS = frozenset({"phi3"})
+# Qwen3 normalizes each query and key head (q_norm, k_norm: head_dim weights each per layer).
+_QK_NORM = frozenset({"qwen3"})
+# Gemma 2 wraps attention and MLP in norms on both sides: four RMSNorms per layer, not two.
+_SANDWICH_NORM = frozenset({"gemma2"})
 # transformers' default when a config omits tie_word_embeddings: PretrainedConfig says True,
 # these families' config classes say False.
-_UNTIED_BY_DEFAULT = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe"})
+_UNTIED_BY_DEFAULT = frozenset(
+    {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "phi3", "gpt_neox"}
+)
 
 _SAFETENSORS_INDEX = "model.safetensors.index.json"
 
@@ -88,8 +100,9 @@ class ModelFacts:
     max_position_embeddings: int | None
     """None when the config sets no limit (ALiBi models such as BLOOM)."""
     sliding_window: int | None
-    """Tokens each layer attends to, when the engine applies a window; Qwen2's counts only with
-    ``use_sliding_window``."""
+    """Tokens each layer attends to, when the engine applies a window; Qwen2's and Qwen3's count
+    only with ``use_sliding_window``. Reported as the config states it: Gemma 2 applies it on
+    every other layer only (the rest attend to the whole context)."""
     num_experts: int | None
     experts_per_token: int | None
     tie_word_embeddings: bool
@@ -218,7 +231,11 @@ def estimate_parameters(config: Mapping[str, object]) -> int:
         return _bloom(reader)
     if model_type == "gpt2":
         return _gpt2(reader)
-    known = sorted(_LLAMA_LIKE | _FALCON | {"bloom", "gpt2"})
+    if model_type == "gpt_neox":
+        return _gpt_neox(reader)
+    if model_type == "starcoder2":
+        return _starcoder2(reader)
+    known = sorted(_LLAMA_LIKE | _FALCON | {"bloom", "gpt2", "gpt_neox", "starcoder2"})
     raise PlanError(
         f"cannot estimate the parameters of model_type {model_type!r} from its config "
         f"(known: {', '.join(known)})",
@@ -230,7 +247,12 @@ def estimate_parameters(config: Mapping[str, object]) -> int:
 
 
 def _llama_like(reader: _Config, model_type: str) -> int:
-    """Llama, Mistral, Qwen2 and their MoE forms: RMSNorm (weight only), gated MLP, RoPE."""
+    """Llama, Mistral, Qwen2/3, Gemma (1, 2), Phi-3 and the MoE forms: RMSNorm (weight only),
+    gated MLP, RoPE.
+
+    Phi-3 fuses q/k/v into ``qkv_proj`` and gate/up into ``gate_up_proj``: the same weights in
+    fewer tensors. Gemma's GeGLU MLP has the same three matrices as SwiGLU.
+    """
     hidden = reader.positive("hidden_size")
     layers = reader.positive("num_hidden_layers")
     heads = reader.positive("num_attention_heads")
@@ -243,9 +265,11 @@ def _llama_like(reader: _Config, model_type: str) -> int:
     attention = hidden * q_width + 2 * hidden * kv_width + q_width * hidden
     if model_type in _WITH_QKV_BIAS:
         attention += q_width + 2 * kv_width
-    elif reader.flag("attention_bias", default=False):
+    elif model_type not in _WITHOUT_BIAS and reader.flag("attention_bias", default=False):
         attention += q_width + 2 * kv_width + hidden
-    norms = 2 * hidden
+    if model_type in _QK_NORM:
+        attention += 2 * head_dim
+    norms = (4 if model_type in _SANDWICH_NORM else 2) * hidden
 
     if model_type == "mixtral":
         experts = reader.positive("num_local_experts")
@@ -345,6 +369,45 @@ def _gpt2(reader: _Config) -> int:
     tied = reader.flag("tie_word_embeddings", default=True)
     lm_head = 0 if tied else vocab * hidden
     return vocab * hidden + positions * hidden + layers * per_layer + 2 * hidden + lm_head
+
+
+def _gpt_neox(reader: _Config) -> int:
+    """GPT-NeoX (Pythia, GPT-NeoX-20B): fused query_key_value, biases on every projection,
+    LayerNorms with bias, a plain GELU MLP, and an untied ``embed_out``."""
+    hidden = reader.positive("hidden_size")
+    layers = reader.positive("num_hidden_layers")
+    vocab = reader.positive("vocab_size")
+    ffn = reader.positive("intermediate_size")
+    attention = hidden * 3 * hidden + hidden * hidden
+    if reader.flag("attention_bias", default=True):
+        attention += 3 * hidden + hidden
+    mlp = 2 * hidden * ffn + ffn + hidden
+    per_layer = attention + mlp + 2 * (2 * hidden)
+    tied = reader.flag("tie_word_embeddings", default=False)
+    lm_head = 0 if tied else vocab * hidden
+    return vocab * hidden + layers * per_layer + 2 * hidden + lm_head
+
+
+def _starcoder2(reader: _Config) -> int:
+    """StarCoder2: GQA with RoPE, biases everywhere (``use_bias``), LayerNorms with bias, a
+    plain GELU MLP (``c_fc``, ``c_proj``), and an lm_head tied to the embeddings."""
+    hidden = reader.positive("hidden_size")
+    layers = reader.positive("num_hidden_layers")
+    heads = reader.positive("num_attention_heads")
+    kv_heads = _kv_heads(reader, "starcoder2", heads)
+    head_dim = _head_dim(reader, hidden, heads)
+    vocab = reader.positive("vocab_size")
+    ffn = reader.positive("intermediate_size")
+    q_width, kv_width = heads * head_dim, kv_heads * head_dim
+    attention = hidden * q_width + 2 * hidden * kv_width + q_width * hidden
+    mlp = 2 * hidden * ffn
+    if reader.flag("use_bias", default=True):
+        attention += q_width + 2 * kv_width + hidden
+        mlp += ffn + hidden
+    per_layer = attention + mlp + 2 * (2 * hidden)
+    tied = reader.flag("tie_word_embeddings", default=True)
+    lm_head = 0 if tied else vocab * hidden
+    return vocab * hidden + layers * per_layer + 2 * hidden + lm_head
 
 
 # --- shared fields ------------------------------------------------------------------------------

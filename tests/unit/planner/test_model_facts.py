@@ -43,6 +43,11 @@ PARAMETERS = [
     ("qwen2.5-72b-instruct", 72_706_203_648),
     ("SmolLM2-135M-Instruct", 134_515_008),
     ("gpt2", 124_439_808),
+    ("qwen3-8b", 8_190_735_360),
+    ("gemma-2-9b-it", 9_241_705_984),
+    ("phi-3-mini-4k-instruct", 3_821_079_552),
+    ("gemma-7b", 8_537_680_896),
+    ("starcoder2-7b", 7_173_923_840),
 ]
 
 
@@ -62,6 +67,18 @@ def test_falcon_40b_count() -> None:
     assert expected % hidden == 0
 
 
+def test_pythia_1b_count() -> None:
+    # The parameters only: Pythia's checkpoints may also carry persistent buffers (the causal
+    # mask attention.bias, masked_bias, rotary inv_freq) that are not weights and that
+    # neither transformers nor vLLM loads. Tensor by tensor:
+    hidden, layers, vocab, ffn = 2048, 16, 50_304, 8192
+    attention = hidden * 3 * hidden + 3 * hidden + hidden * hidden + hidden
+    mlp = hidden * ffn + ffn + ffn * hidden + hidden
+    per_layer = attention + mlp + 2 * 2 * hidden
+    expected = 2 * vocab * hidden + layers * per_layer + 2 * hidden
+    assert estimate_parameters(config("pythia-1b")) == expected == 1_011_781_632
+
+
 # name, attention, layers, kv heads, head_dim, KV bytes per token in bfloat16
 SHAPES = [
     ("llama-3.1-8b-instruct", "GQA", 32, 8, 128, 131_072),
@@ -76,6 +93,13 @@ SHAPES = [
     ("qwen2.5-72b-instruct", "GQA", 80, 8, 128, 327_680),
     ("SmolLM2-135M-Instruct", "GQA", 30, 3, 64, 23_040),
     ("gpt2", "MHA", 12, 12, 64, 36_864),
+    ("qwen3-8b", "GQA", 36, 8, 128, 147_456),
+    # Gemma 2's explicit head_dim (256) is not hidden_size / heads (224).
+    ("gemma-2-9b-it", "GQA", 42, 8, 256, 344_064),
+    ("phi-3-mini-4k-instruct", "MHA", 32, 32, 96, 393_216),
+    ("pythia-1b", "MHA", 16, 8, 256, 131_072),
+    ("gemma-7b", "MHA", 28, 16, 256, 458_752),
+    ("starcoder2-7b", "GQA", 32, 4, 128, 65_536),
 ]
 
 
@@ -101,6 +125,13 @@ EXTRAS = [
     # Qwen2 ships sliding_window 131072 with use_sliding_window false: no window.
     ("qwen2.5-7b-instruct", None, None, None, 32_768, False),
     ("SmolLM2-135M-Instruct", None, None, None, 8192, True),
+    ("qwen3-8b", None, None, None, 40_960, False),
+    # Gemma 2 slides on every other layer; the config's window is reported as it stands.
+    ("gemma-2-9b-it", 4096, None, None, 8192, True),
+    ("phi-3-mini-4k-instruct", 2047, None, None, 4096, False),
+    ("pythia-1b", None, None, None, 2048, False),
+    ("gemma-7b", None, None, None, 8192, True),
+    ("starcoder2-7b", 4096, None, None, 16_384, True),
 ]
 
 
@@ -194,6 +225,53 @@ def test_falcon_without_multi_query_is_mha() -> None:
     mha = {**config("falcon-7b-instruct"), "multi_query": False}
     assert facts_from_config(mha).attention == "MHA"
     assert facts_from_config(mha).num_kv_heads == 71
+
+
+def test_qwen3_counts_query_and_key_norms() -> None:
+    # Qwen3-8B tensor by tensor: q_norm and k_norm add 2 * head_dim per layer.
+    hidden, layers, vocab, head_dim, ffn = 4096, 36, 151_936, 128, 12288
+    attention = 2 * hidden * 32 * head_dim + 2 * hidden * 8 * head_dim + 2 * head_dim
+    per_layer = attention + 3 * hidden * ffn + 2 * hidden
+    expected = 2 * vocab * hidden + layers * per_layer + hidden
+    assert estimate_parameters(config("qwen3-8b")) == expected
+
+
+def test_gemma2_counts_four_norms_per_layer() -> None:
+    # Gemma 2 9B tensor by tensor: input, post-attention, pre- and post-feedforward norms.
+    hidden, layers, vocab, head_dim, ffn = 3584, 42, 256_000, 256, 14336
+    attention = 2 * hidden * 16 * head_dim + 2 * hidden * 8 * head_dim
+    per_layer = attention + 3 * hidden * ffn + 4 * hidden
+    expected = vocab * hidden + layers * per_layer + hidden
+    assert estimate_parameters(config("gemma-2-9b-it")) == expected
+
+
+def test_phi3_has_no_projection_biases() -> None:
+    # transformers' Phi3Attention builds qkv_proj and o_proj without bias, whatever the config.
+    biased = {**config("phi-3-mini-4k-instruct"), "attention_bias": True}
+    assert estimate_parameters(biased) == 3_821_079_552
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "removed"),
+    [
+        # Per layer: the q/k/v and dense biases.
+        ("pythia-1b", {"attention_bias": False}, 16 * 4 * 2048),
+        # Per layer: q/k/v, o_proj, c_fc and c_proj biases.
+        ("starcoder2-7b", {"use_bias": False}, 32 * (4608 + 2 * 512 + 4608 + 18432 + 4608)),
+    ],
+)
+def test_bias_flags(name: str, change: dict[str, Any], removed: int) -> None:
+    assert (
+        estimate_parameters(config(name)) - estimate_parameters({**config(name), **change})
+        == removed
+    )
+
+
+def test_untied_flags_add_the_output_projection() -> None:
+    untied = {**config("gemma-7b"), "tie_word_embeddings": False}
+    assert estimate_parameters(untied) == 8_537_680_896 + 256_000 * 3072
+    tied = {**config("pythia-1b"), "tie_word_embeddings": True}
+    assert estimate_parameters(tied) == 1_011_781_632 - 50_304 * 2048
 
 
 def test_qwen2_moe_counts_routed_and_shared_experts() -> None:

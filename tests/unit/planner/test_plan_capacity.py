@@ -203,5 +203,7 @@ def test_the_manifest_price_overrides_the_catalog() -> None:
     assert own.capacity is not None
     assert own.capacity.cost_per_hour_usd == pytest.approx(0.4 * own.capacity.count)
     assert own.capacity.cost_per_million_tokens_usd == pytest.approx(
-        listed.capacity.cost_per_million_tokens_usd * 0.4 / listed.capacity.cost_per_hour_usd
+        listed.capacity.cost_per_million_tokens_usd
+        * own.capacity.cost_per_hour_usd
+        / listed.capacity.cost_per_hour_usd
     )
