@@ -29,6 +29,12 @@ _KNOWN = {
     "Qwen/Qwen2.5-72B-Instruct": "qwen2.5-72b-instruct.json",
     "HuggingFaceTB/SmolLM2-135M-Instruct": "SmolLM2-135M-Instruct.json",
     "openai-community/gpt2": "gpt2.json",
+    "Qwen/Qwen3-8B": "qwen3-8b.json",
+    "google/gemma-2-9b-it": "gemma-2-9b-it.json",
+    "google/gemma-7b": "gemma-7b.json",
+    "microsoft/Phi-3-mini-4k-instruct": "phi-3-mini-4k-instruct.json",
+    "EleutherAI/pythia-1b": "pythia-1b.json",
+    "bigcode/starcoder2-7b": "starcoder2-7b.json",
 }
 
 

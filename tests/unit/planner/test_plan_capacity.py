@@ -14,7 +14,7 @@ from deployer.errors import PlanError
 from deployer.manifest.models import ModelDeployment
 from deployer.planner import Facts, make_plan
 from deployer.planner.accelerators import cpu_accelerator, lookup
-from deployer.planner.catalog import builtin_config
+from deployer.planner.catalog import builtin_config, known_repos
 from deployer.planner.model_facts import facts_from_config
 from deployer.settings import Settings
 
@@ -207,3 +207,10 @@ def test_the_manifest_price_overrides_the_catalog() -> None:
         * own.capacity.cost_per_hour_usd
         / listed.capacity.cost_per_hour_usd
     )
+
+
+@pytest.mark.parametrize("repo", known_repos())
+def test_every_catalog_model_has_facts(repo: str) -> None:
+    facts = shape(repo)
+    assert facts.parameter_count > 0
+    assert facts.kv_bytes_per_token(2) > 0
