@@ -1,0 +1,666 @@
+"""SSH inventories: which hosts a deployment may use and how to reach them.
+
+An inventory is read from one file in one of three formats, all giving the same
+:class:`Inventory`:
+
+* deployer's YAML (``apiVersion: deployer/v1alpha1``, ``kind: Inventory``, ``hosts``, ``groups``),
+  validated like a manifest: every problem is located ``FILE:LINE:COLUMN`` with the field's dotted
+  path and a hint (``hosts.gpu1.prot: unknown key``, did you mean 'port'?);
+* an Ansible YAML inventory (``all: {hosts: ..., children: ...}``);
+* an Ansible INI inventory (``[group]`` sections of ``name ansible_host=... ansible_user=...``
+  lines), for any file not named ``*.yaml``, ``*.yml`` or ``*.json``.
+
+Loading only reads the file; nothing here connects to a host. :meth:`Inventory.select` picks the
+hosts a target uses and :meth:`Inventory.to_ansible` renders what ansible-runner takes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from ruamel.yaml.comments import CommentedMap
+
+from deployer.errors import ManifestError
+from deployer.manifest.explain import SCHEMA_HINT
+from deployer.manifest.explain import _describe as describe_field
+from deployer.manifest.explain import _explain as explain_error
+from deployer.manifest.explain import _field as model_field
+from deployer.manifest.explain import _is_model as is_model
+from deployer.manifest.explain import _join_reasons as join_reasons
+from deployer.manifest.explain import _model_doc as model_doc
+from deployer.manifest.explain import _unwrap as unwrap
+from deployer.manifest.models import API_VERSION, Spec
+from deployer.manifest.yaml_reader import (
+    Document,
+    Mark,
+    child_marks,
+    custom_tags,
+    plain,
+    read_documents,
+    yaml_type,
+)
+
+KIND = "Inventory"
+HEADER_HINT = f"an inventory starts with 'apiVersion: {API_VERSION}' and 'kind: {KIND}'"
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+
+#: Host and group names: lower-case letters, digits, '-', '_' and '.', starting and ending with a
+#: letter or digit (DNS-1123, plus the '_' Ansible group names use).
+NAME = r"^[a-z0-9]([-_.a-z0-9]*[a-z0-9])?$"
+#: Label keys become Ansible variables (``deployer_<key>``), so they are identifiers.
+LABEL_KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
+USER = r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$"
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+_JUMP = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>[^@\s:\[\]]+)(?::(?P<port>\d{1,5}))?$")
+#: Groups Ansible defines itself.
+RESERVED_GROUPS = ("all", "ungrouped")
+
+Name = Annotated[str, StringConstraints(max_length=253, pattern=NAME)]
+LabelKey = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_KEY)]
+
+
+class Host(Spec):
+    """One machine reached over SSH."""
+
+    address: str
+    """IP address or DNS name the host is reached at."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    """SSH port, 1 to 65535 (default 22)."""
+    user: Annotated[str, StringConstraints(pattern=USER)] = "root"
+    """Login user (default root)."""
+    key_file: Annotated[str, StringConstraints(min_length=1)] | None = None
+    """Private key file; a relative path starts at the inventory file's folder, '~' is expanded.
+    Not with 'agent: true'; with neither, ssh's own defaults apply."""
+    agent: bool = False
+    """Authenticate with the keys of the running ssh-agent; not with 'keyFile'."""
+    jump_host: Annotated[str, StringConstraints(min_length=1)] | None = None
+    """Host to connect through: a host name from this inventory, or 'user@host:port'."""
+    labels: dict[LabelKey, str] = Field(default_factory=dict)
+    """Facts about the host as strings, e.g. accelerator: L40S, gpus: "2". Keys are identifiers
+    (letters, digits, '_'); values are quoted when they look like numbers."""
+
+    @field_validator("address")
+    @classmethod
+    def _ip_or_dns_name(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not _DNS_NAME.match(value):
+                raise ValueError(f"expected an IP address or a DNS name, got {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _key_file_or_agent(self) -> Host:
+        if self.key_file is not None and self.agent:
+            raise PydanticCustomError(
+                "key_file_and_agent",
+                "give 'keyFile' or 'agent: true', not both",
+                {"hint": "remove one: keyFile names a key, agent: true uses the ssh-agent's keys"},
+            )
+        return self
+
+
+class Inventory(Spec):
+    """Hosts reached over SSH, and named groups of them."""
+
+    api_version: Literal["deployer/v1alpha1"] = "deployer/v1alpha1"
+    """Always 'deployer/v1alpha1'."""
+    kind: Literal["Inventory"] = "Inventory"
+    """Always 'Inventory'."""
+    hosts: dict[Name, Host]
+    """Hosts by name. Names are lower-case letters, digits, '-', '_' and '.'."""
+    groups: dict[Name, list[str]] = Field(default_factory=dict)
+    """Named lists of host names defined under 'hosts'; 'all' and 'ungrouped' are reserved."""
+
+    @model_validator(mode="after")
+    def _references(self) -> Inventory:
+        """Group members and jump hosts must name defined hosts; raised located at the value."""
+        errors: list[InitErrorDetails] = []
+        for group, members in self.groups.items():
+            if group in RESERVED_GROUPS:
+                errors.append(
+                    _error(
+                        ("groups", group, "[key]"),
+                        group,
+                        f"group name {group!r} is reserved by Ansible",
+                        "rename the group",
+                    )
+                )
+            for index, member in enumerate(members):
+                if member not in self.hosts:
+                    errors.append(self._unknown(("groups", group, index), member))
+        for name, host in self.hosts.items():
+            jump = host.jump_host
+            if jump is None or jump in self.hosts:
+                continue
+            if not _JUMP.match(jump) or not re.search(r"[@.:]", jump):
+                errors.append(self._unknown(("hosts", name, "jumpHost"), jump, jump=True))
+        errors.extend(self._jump_cycles())
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    # --- what a target uses --------------------------------------------------------------------
+
+    def select(self, hosts: list[str] | None, group: str | None, replicas: int) -> list[Host]:
+        """The hosts a target runs its ``replicas`` on, one replica per host: the first
+        ``replicas`` of ``hosts`` (in the order given), of ``group`` (in the order written), or,
+        with neither, of every host (by name).
+
+        Pure. Raises ManifestError with a hint for an unknown host or group, a host listed twice,
+        or fewer hosts than replicas.
+        """
+        if hosts is not None:
+            names, source = hosts, f"the {len(hosts)} host(s) listed"
+            for name in hosts:
+                if name not in self.hosts:
+                    raise ManifestError(
+                        f"target.hosts: unknown host {name!r}",
+                        hint=_did_you_mean(name, list(self.hosts), "hosts in the inventory"),
+                    )
+            if len(set(hosts)) != len(hosts):
+                twice = next(n for n in hosts if hosts.count(n) > 1)
+                raise ManifestError(
+                    f"target.hosts: host {twice!r} is listed twice",
+                    hint="list each host once; replicas run one per host",
+                )
+        elif group is not None:
+            if group not in self.groups:
+                raise ManifestError(
+                    f"target.group: unknown group {group!r}",
+                    hint=_did_you_mean(group, list(self.groups), "groups in the inventory"),
+                )
+            names, source = self.groups[group], f"group {group!r} has {len(self.groups[group])}"
+        else:
+            names, source = sorted(self.hosts), f"the inventory has {len(self.hosts)} host(s)"
+        if len(names) < replicas:
+            raise ManifestError(
+                f"target.replicas: {replicas} replicas need {replicas} hosts; {source}",
+                hint="add hosts to the inventory or the target, or lower replicas",
+            )
+        return [self.hosts[name] for name in names[:replicas]]
+
+    def to_ansible(self) -> dict[str, Any]:
+        """The YAML inventory ansible-runner takes: every host under ``all.hosts`` with its
+        connection variables and its labels as ``deployer_<key>`` variables, every group under
+        ``all.children``. Hosts, groups and variables are sorted, so the same inventory always
+        renders the same text. Pure."""
+        hosts: dict[str, dict[str, Any]] = {}
+        for name in sorted(self.hosts):
+            host = self.hosts[name]
+            variables: dict[str, Any] = {
+                "ansible_host": host.address,
+                "ansible_port": host.port,
+                "ansible_user": host.user,
+            }
+            if host.key_file is not None:
+                variables["ansible_ssh_private_key_file"] = host.key_file
+            chain = self._jump_chain(name)
+            if chain:
+                variables["ansible_ssh_common_args"] = shlex.join(
+                    ["-o", f"ProxyJump={','.join(chain)}"]
+                )
+            for key in sorted(host.labels):
+                variables[f"deployer_{key}"] = host.labels[key]
+            hosts[name] = variables
+        children: dict[str, Any] = {
+            group: {"hosts": {member: {} for member in sorted(self.groups[group])}}
+            for group in sorted(self.groups)
+        }
+        inventory: dict[str, Any] = {"hosts": hosts}
+        if children:
+            inventory["children"] = children
+        return {"all": inventory}
+
+    def resolve_key_files(self, base_dir: Path) -> Inventory:
+        """The same inventory with every ``keyFile`` absolute: '~' expanded, then a relative path
+        joined to ``base_dir``. Pure: the files are not checked."""
+        hosts = {}
+        for name, host in self.hosts.items():
+            if host.key_file is not None:
+                path = Path(os.path.expanduser(host.key_file))
+                host = host.model_copy(update={"key_file": str(base_dir / path)})
+            hosts[name] = host
+        return self.model_copy(update={"hosts": hosts})
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _jump_chain(self, name: str) -> list[str] | None:
+        """The ProxyJump hops to reach ``name``, first hop first; None on a cycle."""
+        chain: list[str] = []
+        seen = {name}
+        jump = self.hosts[name].jump_host
+        while jump is not None:
+            if jump not in self.hosts:
+                chain.append(jump)
+                break
+            if jump in seen:
+                return None
+            seen.add(jump)
+            hop = self.hosts[jump]
+            chain.append(f"{hop.user}@{hop.address}:{hop.port}")
+            jump = hop.jump_host
+        return list(reversed(chain))
+
+    def _jump_cycles(self) -> list[InitErrorDetails]:
+        return [
+            _error(
+                ("hosts", name, "jumpHost"),
+                self.hosts[name].jump_host,
+                "jump hosts go round in a circle",
+                "one host in the chain must be reachable without a jump host",
+            )
+            for name in self.hosts
+            if self.hosts[name].jump_host is not None and self._jump_chain(name) is None
+        ]
+
+    def _unknown(
+        self, loc: tuple[str | int, ...], name: str, *, jump: bool = False
+    ) -> InitErrorDetails:
+        hint = _did_you_mean(name, list(self.hosts), "hosts")
+        if jump:
+            hint += "; a host outside the inventory is written user@host:port"
+        return _error(loc, name, f"unknown host {name!r}", hint)
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read and validate the inventory in ``path`` (any of the three formats); key files are
+    made absolute (:meth:`Inventory.resolve_key_files`) but not checked.
+
+    Raises one ManifestError listing every problem found, each located ``FILE:LINE:COLUMN``.
+    """
+    if not path.is_file():
+        raise ManifestError(
+            "no such inventory file",
+            location=str(path),
+            hint="check the path; in a manifest it is relative to the manifest's folder",
+        )
+    if path.suffix not in YAML_SUFFIXES:
+        return _validated(path, None, _from_ini(path))
+    documents = list(read_documents(path))
+    problems = [d for d in documents if isinstance(d, ManifestError)]
+    if problems:
+        raise _combined(problems)
+    found = [d for d in documents if isinstance(d, Document)]
+    if len(found) != 1:
+        raise ManifestError(
+            f"expected one YAML document, found {len(found)}",
+            location=f"{path}:1:1",
+            hint=HEADER_HINT,
+        )
+    return _from_yaml(path, found[0])
+
+
+# --- deployer's YAML ---------------------------------------------------------------------------
+
+
+def _from_yaml(path: Path, document: Document) -> Inventory:
+    tree = document.tree
+    if not isinstance(tree, CommentedMap):
+        raise ManifestError(
+            f"expected a mapping (an {KIND}), got {yaml_type(tree)}",
+            location=document.mark.render(path),
+            hint=HEADER_HINT,
+        )
+    tags = [
+        ManifestError(
+            f"unsupported YAML tag {tag!r}",
+            location=mark.render(path),
+            hint="inventories are plain YAML",
+        )
+        for tag, mark in custom_tags(tree)
+    ]
+    if tags:
+        raise _combined(tags)
+    if "apiVersion" not in tree and "kind" not in tree:
+        return _validated(path, None, _from_ansible_yaml(path, tree))
+    header = _header_problems(path, document)
+    if header:
+        raise _combined(header)
+    return _validated(path, document, plain(tree))
+
+
+def _header_problems(path: Path, document: Document) -> list[ManifestError]:
+    tree = document.tree
+    found = []
+    for key, expected in (("apiVersion", API_VERSION), ("kind", KIND)):
+        if key not in tree:
+            found.append(
+                ManifestError(
+                    f"{key}: required field is missing (expected {key}: {expected})",
+                    location=document.mark.render(path),
+                    hint=HEADER_HINT,
+                )
+            )
+        elif tree[key] != expected:
+            found.append(
+                ManifestError(
+                    f"{key}: expected {expected!r}, got {plain(tree[key])!r}",
+                    location=child_marks(tree, key)[1].render(path),
+                    hint=HEADER_HINT,
+                )
+            )
+    return found
+
+
+def _validated(path: Path, document: Document | None, data: Any) -> Inventory:
+    """``data`` as an Inventory; errors are located in ``document`` when there is one (deployer's
+    format), else at the file (a converted Ansible inventory)."""
+    try:
+        inventory = Inventory.model_validate(data)
+    except ValidationError as exc:
+        if document is None:
+            raise _combined(_converted_problems(path, exc)) from None
+        raise _combined(_schema_problems(path, document, exc)) from None
+    return inventory.resolve_key_files(Path(os.path.abspath(path)).parent)
+
+
+def _schema_problems(path: Path, document: Document, exc: ValidationError) -> list[ManifestError]:
+    """:func:`deployer.manifest.explain.schema_problems` for the Inventory model: the same
+    locations and reasons, with hints taken from the inventory's models rather than the
+    manifest's."""
+    grouped: dict[tuple[Mark, str], list[tuple[str, str]]] = {}
+    for error in exc.errors(include_url=False):
+        mark, field_path, reason, _ = explain_error(document, error)
+        grouped.setdefault((mark, field_path), []).append((reason, _hint(error)))
+    problems = []
+    for (mark, field_path), explained in sorted(grouped.items(), key=lambda item: item[0][0]):
+        reason = join_reasons([r for r, _ in explained])
+        message = f"{field_path}: {reason}" if field_path else reason
+        problems.append(ManifestError(message, location=mark.render(path), hint=explained[0][1]))
+    return problems
+
+
+def _converted_problems(path: Path, exc: ValidationError) -> list[ManifestError]:
+    """Problems of an inventory converted from Ansible's format: no YAML positions to point at,
+    so the path names the host and deployer's field."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        parts = [str(p) for p in error["loc"] if p != "[key]"]
+        dotted = ".".join(parts)
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(
+            ManifestError(
+                f"{dotted}: {reason}" if dotted else reason, location=str(path), hint=_hint(error)
+            )
+        )
+    return problems
+
+
+def _hint(error: Any) -> str:
+    """What to do about one pydantic error, from the inventory's models."""
+    ctx = error.get("ctx") or {}
+    if "hint" in ctx:
+        return str(ctx["hint"])
+    loc = tuple(error["loc"])
+    owner, field, target = _schema_at(loc[:-1] if error["type"] == "missing" else loc)
+    if error["type"] == "missing":
+        field = model_field(target, loc[-1]) if is_model(target) else None
+        return describe_field(field) or f"add '{loc[-1]}' here"
+    if error["type"] == "extra_forbidden" and owner is not None:
+        valid = [f.alias or n for n, f in owner.model_fields.items()]
+        return _did_you_mean(str(loc[-1]), valid, "valid keys")
+    if loc and loc[-1] == "[key]":
+        return "names are lower-case letters, digits, '-', '_' and '.'"
+    return describe_field(field) or model_doc(target) or SCHEMA_HINT
+
+
+def _schema_at(loc: tuple[int | str, ...]) -> tuple[type[BaseModel] | None, Any, Any]:
+    """The model holding the last key of ``loc``, that key's field, and the type ``loc`` ends at:
+    model fields by alias or name, dict values, list items."""
+    target: Any = Inventory
+    owner: type[BaseModel] | None = None
+    field = None
+    for element in loc:
+        target = unwrap(target)
+        if is_model(target):
+            owner, field = target, model_field(target, element)
+            if field is None:
+                return owner, None, None
+            target = field.annotation
+        elif element == "[key]":
+            break
+        elif get_origin(target) is dict:
+            target = get_args(target)[1]
+        elif get_origin(target) is list:
+            target = get_args(target)[0]
+    return owner, field, unwrap(target)
+
+
+# --- Ansible's YAML ----------------------------------------------------------------------------
+
+#: Ansible connection variables and the Host field each becomes (older spellings included).
+_ANSIBLE_VARS = {
+    "ansible_host": "address",
+    "ansible_ssh_host": "address",
+    "ansible_port": "port",
+    "ansible_ssh_port": "port",
+    "ansible_user": "user",
+    "ansible_ssh_user": "user",
+    "ansible_ssh_private_key_file": "keyFile",
+    "ansible_private_key_file": "keyFile",
+}
+
+
+def _from_ansible_yaml(path: Path, tree: CommentedMap) -> dict[str, Any]:
+    """An Ansible YAML inventory as deployer's inventory data: top-level groups (usually just
+    'all') with ``hosts``, ``children`` and ``vars``; a group's members include its children's.
+    Variables apply all < parent group < child group < host, as in Ansible."""
+    hosts: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[str]] = {}
+    problems: list[ManifestError] = []
+
+    def walk(name: str, group: Any, mark: Mark, inherited: dict[str, Any]) -> list[str]:
+        if group is None:
+            return []
+        if not isinstance(group, CommentedMap):
+            problems.append(_ansible_problem(path, mark, f"group {name!r}", group))
+            return []
+        variables = {**inherited, **_mapping(path, group, "vars", problems)}
+        members: list[str] = []
+        for host, host_vars in _mapping(path, group, "hosts", problems).items():
+            if not isinstance(host_vars, dict | None):
+                mark = child_marks(group["hosts"], host)[1]
+                problems.append(_ansible_problem(path, mark, f"host {host!r}", host_vars))
+                continue
+            hosts.setdefault(host, {}).update({**variables, **(host_vars or {})})
+            members.append(host)
+        children = group.get("children")
+        if children is not None and not isinstance(children, CommentedMap):
+            mark = child_marks(group, "children")[1]
+            problems.append(_ansible_problem(path, mark, "children", children))
+            children = None
+        for child, child_group in (children or {}).items():
+            child_mark = child_marks(children, child)[0]
+            members.extend(walk(child, child_group, child_mark, variables))
+        for key in group:
+            if key not in ("hosts", "children", "vars"):
+                problems.append(
+                    ManifestError(
+                        f"{name}.{key}: unknown key in an Ansible group",
+                        location=child_marks(group, key)[0].render(path),
+                        hint="an Ansible group holds hosts, children and vars",
+                    )
+                )
+        unique = list(dict.fromkeys(members))
+        if name not in RESERVED_GROUPS:
+            groups[name] = unique
+        return unique
+
+    for name in tree:
+        walk(str(name), tree[name], child_marks(tree, name)[0], {})
+    if problems:
+        raise _combined(problems)
+    return {
+        "hosts": {name: _host(name, variables, path) for name, variables in hosts.items()},
+        "groups": groups,
+    }
+
+
+def _mapping(
+    path: Path, group: CommentedMap, key: str, problems: list[ManifestError]
+) -> dict[str, Any]:
+    value = group.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, CommentedMap):
+        problems.append(_ansible_problem(path, child_marks(group, key)[1], key, value))
+        return {}
+    return {str(k): plain(v) for k, v in value.items()}
+
+
+def _ansible_problem(path: Path, mark: Mark, what: str, value: Any) -> ManifestError:
+    return ManifestError(
+        f"{what}: expected a mapping, got {yaml_type(value)}",
+        location=mark.render(path),
+        hint="an Ansible YAML inventory is 'all: {hosts: {NAME: {VARS}}, children: {GROUP: ...}}'",
+    )
+
+
+def _host(name: str, variables: dict[str, Any], path: Path) -> dict[str, Any]:
+    """One Ansible host's variables as deployer's Host data: connection variables become fields,
+    other variables labels (as strings); other ``ansible_*`` variables are refused rather than
+    silently dropped."""
+    host: dict[str, Any] = {"address": name}
+    labels: dict[str, str] = {}
+    for key, value in variables.items():
+        if key in _ANSIBLE_VARS:
+            host[_ANSIBLE_VARS[key]] = value
+        elif key.startswith("ansible_"):
+            raise ManifestError(
+                f"hosts.{name}.{key}: Ansible variable not supported in an inventory",
+                location=str(path),
+                hint="deployer reads ansible_host, ansible_port, ansible_user and "
+                "ansible_ssh_private_key_file; remove the others",
+            )
+        else:
+            labels[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    if labels:
+        host["labels"] = labels
+    return host
+
+
+# --- Ansible's INI -----------------------------------------------------------------------------
+
+
+def _from_ini(path: Path) -> dict[str, Any]:
+    """An Ansible INI inventory: ``[group]`` sections of ``NAME key=value ...`` host lines,
+    ``[group:vars]`` sections of ``key=value`` lines and ``[group:children]`` sections of group
+    names; lines before any section are ungrouped hosts. Comments start with '#' or ';'."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            f"cannot read: {exc}", location=str(path), hint="check that the file is UTF-8 text"
+        ) from None
+    hosts: dict[str, dict[str, Any]] = {}
+    members: dict[str, list[str]] = {}
+    children: dict[str, list[str]] = {}
+    group_vars: dict[str, dict[str, str]] = {}
+    section, part = "ungrouped", "hosts"
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        location = f"{path}:{number}:1"
+        if line.startswith("["):
+            header = re.fullmatch(r"\[([^:\]]+)(?::(vars|children))?\]", line)
+            if header is None:
+                raise ManifestError(
+                    f"invalid section header {line!r}",
+                    location=location,
+                    hint="write [group], [group:vars] or [group:children]",
+                )
+            section, part = header.group(1), header.group(2) or "hosts"
+            members.setdefault(section, [])
+            continue
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise ManifestError(
+                f"cannot parse: {exc}", location=location, hint="check the quoting on this line"
+            ) from None
+        if part == "children":
+            children.setdefault(section, []).append(words[0])
+            continue
+        pairs = words if part == "vars" else words[1:]
+        variables = {}
+        for pair in pairs:
+            key, equals, value = pair.partition("=")
+            if not equals:
+                raise ManifestError(
+                    f"expected key=value, got {pair!r}",
+                    location=location,
+                    hint="host lines are 'NAME key=value ...'",
+                )
+            variables[key] = value
+        if part == "vars":
+            group_vars.setdefault(section, {}).update(variables)
+        else:
+            hosts.setdefault(words[0], {}).update(variables)
+            members.setdefault(section, []).append(words[0])
+    groups = {name: _ini_members(name, members, children) for name in members}
+    resolved: dict[str, dict[str, Any]] = {}
+    for name, variables in hosts.items():
+        merged: dict[str, Any] = dict(group_vars.get("all", {}))
+        for group, names in groups.items():
+            if name in names and group != "all":
+                merged.update(group_vars.get(group, {}))
+        resolved[name] = _host(name, {**merged, **variables}, path)
+    return {
+        "hosts": resolved,
+        "groups": {name: names for name, names in groups.items() if name not in RESERVED_GROUPS},
+    }
+
+
+def _ini_members(
+    group: str, members: dict[str, list[str]], children: dict[str, list[str]]
+) -> list[str]:
+    found = list(members.get(group, []))
+    for child in children.get(group, []):
+        if child != group:
+            found.extend(_ini_members(child, members, children))
+    return list(dict.fromkeys(found))
+
+
+# --- shared ------------------------------------------------------------------------------------
+
+
+def _error(loc: tuple[str | int, ...], value: Any, message: str, hint: str) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("inventory_reference", message, {"hint": hint}),
+        loc=loc,
+        input=value,
+    )
+
+
+def _did_you_mean(name: str, valid: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name.lower(), [v.lower() for v in valid], n=1, cutoff=0.6)
+    by_lower = {v.lower(): v for v in valid}
+    listing = f"{what}: {', '.join(valid)}" if valid else f"there are no {what}"
+    return f"did you mean '{by_lower[close[0]]}'? {listing}" if close else listing
+
+
+def _combined(problems: list[ManifestError]) -> ManifestError:
+    if len(problems) == 1:
+        return problems[0]
+    first = problems[0]
+    return ManifestError(first.reason, location=first.location, hint=first.hint, problems=problems)
