@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install what tests/support/sshhosts.py needs to run SSH hosts in network namespaces:
+# openssh-server (sshd, started only by the tests, inside namespaces), openssh-client (ssh,
+# ssh-keygen) and iproute2 (ip netns, veth, bridge). Idempotent: when all are installed it only
+# checks with dpkg and exits in well under a second. It never starts the system sshd: a
+# policy-rc.d that refuses service starts is in place during the install, and the ssh service is
+# left stopped and disabled.
+set -euo pipefail
+
+say() { printf '==> ssh-hosts-setup: %s\n' "$*"; }
+need=()
+for pkg in openssh-server openssh-client iproute2; do
+    if dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
+        say "skip: $pkg already installed"
+    else
+        need+=("$pkg")
+    fi
+done
+
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: installing ${need[*]} needs root (apt-get)" >&2
+        exit 1
+    fi
+    policy=/usr/sbin/policy-rc.d
+    placed=0
+    if [ ! -e "$policy" ]; then
+        say "placing $policy (exit 101) so the install starts no service"
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 0755 "$policy"
+        placed=1
+    fi
+    trap 'if [ "$placed" = 1 ]; then rm -f "$policy"; fi' EXIT
+    say "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    say "apt-get install ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        say "disabling and stopping the system ssh service (the tests start their own sshd)"
+        systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
+fi
+
+# sshd refuses to start without its privilege separation directory.
+if [ ! -d /run/sshd ]; then
+    say "creating /run/sshd"
+    install -d -m 0755 /run/sshd
+fi
+for tool in /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/ip; do
+    [ -x "$tool" ] || { echo "error: $tool missing after install" >&2; exit 1; }
+done
+say "ready: $(/usr/sbin/sshd -V 2>&1 | head -n1 || true)"
