@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ class CliState:
 
 def _console(stream: TextIO) -> Console:
     # Piped output (CI logs, scripts) is not squeezed into 80 columns: long lines stay whole.
-    width = None if stream.isatty() else 200
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
     return Console(file=stream, highlight=False, soft_wrap=True, width=width)
 
 

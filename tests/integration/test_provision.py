@@ -1,0 +1,134 @@
+"""``deployer provision`` on real SSH hosts (sshd in network namespaces), through Ansible.
+
+The hosts share this machine's filesystem, so each gets a ``host_root`` label: the roles write
+only under it. The GPU install tasks never run here (no NVIDIA GPU): the roles only detect that
+and prepare the model server's folders.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli import Result, deployer
+from tests.support.sshhosts import SshHost, ssh_hosts, unreachable_address
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[SshHost]]:
+    with ssh_hosts(2, tmp_path_factory.mktemp("sshhosts")) as started:
+        yield started
+
+
+def _inventory(path: Path, hosts: list[SshHost], extra: dict[str, str] | None = None) -> Path:
+    lines = ["apiVersion: deployer/v1alpha1", "kind: Inventory", "hosts:"]
+    for host in hosts:
+        lines += [
+            f"  {host.name}:",
+            f"    address: {host.address}",
+            f"    port: {host.port}",
+            f"    user: {host.user}",
+            f"    keyFile: {host.key_file}",
+            f"    labels: {{host_root: {host.root}}}",
+        ]
+    for name, address in (extra or {}).items():
+        lines += [
+            f"  {name}:",
+            f"    address: {address}",
+            f"    keyFile: {hosts[0].key_file}",
+            f"    labels: {{host_root: {path.parent / name}}}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _row(result: Result, host: str) -> list[str]:
+    for line in result.stdout.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
+        if cells and cells[0] == host:
+            return cells
+    raise AssertionError(f"no row for {host} in:\n{result.output}")
+
+
+def _one_error_line(result: Result) -> str:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def test_provision_twice_changes_nothing_the_second_time(
+    hosts: list[SshHost], tmp_path: Path
+) -> None:
+    inventory = _inventory(tmp_path / "inventory.yaml", hosts)
+    started = time.monotonic()
+    first = deployer("provision", str(inventory), home=tmp_path / "home")
+    first_seconds = time.monotonic() - started
+    assert first.code == 0, first.output
+    for host in hosts:
+        row = _row(first, host.name)
+        assert row[1:3] == [host.address, "changed"], row
+        assert "no NVIDIA GPU" in row[-1], row
+        for folder in ("models", "engines", "deployments"):
+            assert (host.root / "opt" / "deployer" / folder).is_dir()
+    assert not Path("/opt/deployer/deployments").exists()  # nothing outside the hosts' roots
+
+    started = time.monotonic()
+    second = deployer("provision", str(inventory), home=tmp_path / "home")
+    second_seconds = time.monotonic() - started
+    assert second.code == 0, second.output
+    for host in hosts:
+        row = _row(second, host.name)
+        assert row[2] == "ok", row
+        assert row[4] == "0", row  # changed
+    assert "no changes: all 2 host(s) already provisioned" in second.stdout
+    print(f"provision of 2 hosts: first {first_seconds:.1f}s, second {second_seconds:.1f}s")
+
+
+def test_unreachable_host_fails_with_one_line_and_keeps_the_others(
+    hosts: list[SshHost], tmp_path: Path
+) -> None:
+    address = unreachable_address()
+    inventory = _inventory(tmp_path / "inventory.yaml", hosts, {"gone": address})
+    result = deployer("provision", str(inventory), "--connect-timeout", "3", home=tmp_path / "home")
+    assert result.code == 1, result.output
+    line = _one_error_line(result)
+    assert "gone" in line, line
+    assert address in line, line
+    assert "unreachable" in line, line
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.output
+    assert _row(result, "gone")[2] == "unreachable"
+    for host in hosts:
+        assert _row(result, host.name)[2] in ("ok", "changed")
+
+
+def test_refused_key_fails_naming_host_and_key(hosts: list[SshHost], tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inventory.yaml", hosts)
+    hosts[1].reject_key()
+    try:
+        result = deployer("provision", str(inventory), home=tmp_path / "home")
+    finally:
+        hosts[1].accept_key()
+    assert result.code == 1, result.output
+    line = _one_error_line(result)
+    assert hosts[1].name in line, line
+    assert str(hosts[1].key_file) in line, line
+    assert "Permission denied" in line, line
+    assert _row(result, hosts[1].name)[2] == "unreachable"
+    assert _row(result, hosts[0].name)[2] in ("ok", "changed")
+
+
+def test_hosts_option_limits_the_run(hosts: list[SshHost], tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inventory.yaml", hosts)
+    result = deployer("provision", str(inventory), "--hosts", hosts[0].name, home=tmp_path / "home")
+    assert result.code == 0, result.output
+    _row(result, hosts[0].name)
+    assert hosts[1].name not in result.stdout.split("host0", 1)[1]
+
+    unknown = deployer("provision", str(inventory), "--hosts", "nope", home=tmp_path / "home")
+    assert unknown.code == 1
+    assert "unknown host 'nope'" in _one_error_line(unknown)
