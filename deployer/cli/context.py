@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 
 from deployer.errors import DeployerError
 from deployer.settings import Settings
@@ -51,11 +52,11 @@ def boundary() -> Iterator[None]:
         yield
     except DeployerError as exc:
         err = STATE.err
-        err.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, soft_wrap=True)
         if exc.details:
             err.print(exc.details, markup=False, soft_wrap=True)
         if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", markup=True, soft_wrap=True)
+            err.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True, soft_wrap=True)
         if STATE.debug:
             traceback.print_exc()
         sys.exit(exc.exit_code)
@@ -66,7 +67,7 @@ def boundary() -> Iterator[None]:
         if STATE.debug:
             traceback.print_exc()
         STATE.err.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "This is a bug in deployer. Run again with --debug for the traceback and report it.",
             markup=True,
             soft_wrap=True,

@@ -12,8 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
+from deployer.errors import PermanentError
+from deployer.events import EventBus
+from deployer.targets.ssh import load_inventory
+from deployer.targets.ssh.ansible import run_playbook
+from deployer.targets.ssh.provision import PLAYBOOK, GpuFacts, playbooks_dir
 from tests.integration.cli import Result, deployer
 from tests.support.sshhosts import SshHost, ssh_hosts, unreachable_address
 
@@ -54,6 +60,15 @@ def _row(result: Result, host: str) -> list[str]:
     raise AssertionError(f"no row for {host} in:\n{result.output}")
 
 
+def _ssh_masters_under(folder: Path) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["name", "cwd", "cmdline"]):
+        cwd = proc.info["cwd"] or ""
+        if proc.info["name"] == "ssh" and cwd.startswith(str(folder)):
+            found.append(" ".join(proc.info["cmdline"] or []))
+    return found
+
+
 def _one_error_line(result: Result) -> str:
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.output
@@ -85,6 +100,7 @@ def test_provision_twice_changes_nothing_the_second_time(
         assert row[2] == "ok", row
         assert row[4] == "0", row  # changed
     assert "no changes: all 2 host(s) already provisioned" in second.stdout
+    assert _ssh_masters_under(tmp_path) == []  # shared connections closed when a run ends
     print(f"provision of 2 hosts: first {first_seconds:.1f}s, second {second_seconds:.1f}s")
 
 
@@ -132,3 +148,51 @@ def test_hosts_option_limits_the_run(hosts: list[SshHost], tmp_path: Path) -> No
     unknown = deployer("provision", str(inventory), "--hosts", "nope", home=tmp_path / "home")
     assert unknown.code == 1
     assert "unknown host 'nope'" in _one_error_line(unknown)
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# A stand-in for nvidia-smi on a host with two L40S GPUs.
+if [ "$1" = "--query-gpu=name,memory.total,driver_version" ]; then
+    echo "NVIDIA L40S, 46068, 550.54.15"
+    echo "NVIDIA L40S, 46068, 550.54.15"
+else
+    echo "| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4     |"
+fi
+"""
+
+
+def test_gpu_facts_from_nvidia_smi(hosts: list[SshHost], tmp_path: Path) -> None:
+    """The detection path of a GPU host, with a stand-in nvidia-smi and the install switched off
+    (the install tasks never run in tests)."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(FAKE_NVIDIA_SMI)
+    fake.chmod(0o755)
+    inventory = load_inventory(_inventory(tmp_path / "inventory.yaml", hosts[:1]))
+    result = run_playbook(
+        playbooks_dir() / PLAYBOOK,
+        inventory,
+        extravars={"gpu_node_nvidia_smi_command": str(fake), "gpu_node_install": False},
+        events=EventBus(),
+        workdir=tmp_path / "ssh",
+    )
+    assert result.error() is None
+    facts = GpuFacts.from_host(result.hosts[hosts[0].name])
+    assert facts is not None
+    assert (facts.status, facts.count, facts.model, facts.memory_mib) == (
+        "NVIDIA GPU",
+        2,
+        "NVIDIA L40S",
+        46068,
+    )
+    assert (facts.driver_version, facts.cuda_version) == ("550.54.15", "12.4")
+
+
+def test_a_playbook_that_cannot_start_is_one_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text("- name: Broken\n  hosts: all\n  tasks:\n    - name: X\n      nope: {}\n")
+    inventory = {"all": {"hosts": {"h": {"ansible_host": "10.231.255.254"}}}}
+    with pytest.raises(PermanentError) as caught:
+        run_playbook(broken, inventory, extravars={}, events=EventBus(), workdir=tmp_path)
+    assert "broken.yml did not run" in caught.value.message
+    assert "\n" not in caught.value.message
+    print(caught.value.message)

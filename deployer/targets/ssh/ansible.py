@@ -199,6 +199,8 @@ def _run(
 
     mapper = EventMapper(hosts, events)
     data_dir = workdir / "ansible"
+    # ansible-runner saves the last run's envvars in env/ and lets them win over the ones given.
+    shutil.rmtree(data_dir / "env", ignore_errors=True)
     known_hosts = workdir / "known_hosts"
     known_hosts.touch(mode=0o600, exist_ok=True)
     name = Path(playbook).name
@@ -346,12 +348,19 @@ def _close_masters(control_dir: Path) -> None:
 
 
 def _tail(runner: Any) -> str:
+    """ansible-playbook's error line (and where), else its last line of output."""
     try:
         text = str(runner.stdout.read())
     except (AttributeError, OSError, ValueError):
         return ""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [i for i, line in enumerate(lines) if line.startswith(("[ERROR]", "ERROR!"))]
+    if not errors:
+        return lines[-1] if lines else ""
+    first = errors[0]
+    message = lines[first].removeprefix("[ERROR]:").removeprefix("ERROR!").strip()
+    origin = next((line for line in lines[first + 1 : first + 3] if line.startswith("Origin:")), "")
+    return f"{message} ({origin})" if origin else message
 
 
 # --- events ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer.errors import NotFoundError
+from deployer.errors import ManifestError, NotFoundError
 from deployer.events import EventBus
 from deployer.targets.ssh.ansible import HostResult, PlaybookResult, run_playbook
 from deployer.targets.ssh.inventory import Inventory
@@ -84,12 +84,15 @@ def playbooks_dir() -> Path:
 def select_hosts(inventory: Inventory, hosts: list[str] | None, group: str | None) -> list[str]:
     """Names of the hosts to provision: those listed, a group's, or every host. Pure; raises
     ManifestError for an unknown host or group."""
-    if hosts:
-        inventory.select(hosts, None, len(hosts))
-        return list(hosts)
-    if group is not None:
-        inventory.select(None, group, 0)  # checks the group exists
-        return list(inventory.groups[group])
+    try:
+        if hosts:
+            inventory.select(hosts, None, len(hosts))
+            return list(hosts)
+        if group is not None:
+            inventory.select(None, group, 0)  # checks the group exists
+            return list(inventory.groups[group])
+    except ManifestError as exc:  # worded for a manifest's target: say which option instead
+        raise ManifestError(exc.reason.replace("target.", "--", 1), hint=exc.hint) from None
     return sorted(inventory.hosts)
 
 

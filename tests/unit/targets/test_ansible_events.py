@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deployer.errors import PermanentError
+from deployer.errors import ManifestError, PermanentError
 from deployer.events import Event, EventBus, EventKind
 from deployer.targets.ssh.ansible import (
     EventMapper,
@@ -280,3 +280,19 @@ def test_only_hosts_with_a_key_file_offer_that_key_only() -> None:
 )
 def test_select_hosts(hosts: list[str] | None, group: str | None, expected: list[str]) -> None:
     assert select_hosts(INVENTORY, hosts, group) == expected
+
+
+@pytest.mark.parametrize(
+    ("hosts", "group", "message"),
+    [
+        (["a", "x"], None, "--hosts: unknown host 'x'"),
+        (["a", "a"], None, "--hosts: host 'a' is listed twice"),
+        (None, "cpu", "--group: unknown group 'cpu'"),
+    ],
+)
+def test_select_hosts_errors_name_the_option(
+    hosts: list[str] | None, group: str | None, message: str
+) -> None:
+    with pytest.raises(ManifestError) as caught:
+        select_hosts(INVENTORY, hosts, group)
+    assert caught.value.message == message
