@@ -29,6 +29,7 @@ from deployer.manifest.yaml_reader import (
     Document,
     child_marks,
     custom_tags,
+    header_problems,
     manifest_files,
     plain,
     read_documents,
@@ -174,26 +175,7 @@ def _validate(
 def _header_problems(path: Path, document: Document) -> list[ManifestError]:
     """A document with the wrong apiVersion or kind is not validated further: it is probably
     not meant for deployer, and its other keys would only add noise."""
-    tree = document.tree
-    found = []
-    for key, expected in (("apiVersion", API_VERSION), ("kind", KIND)):
-        if key not in tree:
-            found.append(
-                ManifestError(
-                    f"{key}: required field is missing (expected {key}: {expected})",
-                    location=document.mark.render(path),
-                    hint=HEADER_HINT,
-                )
-            )
-        elif tree[key] != expected:
-            found.append(
-                ManifestError(
-                    f"{key}: expected {expected!r}, got {plain(tree[key])!r}",
-                    location=child_marks(tree, key)[1].render(path),
-                    hint=HEADER_HINT,
-                )
-            )
-    return found
+    return header_problems(path, document, api_version=API_VERSION, kind=KIND, hint=HEADER_HINT)
 
 
 def _tag_problems(path: Path, tree: CommentedMap) -> list[ManifestError]:

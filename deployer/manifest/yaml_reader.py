@@ -326,3 +326,31 @@ def _values(tree: Any) -> Iterator[tuple[Any, Mark]]:
         for index, value in enumerate(tree):
             yield value, item_mark(tree, index)
             yield from _values(value)
+
+
+def header_problems(
+    path: Path, document: Document, *, api_version: str, kind: str, hint: str
+) -> list[ManifestError]:
+    """Problems with a document's ``apiVersion`` and ``kind``: each missing or different value,
+    located at the document or at the value. A document with a wrong header is probably not
+    meant for this reader; callers stop there rather than add noise about its other keys."""
+    tree = document.tree
+    found = []
+    for key, expected in (("apiVersion", api_version), ("kind", kind)):
+        if key not in tree:
+            found.append(
+                ManifestError(
+                    f"{key}: required field is missing (expected {key}: {expected})",
+                    location=document.mark.render(path),
+                    hint=hint,
+                )
+            )
+        elif tree[key] != expected:
+            found.append(
+                ManifestError(
+                    f"{key}: expected {expected!r}, got {plain(tree[key])!r}",
+                    location=child_marks(tree, key)[1].render(path),
+                    hint=hint,
+                )
+            )
+    return found

@@ -50,6 +50,7 @@ from deployer.manifest.yaml_reader import (
     Mark,
     child_marks,
     custom_tags,
+    header_problems,
     plain,
     read_documents,
     yaml_type,
@@ -339,26 +340,7 @@ def _from_yaml(path: Path, document: Document) -> Inventory:
 
 
 def _header_problems(path: Path, document: Document) -> list[ManifestError]:
-    tree = document.tree
-    found = []
-    for key, expected in (("apiVersion", API_VERSION), ("kind", KIND)):
-        if key not in tree:
-            found.append(
-                ManifestError(
-                    f"{key}: required field is missing (expected {key}: {expected})",
-                    location=document.mark.render(path),
-                    hint=HEADER_HINT,
-                )
-            )
-        elif tree[key] != expected:
-            found.append(
-                ManifestError(
-                    f"{key}: expected {expected!r}, got {plain(tree[key])!r}",
-                    location=child_marks(tree, key)[1].render(path),
-                    hint=HEADER_HINT,
-                )
-            )
-    return found
+    return header_problems(path, document, api_version=API_VERSION, kind=KIND, hint=HEADER_HINT)
 
 
 def _validated(path: Path, document: Document | None, data: Any) -> Inventory:

@@ -338,8 +338,8 @@ def test_unknown_model_type_needs_headers() -> None:
 # --- folders -----------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not DEMO.is_dir(), reason="the SmolLM2 demo model is not downloaded")
 def test_demo_folder_counts_from_safetensors() -> None:
+    assert DEMO.is_dir(), "the demo model is not prepared: run ./setup.sh"
     facts = facts_from_folder(DEMO)
     header = read_header(DEMO / "model.safetensors")
     assert facts.parameter_source == "safetensors"
