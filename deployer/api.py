@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deployer import credentials
 from deployer.engines.install import EnginePackage, default_package, detect_device, find_engine
 from deployer.errors import (
+    DeployerError,
     EngineStartError,
     NotFoundError,
     SmokeFailedError,
@@ -29,9 +30,11 @@ from deployer.hub.safetensors_header import parse_header
 from deployer.hub.source import ModelSourceFacts, hub_facts, local_facts, locked_entry
 from deployer.hub.store import ModelStore
 from deployer.manifest.loader import LoadedManifest, load_manifest, load_manifests
+from deployer.manifest.models import SmokeCheck
+from deployer.manifest.models import SshTarget as SshTargetSpec
 from deployer.manifest.schema import json_schema
 from deployer.pipeline import Pipeline
-from deployer.planner import Facts, Plan, PlannedStep, StepAction, make_plan
+from deployer.planner import Facts, Observed, Plan, PlannedStep, StepAction, make_plan
 from deployer.planner.accelerators import Accelerator, cpu_accelerator, host_memory_bytes, lookup
 from deployer.planner.catalog import builtin_config
 from deployer.planner.model_facts import ModelFacts, facts_from_config, facts_from_folder
@@ -47,6 +50,7 @@ from deployer.state import (
 )
 from deployer.targets.local import LocalTarget
 from deployer.targets.local.target import free_port
+from deployer.targets.ssh.target import SshTarget
 
 if TYPE_CHECKING:
     from deployer.state import StateStore
@@ -137,7 +141,7 @@ def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
 
 def _apply(
     loaded: LoadedManifest,
-    target: LocalTarget,
+    target: LocalTarget | SshTarget,
     settings: Settings,
     store: StateStore,
     pipeline: Pipeline,
@@ -163,12 +167,15 @@ def _apply(
             )
     else:
         pipeline.step("model", StepAction.CHECK, model_step.reason, lambda: None)
-    pipeline.step(
-        "engine",
-        StepAction.CHECK,
-        the_plan.step("engine").reason,
-        lambda: find_engine(settings, _package(the_plan)),
-    )
+    if isinstance(target, SshTarget):
+        pipeline.skip("engine", "installed on the hosts by the deploy playbook")
+    else:
+        pipeline.step(
+            "engine",
+            StepAction.CHECK,
+            the_plan.step("engine").reason,
+            lambda: find_engine(settings, _package(the_plan)),
+        )
     deploy = the_plan.step("deploy")
     changed = deploy.action != StepAction.SKIP
     manifest_digest = _manifest_digest(loaded)
@@ -221,16 +228,13 @@ def _apply(
         skipped_reason = f"passed for this manifest already; re-run with: deployer smoke {name}"
         pipeline.skip("smoke", skipped_reason)
     else:
+        endpoints = _endpoints(target, the_plan)
         report = pipeline.step(
             "smoke",
             StepAction.CHECK,
-            f"{len(checks)} check(s)",
-            lambda: run_checks(
-                the_plan.endpoint,
-                the_plan.served_model_name,
-                checks,
-                api_key=key.value,
-                events=pipeline.events,
+            f"{len(checks)} check(s) on {len(endpoints)} endpoint(s)",
+            lambda: _smoke_each(
+                endpoints, the_plan.served_model_name, checks, key.value, pipeline.events
             ),
         )
     status = (
@@ -266,7 +270,7 @@ def _apply(
 
 def _plan(
     loaded: LoadedManifest,
-    target: LocalTarget | None,
+    target: LocalTarget | SshTarget | None,
     settings: Settings,
     *,
     key: credentials.ApiKey | None,
@@ -277,11 +281,11 @@ def _plan(
     deployment = loaded.deployment
     spec = deployment.spec
     source = _model_facts(loaded, settings, events or EventBus(), offline=offline)
-    device = _device(spec.resources.accelerator, local=target is not None)
+    device = _device(spec.resources.accelerator, local=isinstance(target, LocalTarget))
     package = default_package(spec.serving.engine, spec.serving.version, device)
     observed = target.observe(deployment.name) if target is not None else None
     port = spec.serving.port or (observed.port if observed else None)
-    if port is None and target is not None:
+    if port is None and isinstance(target, LocalTarget):
         port = target.previous_port(deployment.name)
         if port is None:
             host = spec.serving.host if spec.serving.host != "0.0.0.0" else "127.0.0.1"  # noqa: S104
@@ -314,7 +318,38 @@ def _plan(
         model_shape_source=shape_source,
         accelerator_spec=_accelerator_spec(spec.resources.accelerator, device),
     )
-    return make_plan(deployment, facts)
+    decided = make_plan(deployment, facts)
+    if isinstance(target, SshTarget):
+        # The engine answers on each host's address: the plan shows the first replica's.
+        endpoint = target.endpoints(port)[0]
+        decided = decided.model_copy(update={"endpoint": endpoint})
+    return decided
+
+
+def _endpoints(target: LocalTarget | SshTarget, the_plan: Plan) -> list[str]:
+    """Every replica's base URL: one for the local target, one per host for ssh."""
+    if isinstance(target, SshTarget):
+        return target.endpoints(int(the_plan.endpoint.rsplit(":", 1)[1].split("/", 1)[0]))
+    return [the_plan.endpoint]
+
+
+def _smoke_each(
+    endpoints: list[str],
+    model: str,
+    checks: list[SmokeCheck],
+    api_key: str,
+    events: EventBus,
+) -> SmokeReport:
+    """Run ``checks`` against every endpoint from this machine; the first failing report, else
+    the last one."""
+    reports: list[SmokeReport] = []
+    for endpoint in endpoints:
+        events.log(f"smoke checks against {endpoint}", step="smoke")
+        report = run_checks(endpoint, model, checks, api_key=api_key, events=events)
+        if not report.passed:
+            return report
+        reports.append(report)
+    return reports[-1]
 
 
 def _accelerator_spec(name: str, device: Device) -> Accelerator | None:
@@ -488,13 +523,22 @@ def _package(the_plan: Plan) -> EnginePackage:
     )
 
 
-def _target(loaded: LoadedManifest, settings: Settings) -> LocalTarget:
-    kind = loaded.deployment.spec.target.kind
-    if kind != "local":
+def _target(loaded: LoadedManifest, settings: Settings) -> LocalTarget | SshTarget:
+    spec = loaded.deployment.spec.target
+    if isinstance(spec, SshTargetSpec):
+        return SshTarget(settings, spec, loaded.base_dir)
+    if spec.kind != "local":
         raise UnsupportedError(
-            f"{loaded.path}: target kind {kind} is not supported by this version yet",
-            hint="use target: {kind: local} to serve on this machine",
+            f"{loaded.path}: target kind {spec.kind} is not supported by this version yet",
+            hint="use target: {kind: local} to serve on this machine, or kind: ssh",
         )
+    return LocalTarget(settings)
+
+
+def _record_target(record: DeploymentRecord, settings: Settings) -> LocalTarget | SshTarget:
+    """The target a recorded deployment runs on: ssh ones are rebuilt from their manifest."""
+    if record.target_kind == "ssh" and record.manifest_path:
+        return _target(load_manifest(Path(record.manifest_path)), settings)
     return LocalTarget(settings)
 
 
@@ -516,7 +560,7 @@ def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
     target = LocalTarget(settings)
     views = []
     for record in records:
-        observed = target.observe(record.name) if record.target_kind == "local" else None
+        observed = _observe_record(record, target, settings)
         views.append(
             DeploymentView(
                 record=record,
@@ -527,6 +571,21 @@ def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
             )
         )
     return views
+
+
+def _observe_record(
+    record: DeploymentRecord, local: LocalTarget, settings: Settings
+) -> Observed | None:
+    """Live facts of a recorded deployment: local ones here, ssh ones over ssh (an unreachable
+    host is a detail, not an error); None for other targets."""
+    if record.target_kind == "local":
+        return local.observe(record.name)
+    if record.target_kind != "ssh" or record.status == DeploymentStatus.DESTROYED:
+        return None
+    try:
+        return _record_target(record, settings).observe(record.name)
+    except DeployerError as exc:
+        return Observed(running=False, detail=exc.message)
 
 
 def history(
@@ -613,7 +672,7 @@ def destroy(name: str, settings: Settings, events: EventBus) -> bool:
         record = _get(store, name)
         run = store.start_run(name, "destroy")
         pipeline = Pipeline(store, run.id, events)
-        target = LocalTarget(settings)
+        target = _record_target(record, settings)
         try:
             existed = pipeline.step(
                 "destroy",
@@ -632,6 +691,13 @@ def destroy(name: str, settings: Settings, events: EventBus) -> bool:
 
 
 def logs(name: str, settings: Settings, lines: int = 100, follow: bool = False) -> Iterator[str]:
+    store = _store(settings)
+    try:
+        record = store.get_deployment(name)
+    finally:
+        store.close()
+    if record is not None and record.target_kind == "ssh":
+        return _record_target(record, settings).logs(name, lines, follow)
     return LocalTarget(settings).logs(name, lines, follow)
 
 

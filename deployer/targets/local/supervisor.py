@@ -7,8 +7,14 @@ to ``engine.log``, restarts it on failure with backoff (at most ``max_restarts``
 ``restart_window`` seconds), and on SIGTERM stops the whole group (SIGTERM, then SIGKILL after
 ``stop_timeout``). Its state is ``supervisor.json``, replaced atomically on every change.
 
+``launch.json`` may name an ``env_file`` (``KEY=VALUE`` lines, mode 0600): its variables are added
+to the engine's environment, which is how the SSH target's hosts hand the API key over without
+putting it on a command line. ``--detach`` starts the supervisor in a session of its own, with
+output appended to ``supervisor.log``, prints its pid and returns at once: the SSH target starts
+it that way from an ssh session, inside the host's network namespace.
+
 Only the standard library (and deployer's stdlib-only ``atomic``) is imported: this process lives
-as long as the deployment.
+as long as the deployment, and the SSH target copies this module and ``atomic`` alone to hosts.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ class Supervisor:
         # The API key arrives in this process's own environment (readable by its owner only),
         # never in launch.json.
         env = dict(os.environ)
+        env_file = self.launch.get("env_file")
+        if env_file:
+            env.update(read_env_file(Path(env_file)))
         env.update(self.launch.get("env", {}))
         return env
 
@@ -120,11 +129,45 @@ class Supervisor:
         return 0
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of ``path``; blank lines and ``#`` comments are skipped."""
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            env[key.strip()] = value
+    return env
+
+
+def detach(runtime_dir: Path) -> int:
+    """Start a supervisor for ``runtime_dir`` in its own session and return its pid at once."""
+    with open(runtime_dir / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deployer.targets.local.supervisor", str(runtime_dir)],
+            cwd=runtime_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return proc.pid
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m deployer.targets.local.supervisor RUNTIME_DIR", file=sys.stderr)
+    detached = argv[:1] == ["--detach"]
+    args = argv[1:] if detached else argv
+    if len(args) != 1:
+        print(
+            "usage: python -m deployer.targets.local.supervisor [--detach] RUNTIME_DIR",
+            file=sys.stderr,
+        )
         return 2
-    return Supervisor(Path(argv[0])).run()
+    if detached:
+        print(detach(Path(args[0])))
+        return 0
+    return Supervisor(Path(args[0])).run()
 
 
 if __name__ == "__main__":

@@ -167,10 +167,11 @@ def run_playbook(
     workdir: Path,
     limit: list[str] | None = None,
     connect_timeout: int = 10,
+    step: str = STEP,
 ) -> PlaybookResult:
     """Run ``playbook`` (a path) on the inventory's hosts, or the ``limit`` ones, and return
     each host's result. Blocks; emits a STEP_STARTED, one PROGRESS per task result and a
-    STEP_FINISHED event on ``events``.
+    STEP_FINISHED event on ``events``, all for ``step``.
 
     Never raises for a failed or unreachable host: :meth:`PlaybookResult.error` says what
     failed. Raises PermanentError when ansible-runner cannot start the playbook at all.
@@ -182,7 +183,9 @@ def run_playbook(
     data_dir = workdir / "ansible"
     data_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(workdir / "ansible.lock"):
-        return _run(playbook, rendered, hosts, extravars, events, workdir, limit, connect_timeout)
+        return _run(
+            playbook, rendered, hosts, extravars, events, workdir, limit, connect_timeout, step
+        )
 
 
 def _run(
@@ -194,10 +197,11 @@ def _run(
     workdir: Path,
     limit: list[str] | None,
     connect_timeout: int,
+    step: str,
 ) -> PlaybookResult:
     import ansible_runner  # type: ignore[import-untyped]  # heavy: imported when a playbook runs
 
-    mapper = EventMapper(hosts, events)
+    mapper = EventMapper(hosts, events, step)
     data_dir = workdir / "ansible"
     # ansible-runner saves the last run's envvars in env/ and lets them win over the ones given.
     shutil.rmtree(data_dir / "env", ignore_errors=True)
@@ -207,7 +211,7 @@ def _run(
     events.emit(
         EventKind.STEP_STARTED,
         f"{name} on {len(hosts)} host(s): {', '.join(hosts)}",
-        step=STEP,
+        step=step,
     )
     started = time.monotonic()
     # Control sockets need a short path (a unix socket path is at most 108 bytes).
@@ -226,6 +230,8 @@ def _run(
         )
     finally:
         _close_masters(control_dir)
+        # env/extravars holds the extravars (an API key among them): keep it only for the run.
+        shutil.rmtree(data_dir / "env", ignore_errors=True)
     result = PlaybookResult(
         playbook=name,
         hosts=hosts,
@@ -242,9 +248,10 @@ def _run(
     failing = len(result.failed_hosts)
     events.emit(
         EventKind.STEP_FINISHED,
-        f"{name}: {len(hosts) - failing} of {len(hosts)} host(s) provisioned, "
+        f"{name}: {len(hosts) - failing} of {len(hosts)} host(s) "
+        f"{'provisioned' if step == STEP else 'done'}, "
         f"{result.changed} change(s), {result.seconds:.1f}s",
-        step=STEP,
+        step=step,
         status="failed" if failing else "done",
     )
     return result
@@ -374,9 +381,10 @@ class EventMapper:
     recap); until then they are counted from the task results.
     """
 
-    def __init__(self, hosts: dict[str, HostResult], events: EventBus) -> None:
+    def __init__(self, hosts: dict[str, HostResult], events: EventBus, step: str = STEP) -> None:
         self.hosts = hosts
         self.events = events
+        self.step = step
         self.results = 0
         self.seen_stats = False
 
@@ -423,7 +431,7 @@ class EventMapper:
         self.events.emit(
             EventKind.PROGRESS,
             f"{name}: {task} {status}{detail}",
-            step=STEP,
+            step=self.step,
             completed=self.results,
             total=None,
             host=name,
@@ -431,7 +439,7 @@ class EventMapper:
             status=status,
         )
         if status in ("failed", "unreachable"):
-            self.events.warn(f"{name}: {task} {status}{detail}", step=STEP)
+            self.events.warn(f"{name}: {task} {status}{detail}", step=self.step)
 
     def _stats(self, data: Mapping[str, Any]) -> None:
         self.seen_stats = True

@@ -1,0 +1,413 @@
+"""The SSH target: one engine per inventory host (a replica), deployed with Ansible.
+
+``deploy`` runs ``playbooks/deploy.yml`` (role ``model_server``) on the selected hosts: the engine
+in its own virtualenv (or a pre-provisioned engine's python, the host label ``engine_python``), the
+model folder copied and its files' sha256 checked on the host, the API key in an environment file
+(mode 0600), and the engine kept running by systemd or, on hosts without it, by deployer's own
+supervisor. ``destroy`` runs ``playbooks/destroy.yml``. Facts are read from the controller: each
+host's ``runtime.json`` over ssh, and ``/health`` over the network.
+
+Where the engine listens: on the host's inventory address (``address``), port
+``spec.serving.port`` (8000 when unset), so each replica answers at ``http://ADDRESS:PORT/v1``. A
+``spec.serving.host`` other than the default ``127.0.0.1`` (such as ``0.0.0.0``) is the address
+the engine binds instead; the endpoints still use the inventory addresses.
+
+Files on a host, under its ``host_root`` label (``/`` by default): ``opt/deployer/engines/``,
+``opt/deployer/models/<name>/`` and ``opt/deployer/deployments/<deployment>/`` (``runtime.json``,
+``launch.json``, ``engine.env``, ``engine.log``, ``supervisor.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shlex
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deployer import runner, secrets
+from deployer.errors import (
+    CommandError,
+    EngineStartError,
+    HealthTimeoutError,
+    NotFoundError,
+    PermanentError,
+)
+from deployer.events import EventBus
+from deployer.manifest.models import SshTarget as SshTargetSpec
+from deployer.planner import Observed, Plan
+from deployer.settings import Settings
+from deployer.targets.base import Endpoint
+from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
+from deployer.targets.ssh.inventory import Host, Inventory, load_inventory
+from deployer.targets.ssh.provision import playbooks_dir
+
+DEPLOY_PLAYBOOK = "deploy.yml"
+DESTROY_PLAYBOOK = "destroy.yml"
+DEFAULT_BIND_HOST = "127.0.0.1"
+#: Plan arguments the role sets per host (the model's path there, the address and the port).
+HOST_ARGS = ("--model", "--host", "--port")
+SUPERVISOR_MODULE = "deployer.targets.local.supervisor"
+SEPARATOR = "--- deployer: end of runtime.json ---"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One inventory host that runs one engine of a deployment."""
+
+    name: str
+    host: Host
+
+    @property
+    def root(self) -> str:
+        return self.host.labels.get("host_root", "/").rstrip("/")
+
+    def run_dir(self, deployment: str) -> str:
+        return f"{self.root}/opt/deployer/deployments/{deployment}"
+
+    def base_url(self, port: int) -> str:
+        return f"http://{_url_host(self.host.address)}:{port}/v1"
+
+
+class SshTarget:
+    """Replicas on inventory hosts. Blocks in every method; see the module docstring."""
+
+    kind = "ssh"
+
+    def __init__(self, settings: Settings, spec: SshTargetSpec, base_dir: Path) -> None:
+        self.settings = settings
+        self.spec = spec
+        path = Path(spec.inventory).expanduser()
+        self.inventory_path = path if path.is_absolute() else base_dir / path
+        self._inventory: Inventory | None = None
+
+    # --- hosts ---------------------------------------------------------------------------------
+
+    @property
+    def inventory(self) -> Inventory:
+        if self._inventory is None:
+            loaded = load_inventory(self.inventory_path)
+            self._inventory = loaded.resolve_key_files(self.inventory_path.parent)
+        return self._inventory
+
+    def replicas(self) -> list[Replica]:
+        """The hosts the target's replicas run on, one per host (see Inventory.select)."""
+        hosts = self.inventory.select(self.spec.hosts, self.spec.group, self.spec.replicas)
+        names = {id(host): name for name, host in self.inventory.hosts.items()}
+        return [Replica(names[id(host)], host) for host in hosts]
+
+    @property
+    def workdir(self) -> Path:
+        folder = self.settings.home / "ssh"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
+    # --- facts ---------------------------------------------------------------------------------
+
+    def observe(self, name: str) -> Observed:
+        """Running when every replica has a runtime.json and a live engine process; healthy when
+        every replica answers /health. The spec digest is the replicas' common one."""
+        facts = [self._runtime(replica, name) for replica in self.replicas()]
+        if any(runtime is None for runtime, _ in facts):
+            missing = [r.name for r, (rt, _) in zip(self.replicas(), facts, strict=True) if not rt]
+            return Observed(running=False, detail=f"not deployed on {', '.join(missing)}")
+        runtimes = [runtime for runtime, _ in facts if runtime is not None]
+        alive = all(live for _, live in facts)
+        digests = {runtime.get("spec_digest") for runtime in runtimes}
+        first = runtimes[0]
+        healthy = alive and all(_healthy(runtime.get("health_url", "")) for runtime in runtimes)
+        return Observed(
+            running=alive,
+            healthy=healthy,
+            spec_digest=digests.pop() if len(digests) == 1 else None,
+            args=tuple(first.get("args") or ()),
+            pid=first.get("engine_pid"),
+            port=first.get("port"),
+            endpoint=first.get("endpoint"),
+            detail=None if alive else "the engine is not running on every host",
+        )
+
+    def previous_port(self, name: str) -> int | None:
+        return None
+
+    def endpoints(self, port: int) -> list[str]:
+        """Each replica's OpenAI base URL, in replica order."""
+        return [replica.base_url(port) for replica in self.replicas()]
+
+    def endpoint(self, name: str) -> Endpoint:
+        replica = self.replicas()[0]
+        runtime, _ = self._runtime(replica, name)
+        if runtime is None:
+            raise NotFoundError(
+                f"deployment {name} is not deployed on {replica.name}",
+                hint="deployer apply MANIFEST deploys it",
+            )
+        from deployer import credentials
+
+        return Endpoint(
+            base_url=runtime["endpoint"],
+            health_url=runtime["health_url"],
+            api_key=credentials.stored_api_key(self.settings.deployment_dir(name)),
+        )
+
+    # --- changes -------------------------------------------------------------------------------
+
+    def deploy(self, plan: Plan, events: EventBus, api_key: str) -> None:
+        """Run deploy.yml on every replica. Idempotent on the hosts: an unchanged launch leaves
+        the running engine alone. Raises the first failing host's error."""
+        replicas = self.replicas()
+        port = _arg(plan.engine.args, "--port")
+        model_path = Path(_arg(plan.engine.args, "--model"))
+        extravars = self.deploy_vars(plan, api_key, model_path, int(port))
+        result = self._playbook(DEPLOY_PLAYBOOK, replicas, extravars, events)
+        error = result.error()
+        if error is not None:
+            raise error
+
+    def deploy_vars(self, plan: Plan, api_key: str, model_path: Path, port: int) -> dict[str, Any]:
+        """The extravars of deploy.yml for ``plan``. Reads the model's files to hash them."""
+        secrets.register(api_key)
+        runtime = {
+            "deployment": plan.deployment,
+            "spec_digest": plan.engine.spec_digest,
+            "args": plan.engine.args,
+            "port": port,
+        }
+        variables: dict[str, Any] = {
+            "model_server_deployment": plan.deployment,
+            "model_server_engine_package": plan.engine.package,
+            "model_server_engine_version": plan.engine.version,
+            "model_server_engine_module": plan.engine.module,
+            "model_server_engine_args": host_args(plan.engine.args),
+            "model_server_engine_env": plan.engine.env,
+            "model_server_port": port,
+            "model_server_api_key": api_key,
+            "model_server_api_key_env": plan.engine.api_key_env,
+            "model_server_model_name": model_path.name,
+            "model_server_model_src": str(model_path),
+            "model_server_model_files": file_hashes(model_path),
+            "model_server_runtime_facts": runtime,
+        }
+        bind = _arg(plan.engine.args, "--host")
+        if bind != DEFAULT_BIND_HOST:
+            variables["model_server_bind_host"] = bind
+        return variables
+
+    def wait_ready(self, plan: Plan, events: EventBus, timeout: float) -> None:
+        """Poll every replica's /health from this machine until all answer 200."""
+        port = int(_arg(plan.engine.args, "--port"))
+        pending = {r.name: r for r in self.replicas()}
+        started = time.monotonic()
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for name, replica in list(pending.items()):
+                    url = replica.base_url(port).removesuffix("/v1") + "/health"
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(url).status_code == 200:
+                            elapsed = time.monotonic() - started
+                            events.log(f"{name} healthy after {elapsed:.1f}s", step="ready")
+                            del pending[name]
+                if not pending:
+                    return
+                elapsed = time.monotonic() - started
+                if elapsed > timeout:
+                    replica = next(iter(pending.values()))
+                    raise HealthTimeoutError(
+                        f"{plan.deployment} on {replica.name} did not answer /health within "
+                        f"{timeout:.0f}s",
+                        hint="raise spec.serving.startupTimeoutSeconds, or read: "
+                        f"deployer logs {plan.deployment}",
+                        details=self._tail(replica, plan.deployment, 25),
+                    )
+                self._check_supervisors(plan.deployment, pending)
+                events.progress(
+                    f"waiting for {', '.join(pending)}",
+                    step="ready",
+                    completed=round(elapsed, 1),
+                    total=float(timeout),
+                )
+                time.sleep(1.0)
+
+    def destroy(self, name: str, events: EventBus) -> bool:
+        """Run destroy.yml on every replica; True when a host had the deployment."""
+        replicas = self.replicas()
+        result = self._playbook(
+            DESTROY_PLAYBOOK, replicas, {"model_server_deployment": name}, events
+        )
+        error = result.error()
+        if error is not None:
+            raise error
+        return any(
+            str(host.facts.get("model_server_destroyed")).lower() == "true"
+            for host in result.hosts.values()
+        )
+
+    def logs(self, name: str, lines: int, follow: bool) -> Iterator[str]:
+        """The first replica's engine log, read over ssh (``follow`` is not supported yet)."""
+        replica = self.replicas()[0]
+        text = self._tail(replica, name, max(lines, 0))
+        if text is None:
+            raise NotFoundError(
+                f"no engine log for {name} on {replica.name}",
+                hint="deployer status lists deployments",
+            )
+        yield from text.splitlines()
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _playbook(
+        self,
+        playbook: str,
+        replicas: list[Replica],
+        extravars: dict[str, Any],
+        events: EventBus,
+    ) -> PlaybookResult:
+        return run_playbook(
+            playbooks_dir() / playbook,
+            self.inventory,
+            extravars=extravars,
+            events=events,
+            workdir=self.workdir,
+            limit=[replica.name for replica in replicas],
+            step=f"ansible {playbook}",  # its own progress line, inside deploy or destroy
+        )
+
+    def _ssh(self, replica: Replica, command: str, timeout: float = 20) -> runner.Completed:
+        host = replica.host
+        argv = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            f"UserKnownHostsFile={self.workdir / 'known_hosts'}",
+            "-o",
+            "ConnectTimeout=10",
+            "-p",
+            str(host.port),
+        ]
+        if host.key_file:
+            argv += ["-i", host.key_file, "-o", "IdentitiesOnly=yes"]
+        argv += [f"{host.user}@{host.address}", command]
+        return runner.run(argv, check=False, timeout=timeout)
+
+    def _runtime(self, replica: Replica, name: str) -> tuple[dict[str, Any] | None, bool]:
+        """The replica's runtime.json (None when absent) and whether its engine runs."""
+        run_dir = replica.run_dir(name)
+        command = " ; ".join(
+            [
+                shlex.join(["cat", f"{run_dir}/runtime.json"]),
+                shlex.join(["echo", SEPARATOR]),
+                shlex.join(["cat", f"{run_dir}/supervisor.json"]),
+                shlex.join(["echo", SEPARATOR]),
+                shlex.join(["pgrep", "-f", f"{SUPERVISOR_MODULE} {run_dir}$"]),
+            ]
+        )
+        try:
+            done = self._ssh(replica, command)
+        except CommandError:
+            return None, False
+        if done.returncode == 255:
+            raise PermanentError(
+                f"host {replica.name} ({replica.host.address}) is unreachable over ssh: "
+                f"{done.stderr.strip()}",
+                hint="check the inventory, and that sshd runs and this machine can reach it",
+            )
+        text, _, rest = done.stdout.partition(SEPARATOR)
+        supervisor_text, _, pids = rest.partition(SEPARATOR)
+        try:
+            runtime = json.loads(text)
+        except json.JSONDecodeError:
+            return None, False
+        if not isinstance(runtime, dict):
+            return None, False
+        with contextlib.suppress(json.JSONDecodeError):
+            supervisor = json.loads(supervisor_text)
+            if isinstance(supervisor, dict):
+                runtime["engine_pid"] = supervisor.get("engine_pid")
+        port = int(runtime.get("port") or 0)
+        runtime.setdefault("endpoint", replica.base_url(port))
+        runtime.setdefault("health_url", replica.base_url(port).removesuffix("/v1") + "/health")
+        alive = bool(pids.split()) or runtime.get("service_manager") == "systemd"
+        return runtime, alive
+
+    def _tail(self, replica: Replica, name: str, lines: int) -> str | None:
+        path = f"{replica.run_dir(name)}/engine.log"
+        try:
+            done = self._ssh(replica, shlex.join(["tail", "-n", str(lines), path]))
+        except CommandError:
+            return None
+        if done.returncode != 0:
+            return None
+        return secrets.mask(done.stdout.rstrip("\n"))
+
+    def _check_supervisors(self, name: str, pending: dict[str, Replica]) -> None:
+        """Raise EngineStartError when a pending replica's supervisor gave up."""
+        for replica in pending.values():
+            path = f"{replica.run_dir(name)}/supervisor.json"
+            try:
+                done = self._ssh(replica, shlex.join(["cat", path]))
+                state = json.loads(done.stdout) if done.returncode == 0 else {}
+            except (CommandError, json.JSONDecodeError):
+                continue
+            if isinstance(state, dict) and state.get("status") == "failed":
+                raise EngineStartError(
+                    f"the engine of {name} on {replica.name} kept exiting (last code "
+                    f"{state.get('last_exit_code')})",
+                    hint=f"read the whole log with: deployer logs {name}",
+                    details=self._tail(replica, name, 25),
+                )
+
+
+def host_args(args: list[str]) -> list[str]:
+    """``args`` without the options the role sets per host (``HOST_ARGS`` and their values).
+    Pure."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in HOST_ARGS:
+            skip = True
+            continue
+        if arg.split("=", 1)[0] in HOST_ARGS:
+            continue
+        kept.append(arg)
+    return kept
+
+
+def file_hashes(folder: Path) -> list[dict[str, str]]:
+    """``{path, sha256}`` for every file under ``folder``, by relative path."""
+    hashes = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        hashes.append({"path": str(path.relative_to(folder)), "sha256": digest.hexdigest()})
+    return hashes
+
+
+def _arg(args: list[str], option: str) -> str:
+    return args[args.index(option) + 1]
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _healthy(url: str) -> bool:
+    if not url:
+        return False
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
