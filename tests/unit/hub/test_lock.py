@@ -4,11 +4,9 @@ never a token, even when the lock was made against a token-protected hub."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants
 from ruamel.yaml import YAML
 
 from deployer.errors import DeployerError, ManifestError
@@ -25,17 +23,8 @@ MANIFEST = Path("deploy/model.yaml")
 
 
 @pytest.fixture(autouse=True)
-def hf_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """huggingface_hub with no saved token, no telemetry and no lookups on huggingface.co."""
-    home = tmp_path / "hf-home"
-    home.mkdir()
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-    agents = home / ".agent_harnesses.json"
-    agents.write_text(json.dumps({"standardEnvVars": [], "harnesses": {}}))
-    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(agents))
+def hf_client(hf_home: Path) -> None:
+    """Every test here talks to the hub through an isolated huggingface_hub client."""
 
 
 def locked_file(path: str, size: int) -> LockedFile:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -34,24 +34,11 @@ TOKEN = "hf_mirror_test_secret_0123456789"
 
 
 @pytest.fixture
-def hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An isolated huggingface_hub client: fresh HF_HOME, no token, no telemetry; returns the
-    cache folder."""
-    home = tmp_path / "hf-home"
-    home.mkdir()
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+def hf_env(hf_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated huggingface_hub client (see conftest) with quick timeouts and no progress
+    bars; returns the cache folder."""
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "10")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    # huggingface_hub reads these paths once, at import: point them into the test's home so a
-    # developer's saved token is never sent, and so it does not ask huggingface.co for its list
-    # of AI agents (an empty list, fresh, is what it would cache).
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-    agents = home / ".agent_harnesses.json"
-    agents.write_text(json.dumps({"standardEnvVars": [], "harnesses": {}}))
-    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(agents))
     return tmp_path / "cache"
 
 
