@@ -34,7 +34,15 @@ from deployer.manifest.models import SmokeCheck
 from deployer.manifest.models import SshTarget as SshTargetSpec
 from deployer.manifest.schema import json_schema
 from deployer.pipeline import Pipeline
-from deployer.planner import Facts, Observed, Plan, PlannedStep, StepAction, make_plan
+from deployer.planner import (
+    Facts,
+    Observed,
+    Plan,
+    PlannedStep,
+    ReplicaState,
+    StepAction,
+    make_plan,
+)
 from deployer.planner.accelerators import Accelerator, cpu_accelerator, host_memory_bytes, lookup
 from deployer.planner.catalog import builtin_config
 from deployer.planner.model_facts import ModelFacts, facts_from_config, facts_from_folder
@@ -80,6 +88,8 @@ class DeploymentView:
     healthy: bool
     pid: int | None
     detail: str | None
+    #: Each host's facts, for deployments on several hosts (ssh).
+    replicas: tuple[ReplicaState, ...] = ()
 
 
 # --- manifests ---------------------------------------------------------------------------------
@@ -102,7 +112,7 @@ def plan(path: Path, settings: Settings) -> Plan:
     is not contacted (the lock, the store and deployer's catalog give the model's facts)."""
     loaded = load_manifest(path)
     kind = loaded.deployment.spec.target.kind
-    target = _target(loaded, settings) if kind == "local" else None
+    target = _target(loaded, settings) if kind in ("local", "ssh") else None
     return _plan(loaded, target, settings, key=None, offline=True)
 
 
@@ -283,7 +293,10 @@ def _plan(
     source = _model_facts(loaded, settings, events or EventBus(), offline=offline)
     device = _device(spec.resources.accelerator, local=isinstance(target, LocalTarget))
     package = default_package(spec.serving.engine, spec.serving.version, device)
-    observed = target.observe(deployment.name) if target is not None else None
+    # Offline plans of ssh targets do not contact the hosts (their endpoints come from the
+    # inventory); apply observes them.
+    observable = target is not None and not (offline and isinstance(target, SshTarget))
+    observed = target.observe(deployment.name) if target is not None and observable else None
     port = spec.serving.port or (observed.port if observed else None)
     if port is None and isinstance(target, LocalTarget):
         port = target.previous_port(deployment.name)
@@ -320,9 +333,11 @@ def _plan(
     )
     decided = make_plan(deployment, facts)
     if isinstance(target, SshTarget):
-        # The engine answers on each host's address: the plan shows the first replica's.
-        endpoint = target.endpoints(port)[0]
-        decided = decided.model_copy(update={"endpoint": endpoint})
+        # The engine answers on each host's address: the plan's endpoint is the first replica's.
+        endpoints = {replica.name: replica.base_url(port) for replica in target.replicas()}
+        decided = decided.model_copy(
+            update={"endpoint": next(iter(endpoints.values())), "replica_endpoints": endpoints}
+        )
     return decided
 
 
@@ -568,6 +583,7 @@ def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
                 healthy=bool(observed and observed.healthy),
                 pid=observed.pid if observed else None,
                 detail=observed.detail if observed else None,
+                replicas=observed.replicas if observed else (),
             )
         )
     return views
@@ -690,14 +706,29 @@ def destroy(name: str, settings: Settings, events: EventBus) -> bool:
         store.close()
 
 
-def logs(name: str, settings: Settings, lines: int = 100, follow: bool = False) -> Iterator[str]:
+def logs(
+    name: str,
+    settings: Settings,
+    lines: int = 100,
+    follow: bool = False,
+    host: str | None = None,
+) -> Iterator[str]:
+    """The engine's log lines; on ssh targets every replica's (or ``host``'s), each line
+    prefixed with its host when there are several."""
     store = _store(settings)
     try:
         record = store.get_deployment(name)
     finally:
         store.close()
     if record is not None and record.target_kind == "ssh":
-        return _record_target(record, settings).logs(name, lines, follow)
+        target = _record_target(record, settings)
+        if isinstance(target, SshTarget):
+            return target.logs(name, lines, follow, host=host)
+    if host is not None:
+        raise UnsupportedError(
+            f"{name} does not run on SSH hosts; --host applies to ssh targets only",
+            hint=f"deployer logs {name}",
+        )
     return LocalTarget(settings).logs(name, lines, follow)
 
 

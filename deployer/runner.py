@@ -11,9 +11,11 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Queue
 from typing import IO
 
 from deployer import secrets
@@ -157,6 +159,45 @@ def stream(
         raise
     finally:
         proc.stdout.close()
+
+
+def follow(commands: Mapping[str, Argv]) -> Iterator[tuple[str, str]]:
+    """Run every command at once and yield ``(name, line)`` for each line of their stdout
+    (masked) as it arrives, until all have exited. Closing the iterator (the caller stops,
+    Ctrl-C) stops the ones still running; stderr is discarded."""
+    lines: Queue[tuple[str, str | None]] = Queue()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def pump(name: str, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None  # set by stdout=PIPE
+        for raw in proc.stdout:
+            lines.put((name, raw.decode(errors="replace").rstrip("\r\n")))
+        lines.put((name, None))
+
+    try:
+        for name, argv in commands.items():
+            args = [os.fspath(a) for a in argv]
+            try:
+                proc = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+            except OSError as exc:
+                raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
+            procs.append(proc)
+            threading.Thread(target=pump, args=(name, proc), daemon=True).start()
+        running = len(procs)
+        while running:
+            name, line = lines.get()
+            if line is None:
+                running -= 1
+            else:
+                yield name, secrets.mask(line)
+    finally:
+        for proc in procs:
+            _stop(proc)
 
 
 def _deliver(raw: bytes, on_line: Callable[[str], None]) -> None:

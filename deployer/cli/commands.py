@@ -16,6 +16,7 @@ from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
 from deployer.errors import ManifestError
+from deployer.planner import ReplicaState
 from deployer.planner.capacity import CapacityPlan
 from deployer.units import human_bytes
 
@@ -108,7 +109,11 @@ def plan(manifest: ManifestArg, output: OutputOpt = Output.text) -> None:
         table.add_row("KV cache", human_bytes(kv) + (" per device" if kv else ""))
         table.add_row("context", str(the_plan.max_model_len or "model default"))
         table.add_row("engine", f"{the_plan.engine.package} {the_plan.engine.version}")
-        table.add_row("endpoint", the_plan.endpoint)
+        if the_plan.replica_endpoints:
+            for host, url in the_plan.replica_endpoints.items():
+                table.add_row("endpoint", f"{url}  [dim](host {escape(host)})[/]")
+        else:
+            table.add_row("endpoint", the_plan.endpoint)
         table.add_row("argv", escape(" ".join(the_plan.engine.args)))
         console.print(table)
         if the_plan.capacity is not None:
@@ -220,6 +225,18 @@ def status(
                         "model": v.record.served_model_name,
                         "message": v.record.message,
                         "updated_at": v.record.updated_at.isoformat(),
+                        "replicas": [
+                            {
+                                "host": r.host,
+                                "endpoint": r.endpoint,
+                                "running": r.running,
+                                "healthy": r.healthy,
+                                "pid": r.pid,
+                                "starts": r.starts,
+                                "detail": r.detail,
+                            }
+                            for r in v.replicas
+                        ],
                     }
                     for v in views
                 ],
@@ -242,6 +259,8 @@ def status(
                 v.record.served_model_name or "-",
                 v.record.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
             )
+            for r in v.replicas:
+                table.add_row(*_replica_row(r))
         STATE.console.print(table)
         if name:
             for run, steps in api.history(settings, name, limit=5):
@@ -257,6 +276,26 @@ def status(
                     )
 
 
+def _replica_row(replica: ReplicaState) -> tuple[str, ...]:
+    """A replica's line under its deployment in ``deployer status``."""
+    live = "healthy" if replica.healthy else ("running" if replica.running else "down")
+    colour = {"healthy": "green", "running": "yellow"}.get(live, "red")
+    facts = [f"pid {replica.pid}"] if replica.pid else []
+    if replica.starts and replica.starts > 1:
+        facts.append(f"restarted {replica.starts - 1}x")
+    if replica.detail:
+        facts.append(escape(replica.detail))
+    return (
+        f"  └ {escape(replica.host)}",
+        "",
+        f"[{colour}]{live}[/]" + (f" ({', '.join(facts)})" if facts else ""),
+        "",
+        replica.endpoint or "-",
+        "",
+        "",
+    )
+
+
 def _status_style(value: str) -> str:
     colour = {"healthy": "green", "unhealthy": "yellow", "failed": "red"}.get(value, "dim")
     return f"[{colour}]{value}[/]"
@@ -267,10 +306,13 @@ def logs(
     name: NameArg,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines from the end.")] = 100,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    host: Annotated[
+        str | None, typer.Option("--host", help="One SSH host's log (default: every host's).")
+    ] = None,
 ) -> None:
-    """Print the engine's log."""
+    """Print the engine's log (on SSH targets, each host's, prefixed with its name)."""
     with boundary():
-        for line in api.logs(name, STATE.settings(), lines, follow):
+        for line in api.logs(name, STATE.settings(), lines, follow, host=host):
             typer.echo(line)
 
 

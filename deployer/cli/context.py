@@ -14,7 +14,7 @@ from typing import TextIO, TypeVar
 from rich.console import Console
 from rich.markup import escape
 
-from deployer.errors import DeployerError
+from deployer.errors import DeployerError, ManifestError
 from deployer.settings import Settings
 
 T = TypeVar("T")
@@ -52,11 +52,17 @@ def boundary() -> Iterator[None]:
         yield
     except DeployerError as exc:
         err = STATE.err
-        err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, soft_wrap=True)
-        if exc.details:
-            err.print(exc.details, markup=False, soft_wrap=True)
-        if exc.hint:
-            err.print(f"[yellow]hint:[/] {escape(exc.hint)}", markup=True, soft_wrap=True)
+        # A file with several problems shows each with its own hint (a misspelt key's "did you
+        # mean" is often the second problem, after the missing field it stands for).
+        problems: list[DeployerError] = (
+            list(exc.problems) if isinstance(exc, ManifestError) else [exc]
+        )
+        for problem in problems:
+            err.print(f"[bold red]error:[/] {escape(problem.message)}", markup=True, soft_wrap=True)
+            if problem.details:
+                err.print(problem.details, markup=False, soft_wrap=True)
+            if problem.hint:
+                err.print(f"[yellow]hint:[/] {escape(problem.hint)}", markup=True, soft_wrap=True)
         if STATE.debug:
             traceback.print_exc()
         sys.exit(exc.exit_code)

@@ -1,5 +1,21 @@
 """The planner: pure functions from a manifest and observed facts to a :class:`Plan`."""
 
-from deployer.planner.plan import Facts, Observed, Plan, PlannedStep, StepAction, make_plan
+from deployer.planner.plan import (
+    Facts,
+    Observed,
+    Plan,
+    PlannedStep,
+    ReplicaState,
+    StepAction,
+    make_plan,
+)
 
-__all__ = ["Facts", "Observed", "Plan", "PlannedStep", "StepAction", "make_plan"]
+__all__ = [
+    "Facts",
+    "Observed",
+    "Plan",
+    "PlannedStep",
+    "ReplicaState",
+    "StepAction",
+    "make_plan",
+]

@@ -38,6 +38,20 @@ class StepAction(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReplicaState:
+    """One replica of a deployment on a multi-host target (one SSH host), right now."""
+
+    host: str
+    endpoint: str
+    running: bool
+    healthy: bool
+    pid: int | None = None
+    #: How often its engine was started (more than 1: it was restarted after exiting).
+    starts: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     """What a target reports about a deployment right now."""
 
@@ -49,6 +63,8 @@ class Observed:
     port: int | None = None
     endpoint: str | None = None
     detail: str | None = None
+    #: Per-replica facts, on targets with several hosts (empty elsewhere).
+    replicas: tuple[ReplicaState, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,8 @@ class Plan(_PlanModel):
     kv_cache_bytes: int | None
     max_model_len: int | None
     endpoint: str
+    #: Every replica's endpoint by host, on targets with several hosts (ssh); else empty.
+    replica_endpoints: dict[str, str] = {}
     engine: EnginePlan
     #: Memory, KV cache, concurrency and cost; None when the model's facts are unknown.
     capacity: CapacityPlan | None

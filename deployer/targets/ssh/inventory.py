@@ -214,11 +214,9 @@ class Inventory(Spec):
             }
             if host.key_file is not None:
                 variables["ansible_ssh_private_key_file"] = host.key_file
-            chain = self._jump_chain(name)
-            if chain:
-                variables["ansible_ssh_common_args"] = shlex.join(
-                    ["-o", f"ProxyJump={','.join(chain)}"]
-                )
+            jump = self.jump_options(name)
+            if jump:
+                variables["ansible_ssh_common_args"] = shlex.join(jump)
             for key in sorted(host.labels):
                 variables[f"deployer_{key}"] = host.labels[key]
             hosts[name] = variables
@@ -241,6 +239,11 @@ class Inventory(Spec):
                 host = host.model_copy(update={"key_file": str(base_dir / path)})
             hosts[name] = host
         return self.model_copy(update={"hosts": hosts})
+
+    def jump_options(self, name: str) -> list[str]:
+        """The ssh options that reach host ``name`` through its jump hosts (none: direct)."""
+        chain = self._jump_chain(name)
+        return ["-o", f"ProxyJump={','.join(chain)}"] if chain else []
 
     # --- helpers -------------------------------------------------------------------------------
 

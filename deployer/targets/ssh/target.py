@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 
 from deployer import runner, secrets
+from deployer.engines.install import EnginePackage
+from deployer.engines.wheelhouse import Wheelhouse, prepare_wheelhouse
 from deployer.errors import (
     CommandError,
     EngineStartError,
@@ -41,7 +43,7 @@ from deployer.errors import (
 )
 from deployer.events import EventBus
 from deployer.manifest.models import SshTarget as SshTargetSpec
-from deployer.planner import Observed, Plan
+from deployer.planner import Observed, Plan, ReplicaState
 from deployer.settings import Settings
 from deployer.targets.base import Endpoint
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
@@ -112,25 +114,36 @@ class SshTarget:
 
     def observe(self, name: str) -> Observed:
         """Running when every replica has a runtime.json and a live engine process; healthy when
-        every replica answers /health. The spec digest is the replicas' common one."""
-        facts = [self._runtime(replica, name) for replica in self.replicas()]
-        if any(runtime is None for runtime, _ in facts):
-            missing = [r.name for r, (rt, _) in zip(self.replicas(), facts, strict=True) if not rt]
-            return Observed(running=False, detail=f"not deployed on {', '.join(missing)}")
+        every replica answers /health. The spec digest is the replicas' common one; each
+        replica's own facts are in ``replicas``."""
+        replicas = self.replicas()
+        facts = [self._runtime(replica, name) for replica in replicas]
+        states = tuple(
+            _replica_state(replica, runtime, live)
+            for replica, (runtime, live) in zip(replicas, facts, strict=True)
+        )
+        missing = [
+            state.host for state, (runtime, _) in zip(states, facts, strict=True) if not runtime
+        ]
+        if missing:
+            return Observed(
+                running=False, detail=f"not deployed on {', '.join(missing)}", replicas=states
+            )
         runtimes = [runtime for runtime, _ in facts if runtime is not None]
-        alive = all(live for _, live in facts)
         digests = {runtime.get("spec_digest") for runtime in runtimes}
         first = runtimes[0]
-        healthy = alive and all(_healthy(runtime.get("health_url", "")) for runtime in runtimes)
+        alive = all(state.running for state in states)
+        down = [state.host for state in states if not state.running]
         return Observed(
             running=alive,
-            healthy=healthy,
+            healthy=all(state.healthy for state in states),
             spec_digest=digests.pop() if len(digests) == 1 else None,
             args=tuple(first.get("args") or ()),
             pid=first.get("engine_pid"),
             port=first.get("port"),
             endpoint=first.get("endpoint"),
-            detail=None if alive else "the engine is not running on every host",
+            detail=None if alive else f"the engine is not running on {', '.join(down)}",
+            replicas=states,
         )
 
     def previous_port(self, name: str) -> int | None:
@@ -165,6 +178,13 @@ class SshTarget:
         port = _arg(plan.engine.args, "--port")
         model_path = Path(_arg(plan.engine.args, "--model"))
         extravars = self.deploy_vars(plan, api_key, model_path, int(port))
+        wheelhouse = self._wheelhouse(plan, replicas, events)
+        if wheelhouse is not None:
+            extravars["deployer_wheelhouse"] = {
+                "path": str(wheelhouse.root),
+                "python": wheelhouse.python_version,
+                "wheels": [{"name": name, "sha256": sha} for name, _, sha in wheelhouse.wheels],
+            }
         result = self._playbook(DEPLOY_PLAYBOOK, replicas, extravars, events)
         error = result.error()
         if error is not None:
@@ -248,18 +268,96 @@ class SshTarget:
             for host in result.hosts.values()
         )
 
-    def logs(self, name: str, lines: int, follow: bool) -> Iterator[str]:
-        """The first replica's engine log, read over ssh (``follow`` is not supported yet)."""
-        replica = self.replicas()[0]
-        text = self._tail(replica, name, max(lines, 0))
-        if text is None:
-            raise NotFoundError(
-                f"no engine log for {name} on {replica.name}",
-                hint="deployer status lists deployments",
+    def logs(self, name: str, lines: int, follow: bool, host: str | None = None) -> Iterator[str]:
+        """The engines' logs, read over ssh: the last ``lines`` of each replica's (or of
+        ``host``'s), then, with ``follow``, new lines as they come (``tail -F`` on every host,
+        until the caller stops iterating). With several replicas each line starts with its
+        host's name."""
+        replicas = self.replicas()
+        if host is not None:
+            replicas = [replica for replica in replicas if replica.name == host]
+            if not replicas:
+                raise NotFoundError(
+                    f"{name} has no replica on host {host}",
+                    hint=f"its hosts: {', '.join(r.name for r in self.replicas())}",
+                )
+        prefix = len(replicas) > 1
+        if follow:
+            yield from self._follow(replicas, name, lines, prefix)
+            return
+        for replica in replicas:
+            text = self._tail(replica, name, max(lines, 0))
+            if text is None:
+                raise NotFoundError(
+                    f"no engine log for {name} on {replica.name}",
+                    hint="deployer status lists deployments and their hosts",
+                )
+            for line in text.splitlines():
+                yield f"{replica.name} | {line}" if prefix else line
+
+    def _follow(
+        self, replicas: list[Replica], name: str, lines: int, prefix: bool
+    ) -> Iterator[str]:
+        """``tail -F`` on every replica at once, lines interleaved as they arrive."""
+        commands = {
+            replica.name: self._ssh_argv(
+                replica,
+                shlex.join(
+                    ["tail", "-n", str(max(lines, 0)), "-F", f"{replica.run_dir(name)}/engine.log"]
+                ),
             )
-        yield from text.splitlines()
+            for replica in replicas
+        }
+        for host, line in runner.follow(commands):
+            yield f"{host} | {line}" if prefix else line
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _wheelhouse(
+        self, plan: Plan, replicas: list[Replica], events: EventBus
+    ) -> Wheelhouse | None:
+        """The wheelhouse for the replicas that still need the engine, prepared on this machine;
+        None when every host has it, brings its own (labels ``engine_python``,
+        ``engine_venv_source``) or installs from its index (``engine_source: index``)."""
+        versions: set[str] = set()
+        engine_dir = f"opt/deployer/engines/{plan.engine.package}-{plan.engine.version}"
+        for replica in replicas:
+            if not _installs_from_wheelhouse(replica):
+                continue
+            probe = (
+                f"test -e {shlex.quote(f'{replica.root}/{engine_dir}/.deployer-installed')} "
+                "&& echo installed || /usr/bin/python3 -c "
+                + shlex.quote("import sys; print('%d.%d' % sys.version_info[:2])")
+            )
+            done = self._ssh(replica, probe)
+            if done.returncode == 255:
+                raise _unreachable(replica, done)
+            answer = done.stdout.strip()
+            if answer != "installed":
+                if done.returncode != 0 or not answer:
+                    raise PermanentError(
+                        f"host {replica.name} has no usable /usr/bin/python3: "
+                        f"{(done.stderr or done.stdout).strip()[:200]}",
+                        hint="install python3 (and python3-venv) on the host: "
+                        "deployer provision INVENTORY does",
+                    )
+                versions.add(answer)
+        if not versions:
+            return None
+        if len(versions) > 1:
+            raise PermanentError(
+                f"the hosts of {plan.deployment} run different Pythons: "
+                f"{', '.join(sorted(versions))}",
+                hint="deploy to hosts of one Python version, or pre-install the engine on some "
+                "(inventory label engine_python)",
+            )
+        package = EnginePackage(
+            engine=plan.engine.engine,
+            package=plan.engine.package,
+            version=plan.engine.version,
+            device=plan.engine.device,
+        )
+        return prepare_wheelhouse(self.settings, package, versions.pop(), events)
 
     def _playbook(
         self,
@@ -279,6 +377,9 @@ class SshTarget:
         )
 
     def _ssh(self, replica: Replica, command: str, timeout: float = 20) -> runner.Completed:
+        return runner.run(self._ssh_argv(replica, command), check=False, timeout=timeout)
+
+    def _ssh_argv(self, replica: Replica, command: str) -> list[str]:
         host = replica.host
         argv = [
             "ssh",
@@ -295,8 +396,9 @@ class SshTarget:
         ]
         if host.key_file:
             argv += ["-i", host.key_file, "-o", "IdentitiesOnly=yes"]
+        argv += self.inventory.jump_options(replica.name)
         argv += [f"{host.user}@{host.address}", command]
-        return runner.run(argv, check=False, timeout=timeout)
+        return argv
 
     def _runtime(self, replica: Replica, name: str) -> tuple[dict[str, Any] | None, bool]:
         """The replica's runtime.json (None when absent) and whether its engine runs."""
@@ -315,11 +417,7 @@ class SshTarget:
         except CommandError:
             return None, False
         if done.returncode == 255:
-            raise PermanentError(
-                f"host {replica.name} ({replica.host.address}) is unreachable over ssh: "
-                f"{done.stderr.strip()}",
-                hint="check the inventory, and that sshd runs and this machine can reach it",
-            )
+            raise _unreachable(replica, done)
         text, _, rest = done.stdout.partition(SEPARATOR)
         supervisor_text, _, pids = rest.partition(SEPARATOR)
         try:
@@ -332,6 +430,8 @@ class SshTarget:
             supervisor = json.loads(supervisor_text)
             if isinstance(supervisor, dict):
                 runtime["engine_pid"] = supervisor.get("engine_pid")
+                runtime["starts"] = supervisor.get("starts")
+                runtime["supervisor_status"] = supervisor.get("status")
         port = int(runtime.get("port") or 0)
         runtime.setdefault("endpoint", replica.base_url(port))
         runtime.setdefault("health_url", replica.base_url(port).removesuffix("/v1") + "/health")
@@ -364,6 +464,58 @@ class SshTarget:
                     hint=f"read the whole log with: deployer logs {name}",
                     details=self._tail(replica, name, 25),
                 )
+
+
+ENGINE_SOURCES = ("wheelhouse", "index")
+
+
+def _replica_state(replica: Replica, runtime: dict[str, Any] | None, live: bool) -> ReplicaState:
+    """What ``replica`` reports: from its runtime.json (None: not deployed there) and /health."""
+    if runtime is None:
+        return ReplicaState(
+            host=replica.name, endpoint="", running=False, healthy=False, detail="not deployed"
+        )
+    status = runtime.get("supervisor_status")
+    detail = None
+    if not live:
+        detail = "the engine is not running"
+    elif status in ("starting", "restarting"):
+        detail = f"engine {status}"
+    elif status == "failed":
+        detail = "the engine kept exiting; deployer's supervisor gave up"
+    return ReplicaState(
+        host=replica.name,
+        endpoint=str(runtime.get("endpoint", "")),
+        running=live and status != "failed",
+        healthy=live and _healthy(str(runtime.get("health_url", ""))),
+        pid=runtime.get("engine_pid"),
+        starts=runtime.get("starts"),
+        detail=detail,
+    )
+
+
+def _installs_from_wheelhouse(replica: Replica) -> bool:
+    """Whether ``replica`` installs the engine from deployer's wheelhouse (see the role)."""
+    labels = replica.host.labels
+    source = labels.get("engine_source", "wheelhouse")
+    if source not in ENGINE_SOURCES:
+        raise PermanentError(
+            f"host {replica.name}: label engine_source is {source!r}",
+            hint=f"use one of: {', '.join(ENGINE_SOURCES)}",
+        )
+    return (
+        source == "wheelhouse"
+        and not labels.get("engine_python")
+        and not labels.get("engine_venv_source")
+    )
+
+
+def _unreachable(replica: Replica, done: runner.Completed) -> PermanentError:
+    return PermanentError(
+        f"host {replica.name} ({replica.host.address}) is unreachable over ssh: "
+        f"{done.stderr.strip()}",
+        hint="check the inventory, and that sshd runs and this machine can reach it",
+    )
 
 
 def host_args(args: list[str]) -> list[str]:
