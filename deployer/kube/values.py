@@ -226,12 +226,15 @@ def cache_size(model_bytes: int | None) -> str:
 
 
 def _model_bytes(plan: Plan, locked: LockedModel | None) -> int | None:
+    """Bytes to download: the lock's files; unlocked, the parameters at the checkpoint's width
+    (two bytes each unless float32), since a quantized plan's weights are smaller than the
+    checkpoint the init container fetches."""
     if locked is not None:
         return locked.total_bytes
     if plan.capacity is None:
         return None
-    weights = next((r for r in plan.capacity.memory_per_device if r.item == "weights"), None)
-    return weights.bytes * plan.capacity.tensor_parallel if weights else None
+    width = 4 if plan.capacity.dtype == "float32" else 2
+    return plan.capacity.parameters * width
 
 
 def _catalog_entry(plan: Plan) -> Accelerator | None:
