@@ -95,6 +95,26 @@ def render(
         raise typer.Exit(CHANGES_EXIT_CODE)
 
 
+@app.command()
+def diff(
+    manifest: Annotated[Path, typer.Argument(help="A manifest file.", show_default=False)],
+) -> None:
+    """Show what apply would change in the cluster: exit 0 nothing, 2 changes, 1 error."""
+    with boundary():
+        result = api.diff(manifest, STATE.settings())
+        console = STATE.console
+        for change in result.changes:
+            console.print(escape(change.describe()), soft_wrap=True)
+        changed = [c for c in result.changes if c.action != "unchanged"]
+        console.print(
+            f"{len(changed)} of {len(result.changes)} object(s) would change in namespace "
+            f"{result.namespace} of context {result.context}",
+            soft_wrap=True,
+        )
+    if result.changed:
+        raise typer.Exit(CHANGES_EXIT_CODE)
+
+
 @tools_app.command("install")
 def tools_install(
     tool: Annotated[str, typer.Argument(help="The tool to install: helm.")] = "helm",
