@@ -7,8 +7,10 @@ for anything a user can act on. Nothing here prints.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +31,18 @@ from deployer.hub.lock import LockedModel, ModelLock, lock_path, read_lock, writ
 from deployer.hub.safetensors_header import parse_header
 from deployer.hub.source import ModelSourceFacts, hub_facts, local_facts, locked_entry
 from deployer.hub.store import ModelStore
+from deployer.kube import render as kube_render
+from deployer.kube.helm import find_helm
+from deployer.kube.values import chart_values, describe_pin
 from deployer.manifest.loader import LoadedManifest, load_manifest, load_manifests
+from deployer.manifest.models import KubernetesTarget as KubernetesTargetSpec
 from deployer.manifest.models import SmokeCheck
 from deployer.manifest.models import SshTarget as SshTargetSpec
 from deployer.manifest.schema import json_schema
 from deployer.pipeline import Pipeline
+from deployer.quantize import run as quantize_run
+from deployer.quantize.artifact import QuantizeRecord
+from deployer.quantize.run import QuantizeJob
 from deployer.planner import (
     Facts,
     Observed,
@@ -56,6 +65,7 @@ from deployer.state import (
     RunStatus,
     StepRecord,
 )
+from deployer.targets.kubernetes import Cluster, KubernetesTarget, ObjectChange, Release, compare
 from deployer.targets.local import LocalTarget
 from deployer.targets.local.target import free_port
 from deployer.targets.ssh.target import SshTarget
@@ -127,6 +137,8 @@ def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
     loaded = load_manifest(path)
     deployment = loaded.deployment
     name = deployment.name
+    if isinstance(deployment.spec.target, KubernetesTargetSpec):
+        return _apply_kubernetes(loaded, settings, events)
     target = _target(loaded, settings)
     store = _store(settings)
     try:
@@ -177,6 +189,8 @@ def _apply(
             )
     else:
         pipeline.step("model", StepAction.CHECK, model_step.reason, lambda: None)
+    if loaded.deployment.spec.quantize.method in ARTIFACT_METHODS:
+        the_plan = _quantize_steps(loaded, target, settings, pipeline, the_plan, key)
     if isinstance(target, SshTarget):
         pipeline.skip("engine", "installed on the hosts by the deploy playbook")
     else:
@@ -331,6 +345,7 @@ def _plan(
         model_shape_source=shape_source,
         accelerator_spec=_accelerator_spec(spec.resources.accelerator, device),
     )
+    facts = _with_quantize(facts, loaded, source, settings)
     decided = make_plan(deployment, facts)
     if isinstance(target, SshTarget):
         # The engine answers on each host's address: the plan's endpoint is the first replica's.
@@ -339,6 +354,146 @@ def _plan(
             update={"endpoint": next(iter(endpoints.values())), "replica_endpoints": endpoints}
         )
     return decided
+
+
+# --- quantization ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuantizeOutcome:
+    """What ``deployer quantize`` did: the job, the artifact's record, whether it was built now
+    (False: found in the store), and the gate's verdict in one line."""
+
+    job: QuantizeJob
+    record: QuantizeRecord
+    created: bool
+    gate: str
+
+
+def quantize(path: Path, settings: Settings, events: EventBus) -> QuantizeOutcome:
+    """Build (or find) the quantized artifact of ``path``'s manifest and hold it to the gate.
+
+    The quantize step of ``apply`` alone: nothing is deployed. A hub model must be fetched
+    first. Raises QualityGateError (after storing the artifact) when the gate refuses it.
+    """
+    loaded = load_manifest(path)
+    spec = loaded.deployment.spec.quantize
+    if spec.method not in ARTIFACT_METHODS:
+        raise UnsupportedError(
+            f"{loaded.deployment.name}: spec.quantize.method is {spec.method}; deployer "
+            "quantizes int8 and w4a16 itself",
+            hint="set spec.quantize.method: int8 or w4a16 (fp8 is done by the engine on a GPU)",
+        )
+    source = _model_facts(loaded, settings, events, offline=True)
+    job = quantize_run.job_for(spec, source, settings=settings, base_dir=loaded.base_dir)
+    if job is None or not source.path.is_dir():
+        raise NotFoundError(
+            f"{loaded.deployment.name}: the model is not in the store yet",
+            hint=f"run: deployer fetch {path}",
+        )
+    existing = quantize_run.stored(job, settings)
+    record = existing or quantize_run.ensure_artifact(job, settings, events)
+    outcome = QuantizeOutcome(job, record, existing is None, quantize_run.describe_gate(job, record))
+    quantize_run.check_gate(job, record)
+    return outcome
+
+
+def _with_quantize(
+    facts: Facts, loaded: LoadedManifest, source: ModelSourceFacts, settings: Settings
+) -> Facts:
+    """``facts`` for a method deployer quantizes itself: the engine serves the artifact (its
+    path in the store and its key), the plan gets the quantize and gate steps, and the capacity
+    plan the artifact's measured size once it exists. Other methods: ``facts`` unchanged."""
+    spec = loaded.deployment.spec.quantize
+    if spec.method not in ARTIFACT_METHODS:
+        return facts
+    job = quantize_run.job_for(spec, source, settings=settings, base_dir=loaded.base_dir)
+    gate = PlannedStep(
+        name="gate",
+        action=StepAction.CHECK,
+        reason=f"perplexity may rise at most +{spec.gate.max_perplexity_increase:.0%} "
+        f"({spec.gate.text.describe()})",
+    )
+    if job is None:
+        return dataclasses.replace(
+            facts,
+            model_path=f"(the {spec.method} artifact, decided once the model is fetched)",
+            model_fingerprint=f"{source.fingerprint}:{spec.method}",
+            quantize_step=PlannedStep(
+                name="quantize",
+                action=StepAction.CREATE,
+                reason=f"{spec.method} once the model is fetched",
+            ),
+            gate_step=gate,
+        )
+    record = quantize_run.stored(job, settings)
+    if record is not None:
+        step = PlannedStep(
+            name="quantize",
+            action=StepAction.SKIP,
+            reason=f"artifact {job.short_key} in store ({job.recipe.describe()}, "
+            f"{human_bytes(record.artifact_bytes)})",
+        )
+        gate = gate.model_copy(update={"reason": quantize_run.describe_gate(job, record)})
+    else:
+        step = PlannedStep(
+            name="quantize",
+            action=StepAction.CREATE,
+            reason=f"{job.recipe.describe()} on {job.samples} samples of "
+            f"{job.calibration.label} (artifact {job.short_key}; minutes)",
+        )
+    return dataclasses.replace(
+        facts,
+        model_path=str(job.artifact_path),
+        model_fingerprint=job.key,
+        quantize_step=step,
+        gate_step=gate,
+        quantized_weight_bytes=record.weight_bytes if record else None,
+    )
+
+
+def _quantize_steps(
+    loaded: LoadedManifest,
+    target: LocalTarget | SshTarget,
+    settings: Settings,
+    pipeline: Pipeline,
+    the_plan: Plan,
+    key: credentials.ApiKey,
+) -> Plan:
+    """Run apply's quantize and gate steps; the plan to deploy with (re-planned when the
+    artifact was just built or the model just fetched, so it names the artifact and its size).
+
+    The gate raises QualityGateError before anything is deployed.
+    """
+    spec = loaded.deployment.spec.quantize
+    source = _model_facts(loaded, settings, pipeline.events, offline=True)
+    job = quantize_run.job_for(spec, source, settings=settings, base_dir=loaded.base_dir)
+    if job is None:
+        raise NotFoundError(
+            f"cannot quantize {loaded.deployment.name}: its config.json is not in the store",
+            hint=f"run: deployer fetch {loaded.path}",
+        )
+    planned = the_plan.step("quantize")
+    record = quantize_run.stored(job, settings)
+    if record is not None and planned.action == StepAction.SKIP:
+        pipeline.skip("quantize", planned.reason)
+    else:
+        record = pipeline.step(
+            "quantize",
+            StepAction.CREATE,
+            planned.reason,
+            lambda: quantize_run.ensure_artifact(job, settings, pipeline.events),
+        )
+    found = record
+    pipeline.step(
+        "gate",
+        StepAction.CHECK,
+        quantize_run.describe_gate(job, found),
+        lambda: quantize_run.check_gate(job, found),
+    )
+    if planned.action == StepAction.SKIP:
+        return the_plan
+    return _plan(loaded, target, settings, key=key, events=pipeline.events)
 
 
 def _endpoints(target: LocalTarget | SshTarget, the_plan: Plan) -> list[str]:
@@ -352,7 +507,7 @@ def _smoke_each(
     endpoints: list[str],
     model: str,
     checks: list[SmokeCheck],
-    api_key: str,
+    api_key: str | None,
     events: EventBus,
 ) -> SmokeReport:
     """Run ``checks`` against every endpoint from this machine; the first failing report, else
@@ -646,18 +801,22 @@ def smoke(
             if loaded.deployment.spec.serving.api_key
             else None
         )
+        # Every replica answers for itself: on ssh targets each host is checked.
+        endpoints = [endpoint.base_url]
+        if isinstance(target, SshTarget):
+            endpoints = [r.endpoint for r in target.observe(name).replicas if r.endpoint]
         run = store.start_run(name, "smoke")
         pipeline = Pipeline(store, run.id, events)
         report = pipeline.step(
             "smoke",
             StepAction.CHECK,
-            f"{len(loaded.deployment.spec.smoke)} check(s)",
-            lambda: run_checks(
-                endpoint.base_url,
+            f"{len(loaded.deployment.spec.smoke)} check(s) on {len(endpoints)} endpoint(s)",
+            lambda: _smoke_each(
+                endpoints,
                 loaded.deployment.served_model_name,
                 loaded.deployment.spec.smoke,
-                api_key=key.value if key else endpoint.api_key,
-                events=events,
+                key.value if key else endpoint.api_key,
+                events,
             ),
         )
         store.finish_run(run.id, RunStatus.SUCCEEDED if report.passed else RunStatus.FAILED)
@@ -688,6 +847,8 @@ def destroy(name: str, settings: Settings, events: EventBus) -> bool:
         record = _get(store, name)
         run = store.start_run(name, "destroy")
         pipeline = Pipeline(store, run.id, events)
+        if record.target_kind == "kubernetes":
+            return _destroy_kubernetes(record, settings, store, run.id, pipeline)
         target = _record_target(record, settings)
         try:
             existed = pipeline.step(
@@ -760,3 +921,279 @@ def _get(store: StateStore, name: str) -> DeploymentRecord:
             hint=f"known deployments: {known}" if known else "deployer apply MANIFEST creates one",
         )
     return record
+
+
+# --- kubernetes: render, diff ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    """What ``render`` produced: the files and how they compare with the output folder."""
+
+    out_dir: Path
+    pin: str
+    objects: int
+    kube_versions: Sequence[str]
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated)
+
+
+def render(
+    path: Path,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    formats: str = "all",
+    git_url: str | None = None,
+    git_path: str | None = None,
+    git_branch: str = "main",
+    check: bool = False,
+) -> RenderReport:
+    """Write the Kubernetes artifacts of the manifest at ``path`` into ``out_dir``.
+
+    Offline and deterministic: the plan comes from the manifest, its lock and deployer's
+    catalog; the same inputs give the same bytes. With ``check`` nothing is written and the
+    report says what would change (``deployer render --check`` exits 2 then). Raises PlanError
+    for a manifest a cluster cannot serve, NotFoundError without a usable helm.
+    """
+    loaded = load_manifest(path)
+    wanted = kube_render.Format(formats).expand()
+    git = _git_source(git_url, git_path, git_branch, out_dir) if git_url else None
+    request, _ = _render_input(loaded, settings, wanted, git)
+    needs_helm = wanted & {kube_render.Format.manifests, kube_render.Format.argocd}
+    result = kube_render.render(request, find_helm(settings) if needs_helm else None)
+    kube_render.write(result, out_dir, check_only=check)
+    return RenderReport(
+        out_dir=out_dir,
+        pin=describe_pin(request.values),
+        objects=result.objects,
+        kube_versions=result.versions,
+        created=result.created,
+        updated=result.updated,
+        unchanged=result.unchanged,
+    )
+
+
+def _render_input(
+    loaded: LoadedManifest,
+    settings: Settings,
+    formats: set[kube_render.Format],
+    git: kube_render.GitSource | None = None,
+) -> tuple[kube_render.RenderInput, Plan]:
+    """The chart's values for a kubernetes manifest, planned offline from its lock."""
+    deployment = loaded.deployment
+    spec = deployment.spec.target
+    if not isinstance(spec, KubernetesTargetSpec):
+        raise UnsupportedError(
+            f"{loaded.path}: spec.target.kind is {spec.kind}; only kubernetes targets are "
+            "rendered to Kubernetes artifacts",
+            hint="set spec.target: {kind: kubernetes, namespace: NAME}",
+        )
+    # Planned from the manifest, its lock and deployer's catalog only, never from this machine's
+    # model store (an empty one stands in): two machines must render the same bytes.
+    with tempfile.TemporaryDirectory(prefix="deployer-render-") as empty:
+        no_store = dataclasses.replace(settings, cache=Path(empty))
+        the_plan = _plan(loaded, None, no_store, key=None, offline=True)
+    request = kube_render.RenderInput(
+        name=deployment.name,
+        namespace=spec.namespace,
+        manifest_file=loaded.path.name,
+        values=chart_values(deployment, the_plan, _locked(loaded)),
+        formats=formats,
+        git=git,
+    )
+    return request, the_plan
+
+
+def _git_source(url: str, path: str | None, branch: str, out_dir: Path) -> kube_render.GitSource:
+    where = path if path is not None else kube_render.git_path(out_dir)
+    if where is None:
+        raise UnsupportedError(
+            f"{out_dir} is not inside a Git checkout, so its path in {url} is unknown",
+            hint="pass --git-path PATH (the output folder's path inside that repository)",
+        )
+    return kube_render.GitSource(url=url, path=where.strip("/"), branch=branch)
+
+
+@dataclass(frozen=True)
+class KubeDiff:
+    """``deployer diff``: each rendered object against the cluster."""
+
+    context: str
+    namespace: str
+    changes: list[ObjectChange]
+
+    @property
+    def changed(self) -> bool:
+        return any(c.action != "unchanged" for c in self.changes)
+
+
+def diff(path: Path, settings: Settings) -> KubeDiff:
+    """What ``apply`` would change in the cluster: rendered objects vs live ones. Read-only.
+
+    Raises ClusterUnreachableError (one line naming the context) without a reachable cluster.
+    """
+    loaded = load_manifest(path)
+    request, _ = _render_input(loaded, settings, {kube_render.Format.manifests})
+    rendered = kube_render.render(request, find_helm(settings))
+    objects = kube_render.load_objects(rendered.files[f"manifests/{request.name}.yaml"].decode())
+    spec = loaded.deployment.spec.target
+    assert isinstance(spec, KubernetesTargetSpec)  # _render_input refused the others
+    cluster = Cluster(spec.context)
+    cluster.check_reachable()
+    changes = [compare(obj, cluster.live(obj, request.namespace)) for obj in objects]
+    return KubeDiff(context=cluster.name, namespace=request.namespace, changes=changes)
+
+
+def _apply_kubernetes(loaded: LoadedManifest, settings: Settings, events: EventBus) -> ApplyResult:
+    """Render, validate, create the Secrets, ``helm upgrade --install --wait --atomic``, wait for
+    the rollout, smoke-check through a port-forward, record. Not run against a cluster in
+    deployer's tests: none can run where they run."""
+    deployment = loaded.deployment
+    name = deployment.name
+    spec = deployment.spec.target
+    assert isinstance(spec, KubernetesTargetSpec)
+    request, the_plan = _render_input(loaded, settings, {kube_render.Format.manifests})
+    helm = find_helm(settings)
+    rendered = kube_render.render(request, helm)
+    target = KubernetesTarget(spec, helm)
+    target.check_reachable()
+    key = credentials.api_key(
+        deployment.spec.serving.api_key,
+        key_dir=settings.deployment_dir(name),
+        base_dir=loaded.base_dir,
+    )
+    hub_token = _hub_token(loaded)
+    values = request.values
+    release = Release(
+        name=name,
+        namespace=spec.namespace,
+        values_text=kube_render.dump_yaml(values.as_yaml_data()),
+        startup_seconds=values.engine.startup_seconds,
+    )
+    service_url = f"http://{name}.{spec.namespace}.svc:{values.engine.port}/v1"
+    store = _store(settings)
+    try:
+        run = store.start_run(name, "apply")
+        events.emit(EventKind.RUN_STARTED, f"apply {name}", run_id=run.id)
+        pipeline = Pipeline(store, run.id, events)
+        try:
+            pipeline.step(
+                "render",
+                StepAction.CHECK,
+                f"{rendered.objects} objects valid for Kubernetes {', '.join(rendered.versions)}",
+                lambda: None,
+            )
+
+            def secrets() -> None:
+                target.cluster.ensure_secret(
+                    spec.namespace, values.api_key.existing_secret, {"api-key": key.value}
+                )
+                if hub_token and values.hub_token.existing_secret:
+                    target.cluster.ensure_secret(
+                        spec.namespace, values.hub_token.existing_secret, {"token": hub_token}
+                    )
+
+            pipeline.step("secrets", StepAction.CHECK, "API key and hub token as Secrets", secrets)
+            store.upsert_deployment(
+                name,
+                target_kind="kubernetes",
+                status=DeploymentStatus.DEPLOYING,
+                manifest_path=str(loaded.path),
+                manifest_digest=_manifest_digest(loaded),
+                spec_digest=the_plan.engine.spec_digest,
+                endpoint=service_url,
+                served_model_name=the_plan.served_model_name,
+                message=describe_pin(values),
+            )
+            pipeline.step(
+                "deploy",
+                StepAction.UPDATE,
+                "helm upgrade --install --wait --atomic",
+                lambda: target.deploy(release, pipeline.events),
+            )
+            pipeline.step(
+                "ready",
+                StepAction.CHECK,
+                "every replica ready",
+                lambda: target.wait_rollout(release, values.engine.startup_seconds),
+            )
+            report = None
+            if deployment.spec.smoke:
+                with target.port_forward(spec.namespace, name, values.engine.port) as local:
+                    report = pipeline.step(
+                        "smoke",
+                        StepAction.CHECK,
+                        f"{len(deployment.spec.smoke)} check(s) through a port-forward",
+                        lambda: _smoke_each(
+                            [local],
+                            the_plan.served_model_name,
+                            deployment.spec.smoke,
+                            key.value,
+                            pipeline.events,
+                        ),
+                    )
+            else:
+                pipeline.skip("smoke", "no smoke checks declared")
+        except BaseException as exc:
+            store.finish_run(run.id, RunStatus.FAILED, str(exc) or type(exc).__name__)
+            raise
+        healthy = report is None or report.passed
+        store.set_status(
+            name,
+            DeploymentStatus.HEALTHY if healthy else DeploymentStatus.UNHEALTHY,
+            report.summary() if report else "no smoke checks declared",
+        )
+        store.finish_run(run.id, RunStatus.SUCCEEDED if healthy else RunStatus.FAILED)
+    finally:
+        store.close()
+    if report is not None and not report.passed:
+        raise SmokeFailedError(
+            f"{name} is running but {report.summary()}",
+            hint=f"kubectl -n {spec.namespace} logs deployment/{name} -c vllm",
+            details=report.describe(),
+        )
+    return ApplyResult(
+        plan=the_plan,
+        changed=True,
+        smoke=report,
+        smoke_skipped_reason=None if report else "no smoke checks declared",
+        endpoint=service_url,
+        api_key_source=key.source,
+        api_key_path=key.path,
+    )
+
+
+def _destroy_kubernetes(
+    record: DeploymentRecord,
+    settings: Settings,
+    store: StateStore,
+    run_id: int,
+    pipeline: Pipeline,
+) -> bool:
+    """``helm uninstall`` of a recorded kubernetes deployment (its manifest gives the context)."""
+    if not record.manifest_path:
+        raise NotFoundError(f"no manifest recorded for {record.name}", hint="helm uninstall it")
+    spec = load_manifest(Path(record.manifest_path)).deployment.spec.target
+    if not isinstance(spec, KubernetesTargetSpec):
+        raise UnsupportedError(f"{record.manifest_path} no longer targets kubernetes")
+    target = KubernetesTarget(spec, find_helm(settings))
+    try:
+        target.check_reachable()
+        existed = pipeline.step(
+            "destroy",
+            StepAction.DELETE,
+            f"helm uninstall {record.name}",
+            lambda: target.destroy(record.name, spec.namespace),
+        )
+    except BaseException as exc:
+        store.finish_run(run_id, RunStatus.FAILED, str(exc))
+        raise
+    store.set_status(record.name, DeploymentStatus.DESTROYED, "helm uninstall")
+    store.finish_run(run_id, RunStatus.SUCCEEDED)
+    return existed

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what tests/support/sshhosts.py needs to run SSH hosts in network namespaces:
 # openssh-server (sshd, started only by the tests, inside namespaces), openssh-client (ssh,
-# ssh-keygen) and iproute2 (ip netns, veth, bridge). Idempotent: when all are installed it only
+# ssh-keygen), iproute2 (ip netns, veth, bridge) and systemd (systemd-analyze checks the engine unit;
+# nothing is started). Idempotent: when all are installed it only
 # checks with dpkg and exits in well under a second. It never starts the system sshd: a
 # policy-rc.d that refuses service starts is in place during the install, and the ssh service is
 # left stopped and disabled.
@@ -9,7 +10,7 @@ set -euo pipefail
 
 say() { printf '==> ssh-hosts-setup: %s\n' "$*"; }
 need=()
-for pkg in openssh-server openssh-client iproute2; do
+for pkg in openssh-server openssh-client iproute2 systemd; do
     if dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
         say "skip: $pkg already installed"
     else
@@ -46,7 +47,7 @@ if [ ! -d /run/sshd ]; then
     say "creating /run/sshd"
     install -d -m 0755 /run/sshd
 fi
-for tool in /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/ip; do
+for tool in /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/ip /usr/bin/systemd-analyze; do
     [ -x "$tool" ] || { echo "error: $tool missing after install" >&2; exit 1; }
 done
 say "ready: $(/usr/sbin/sshd -V 2>&1 | head -n1 || true)"

@@ -6,11 +6,13 @@ find-links folder carries). So deployer downloads the engine's wheels here, on t
 where pip is configured, and the ``model_server`` role copies the folder to each host and installs
 from it with ``pip install --no-index``.
 
-A wheelhouse is ``<wheelhouses_dir>/<package>-<version>-py<X.Y>`` for the hosts' Python version
-(``pip download --python-version X.Y --only-binary=:all:``; wheels only, so nothing compiles on
-a host). It is complete when its marker ``.deployer-wheelhouse.json`` exists: written last, with
-every wheel's size and sha256, which the role checks again on the host after the copy. It is
-built under a temporary name and renamed, so an interrupted download leaves no half wheelhouse.
+A wheelhouse is ``<cache>/wheelhouses/<package>-<version>-py<X.Y>/`` for the hosts' Python
+version (``pip download --python-version X.Y --only-binary=:all:``; wheels only, so nothing
+compiles on a host). It holds one file, ``wheels.tar`` (about 150 wheels, 900 MB for the CPU
+build: one file crosses ssh far faster than 150 copies), and its marker
+``.deployer-wheelhouse.json``, written last, with every wheel's size and sha256, which the role
+checks again on the host after unpacking. It is built under a temporary name and renamed, so an
+interrupted download leaves no half wheelhouse (and the next one resumes the saved wheels).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import json
 import shutil
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from deployer.events import EventBus, EventKind
 from deployer.settings import Settings
 
 MARKER_NAME = ".deployer-wheelhouse.json"
+ARCHIVE_NAME = "wheels.tar"
 LOG_NAME = ".deployer-download.log"
 _STEP = "wheelhouse"
 
@@ -49,6 +53,10 @@ class Wheelhouse:
     @property
     def size(self) -> int:
         return sum(size for _, size, _ in self.wheels)
+
+    @property
+    def archive(self) -> Path:
+        return self.root / ARCHIVE_NAME
 
 
 def wheelhouse_root(settings: Settings, package: EnginePackage, python_version: str) -> Path:
@@ -96,7 +104,8 @@ def prepare_wheelhouse(
         if found is not None:
             return found
         partial = root.parent / f".{root.name}.partial"
-        partial.mkdir(exist_ok=True)  # pip skips wheels an interrupted run already saved
+        downloads = partial / "wheels"
+        downloads.mkdir(parents=True, exist_ok=True)  # pip skips wheels already saved
         bus.emit(
             EventKind.STEP_STARTED,
             f"downloading {package.requirement} and its dependencies for Python {python_version} "
@@ -115,7 +124,7 @@ def prepare_wheelhouse(
                 "--python-version",
                 python_version,
                 "--dest",
-                str(partial),
+                str(downloads),
                 package.requirement,
             ],
             log=root.parent / f"{root.name}{LOG_NAME}",
@@ -125,7 +134,11 @@ def prepare_wheelhouse(
             hint="check that the package index is reachable from this machine, then apply "
             "again (the download resumes)",
         )
-        wheels = _hash_wheels(partial)
+        wheels = _hash_wheels(downloads)
+        with tarfile.open(partial / ARCHIVE_NAME, "w") as archive:
+            for name, _, _ in wheels:
+                archive.add(downloads / name, arcname=name)
+        shutil.rmtree(downloads)
         atomic.write_json(
             partial / MARKER_NAME,
             {

@@ -190,3 +190,33 @@ def test_spawn_detached_creates_the_log_folder(tmp_path: Path) -> None:
 def test_spawn_detached_missing_executable_is_a_command_error(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="cannot run"):
         runner.spawn_detached([tmp_path / "no-such-engine"], log=tmp_path / "engine.log")
+
+
+def test_follow_interleaves_lines_of_several_commands_as_they_come() -> None:
+    lines = list(
+        runner.follow(
+            {
+                "a": ["sh", "-c", "echo one; sleep 0.3; echo three"],
+                "b": ["sh", "-c", "sleep 0.15; echo two"],
+            }
+        )
+    )
+    assert lines == [("a", "one"), ("b", "two"), ("a", "three")]
+
+
+def test_follow_stops_the_commands_when_the_caller_stops(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    lines = runner.follow(
+        {"a": ["sh", "-c", f"echo $$ > {pid_file}; while :; do echo x; sleep 0.05; done"]}
+    )
+    assert next(lines) == ("a", "x")
+    pid = int(pid_file.read_text())
+    lines.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_follow_masks_secrets() -> None:
+    secrets.register("s3cret-value-1234")
+    lines = list(runner.follow({"a": ["echo", "key=s3cret-value-1234"]}))
+    assert lines == [("a", f"key={secrets.MASK}")]

@@ -70,6 +70,15 @@ class Replica:
     def root(self) -> str:
         return self.host.labels.get("host_root", "/").rstrip("/")
 
+    @property
+    def become(self) -> bool:
+        """Whether root's work goes through sudo on this host: label ``become``, else any user
+        but root (as in the playbooks)."""
+        label = self.host.labels.get("become")
+        if label is None:
+            return self.host.user != "root"
+        return label.lower() in ("true", "yes", "1")
+
     def run_dir(self, deployment: str) -> str:
         return f"{self.root}/opt/deployer/deployments/{deployment}"
 
@@ -181,7 +190,7 @@ class SshTarget:
         wheelhouse = self._wheelhouse(plan, replicas, events)
         if wheelhouse is not None:
             extravars["deployer_wheelhouse"] = {
-                "path": str(wheelhouse.root),
+                "archive": str(wheelhouse.archive),
                 "python": wheelhouse.python_version,
                 "wheels": [{"name": name, "sha256": sha} for name, _, sha in wheelhouse.wheels],
             }
@@ -397,6 +406,8 @@ class SshTarget:
         if host.key_file:
             argv += ["-i", host.key_file, "-o", "IdentitiesOnly=yes"]
         argv += self.inventory.jump_options(replica.name)
+        if replica.become:  # the deployment's files belong to root (mode 0700 folders)
+            command = f"sudo -n sh -c {shlex.quote(command)}"
         argv += [f"{host.user}@{host.address}", command]
         return argv
 
@@ -410,6 +421,11 @@ class SshTarget:
                 shlex.join(["cat", f"{run_dir}/supervisor.json"]),
                 shlex.join(["echo", SEPARATOR]),
                 shlex.join(["pgrep", "-f", f"{SUPERVISOR_MODULE} {run_dir}$"]),
+                shlex.join(["echo", SEPARATOR]),
+                shlex.join(
+                    ["systemctl", "show", "--property=ActiveState,MainPID,NRestarts", unit(name)]
+                )
+                + " 2>/dev/null",
             ]
         )
         try:
@@ -419,7 +435,8 @@ class SshTarget:
         if done.returncode == 255:
             raise _unreachable(replica, done)
         text, _, rest = done.stdout.partition(SEPARATOR)
-        supervisor_text, _, pids = rest.partition(SEPARATOR)
+        supervisor_text, _, rest = rest.partition(SEPARATOR)
+        pids, _, systemd_text = rest.partition(SEPARATOR)
         try:
             runtime = json.loads(text)
         except json.JSONDecodeError:
@@ -435,8 +452,9 @@ class SshTarget:
         port = int(runtime.get("port") or 0)
         runtime.setdefault("endpoint", replica.base_url(port))
         runtime.setdefault("health_url", replica.base_url(port).removesuffix("/v1") + "/health")
-        alive = bool(pids.split()) or runtime.get("service_manager") == "systemd"
-        return runtime, alive
+        if runtime.get("service_manager") == "systemd":
+            return runtime, _systemd_facts(runtime, systemd_text)
+        return runtime, bool(pids.split())
 
     def _tail(self, replica: Replica, name: str, lines: int) -> str | None:
         path = f"{replica.run_dir(name)}/engine.log"
@@ -467,6 +485,25 @@ class SshTarget:
 
 
 ENGINE_SOURCES = ("wheelhouse", "index")
+#: systemd's unit states as deployer's supervisor names them (see _replica_state).
+_SYSTEMD_STATES = {"active": "running", "activating": "restarting", "failed": "failed"}
+
+
+def unit(deployment: str) -> str:
+    """The systemd unit of ``deployment`` on a host (as the model_server role names it)."""
+    return f"deployer-{deployment}.service"
+
+
+def _systemd_facts(runtime: dict[str, Any], text: str) -> bool:
+    """Fill ``runtime`` from ``systemctl show`` output (engine pid, starts, status); True when
+    the unit is active. Mutates ``runtime``."""
+    props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    state = props.get("ActiveState", "")
+    pid = int(props.get("MainPID") or 0)
+    runtime["engine_pid"] = pid or None
+    runtime["starts"] = int(props.get("NRestarts") or 0) + 1 if state else None
+    runtime["supervisor_status"] = _SYSTEMD_STATES.get(state, state or None)
+    return state == "active"
 
 
 def _replica_state(replica: Replica, runtime: dict[str, Any] | None, live: bool) -> ReplicaState:

@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from deployer.errors import PermanentError
 from deployer.targets.local.supervisor import read_env_file
 from deployer.targets.ssh.inventory import Host
-from deployer.targets.ssh.target import Replica, file_hashes, host_args
+from deployer.targets.ssh.target import (
+    Replica,
+    _installs_from_wheelhouse,
+    _systemd_facts,
+    file_hashes,
+    host_args,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +57,57 @@ def test_env_file_lines_become_variables(tmp_path: Path) -> None:
     path = tmp_path / "engine.env"
     path.write_text("# comment\n\nVLLM_API_KEY=dk-a=b\n")
     assert read_env_file(path) == {"VLLM_API_KEY": "dk-a=b"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({}, True),
+        ({"engine_source": "wheelhouse"}, True),
+        ({"engine_source": "index"}, False),
+        ({"engine_python": "/opt/vllm/bin/python"}, False),
+        ({"engine_venv_source": "/srv/wheels"}, False),
+    ],
+)
+def test_which_hosts_install_the_engine_from_deployers_wheelhouse(
+    labels: dict[str, str], expected: bool
+) -> None:
+    assert _installs_from_wheelhouse(Replica("h", Host(address="10.0.0.5", labels=labels))) is (
+        expected
+    )
+
+
+def test_an_unknown_engine_source_names_the_host_and_the_choices() -> None:
+    replica = Replica("gpu7", Host(address="10.0.0.5", labels={"engine_source": "pypi"}))
+    with pytest.raises(PermanentError) as caught:
+        _installs_from_wheelhouse(replica)
+    assert caught.value.message == "host gpu7: label engine_source is 'pypi'"
+    assert caught.value.hint == "use one of: wheelhouse, index"
+
+
+@pytest.mark.parametrize(
+    ("user", "labels", "expected"),
+    [
+        ("root", {}, False),
+        ("ubuntu", {}, True),
+        ("ubuntu", {"become": "false"}, False),
+        ("root", {"become": "true"}, True),
+    ],
+)
+def test_root_work_goes_through_sudo_for_other_users(
+    user: str, labels: dict[str, str], expected: bool
+) -> None:
+    assert Replica("h", Host(address="10.0.0.5", user=user, labels=labels)).become is expected
+
+
+def test_systemd_units_report_the_engine_pid_and_restarts() -> None:
+    runtime: dict[str, object] = {}
+    assert _systemd_facts(runtime, "ActiveState=active\nMainPID=4242\nNRestarts=2\n") is True
+    assert runtime == {"engine_pid": 4242, "starts": 3, "supervisor_status": "running"}
+    failed: dict[str, object] = {}
+    assert _systemd_facts(failed, "ActiveState=failed\nMainPID=0\nNRestarts=5\n") is False
+    assert failed == {"engine_pid": None, "starts": 6, "supervisor_status": "failed"}
+    # No systemctl on the host, or no such unit: nothing is known, and nothing runs.
+    unknown: dict[str, object] = {}
+    assert _systemd_facts(unknown, "") is False
+    assert unknown == {"engine_pid": None, "starts": None, "supervisor_status": None}
