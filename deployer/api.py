@@ -35,14 +35,11 @@ from deployer.kube import render as kube_render
 from deployer.kube.helm import find_helm
 from deployer.kube.values import chart_values, describe_pin
 from deployer.manifest.loader import LoadedManifest, load_manifest, load_manifests
+from deployer.manifest.models import ARTIFACT_METHODS, SmokeCheck
 from deployer.manifest.models import KubernetesTarget as KubernetesTargetSpec
-from deployer.manifest.models import SmokeCheck
 from deployer.manifest.models import SshTarget as SshTargetSpec
 from deployer.manifest.schema import json_schema
 from deployer.pipeline import Pipeline
-from deployer.quantize import run as quantize_run
-from deployer.quantize.artifact import QuantizeRecord
-from deployer.quantize.run import QuantizeJob
 from deployer.planner import (
     Facts,
     Observed,
@@ -56,6 +53,9 @@ from deployer.planner.accelerators import Accelerator, cpu_accelerator, host_mem
 from deployer.planner.catalog import builtin_config
 from deployer.planner.model_facts import ModelFacts, facts_from_config, facts_from_folder
 from deployer.planner.plan import Device
+from deployer.quantize import run as quantize_run
+from deployer.quantize.artifact import QuantizeRecord
+from deployer.quantize.run import QuantizeJob
 from deployer.settings import Settings
 from deployer.smoke import SmokeReport, run_checks
 from deployer.state import (
@@ -69,6 +69,7 @@ from deployer.targets.kubernetes import Cluster, KubernetesTarget, ObjectChange,
 from deployer.targets.local import LocalTarget
 from deployer.targets.local.target import free_port
 from deployer.targets.ssh.target import SshTarget
+from deployer.units import human_bytes
 
 if TYPE_CHECKING:
     from deployer.state import StateStore
@@ -393,7 +394,9 @@ def quantize(path: Path, settings: Settings, events: EventBus) -> QuantizeOutcom
         )
     existing = quantize_run.stored(job, settings)
     record = existing or quantize_run.ensure_artifact(job, settings, events)
-    outcome = QuantizeOutcome(job, record, existing is None, quantize_run.describe_gate(job, record))
+    outcome = QuantizeOutcome(
+        job, record, existing is None, quantize_run.describe_gate(job, record)
+    )
     quantize_run.check_gate(job, record)
     return outcome
 
@@ -697,6 +700,12 @@ def _target(loaded: LoadedManifest, settings: Settings) -> LocalTarget | SshTarg
     spec = loaded.deployment.spec.target
     if isinstance(spec, SshTargetSpec):
         return SshTarget(settings, spec, loaded.base_dir)
+    if spec.kind == "kubernetes":
+        raise UnsupportedError(
+            f"{loaded.path}: this command does not reach kubernetes targets yet",
+            hint="deployer apply runs the smoke checks through a port-forward; "
+            "deployer status and logs read the cluster",
+        )
     if spec.kind != "local":
         raise UnsupportedError(
             f"{loaded.path}: target kind {spec.kind} is not supported by this version yet",
@@ -751,6 +760,12 @@ def _observe_record(
     host is a detail, not an error); None for other targets."""
     if record.target_kind == "local":
         return local.observe(record.name)
+    if record.target_kind == "kubernetes" and record.status != DeploymentStatus.DESTROYED:
+        try:
+            target, namespace = _kube_record_target(record, settings)
+        except DeployerError as exc:
+            return Observed(running=False, detail=exc.message)
+        return target.observe(record.name, namespace)
     if record.target_kind != "ssh" or record.status == DeploymentStatus.DESTROYED:
         return None
     try:
@@ -885,6 +900,14 @@ def logs(
         target = _record_target(record, settings)
         if isinstance(target, SshTarget):
             return target.logs(name, lines, follow, host=host)
+    if record is not None and record.target_kind == "kubernetes" and host is None:
+        kube, namespace = _kube_record_target(record, settings)
+        if follow:
+            raise UnsupportedError(
+                f"{name} runs on Kubernetes; deployer does not follow pod logs",
+                hint=f"kubectl -n {namespace} logs -f deployment/{name} -c vllm",
+            )
+        return kube.logs(name, namespace, lines)
     if host is not None:
         raise UnsupportedError(
             f"{name} does not run on SSH hosts; --host applies to ssh targets only",
@@ -1169,6 +1192,18 @@ def _apply_kubernetes(loaded: LoadedManifest, settings: Settings, events: EventB
     )
 
 
+def _kube_record_target(
+    record: DeploymentRecord, settings: Settings
+) -> tuple[KubernetesTarget, str]:
+    """The release of a recorded kubernetes deployment, from the manifest it was applied from."""
+    if not record.manifest_path:
+        raise NotFoundError(f"no manifest recorded for {record.name}", hint="helm status it")
+    spec = load_manifest(Path(record.manifest_path)).deployment.spec.target
+    if not isinstance(spec, KubernetesTargetSpec):
+        raise UnsupportedError(f"{record.manifest_path} no longer targets kubernetes")
+    return KubernetesTarget(spec, find_helm(settings)), spec.namespace
+
+
 def _destroy_kubernetes(
     record: DeploymentRecord,
     settings: Settings,
@@ -1177,19 +1212,14 @@ def _destroy_kubernetes(
     pipeline: Pipeline,
 ) -> bool:
     """``helm uninstall`` of a recorded kubernetes deployment (its manifest gives the context)."""
-    if not record.manifest_path:
-        raise NotFoundError(f"no manifest recorded for {record.name}", hint="helm uninstall it")
-    spec = load_manifest(Path(record.manifest_path)).deployment.spec.target
-    if not isinstance(spec, KubernetesTargetSpec):
-        raise UnsupportedError(f"{record.manifest_path} no longer targets kubernetes")
-    target = KubernetesTarget(spec, find_helm(settings))
+    target, namespace = _kube_record_target(record, settings)
     try:
         target.check_reachable()
         existed = pipeline.step(
             "destroy",
             StepAction.DELETE,
             f"helm uninstall {record.name}",
-            lambda: target.destroy(record.name, spec.namespace),
+            lambda: target.destroy(record.name, namespace),
         )
     except BaseException as exc:
         store.finish_run(run_id, RunStatus.FAILED, str(exc))

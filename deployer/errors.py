@@ -117,3 +117,7 @@ class ConcurrentRunError(TemporaryError):
 
 class CommandError(PermanentError):
     """A subprocess that deployer ran failed."""
+
+
+class QualityGateError(PermanentError):
+    """A quantized model failed the manifest's quality gate; it is not deployed."""

@@ -2,8 +2,9 @@
 
 - ``home`` (``--home`` or ``DEPLOYER_HOME``, default ``~/.deployer``): the state database,
   per-deployment runtime folders (logs, credentials). Deleting it forgets every deployment.
-- ``cache`` (``DEPLOYER_CACHE``, default ``~/.cache/deployer``): engine virtualenvs and model
-  files, shared by every home on the machine; safe to delete, slow to rebuild.
+- ``cache`` (``DEPLOYER_CACHE``, default ``~/.cache/deployer``): engine and tool virtualenvs
+  and model files (quantized ones too), shared by every home on the machine; safe to delete,
+  slow to rebuild.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class Settings:
     @property
     def engines_dir(self) -> Path:
         return self.cache / "engines"
+
+    @property
+    def tools_dir(self) -> Path:
+        """Virtualenvs of deployer's helper tools (the quantizer), apart from the engines."""
+        return self.cache / "tools"
 
     @property
     def models_dir(self) -> Path:

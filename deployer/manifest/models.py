@@ -168,6 +168,102 @@ ModelSource = Annotated[HuggingFaceModel | LocalModel, Field(discriminator="sour
 # --- quantization ------------------------------------------------------------------------------
 
 QuantizeMethod = Literal["none", "fp8", "int8", "w4a16"]
+#: Methods deployer quantizes itself (llmcompressor, before deploying); fp8 is the engine's.
+ARTIFACT_METHODS = ("int8", "w4a16")
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+class PinnedText(Spec):
+    """A text file deployer reads, pinned by its sha256: a file next to the manifest, or a set
+    shipped with deployer (by name)."""
+
+    file: str | None = None
+    """Path of the file; relative paths are relative to the manifest's file."""
+    builtin: str | None = None
+    """Name of a text shipped with deployer (calibration: 'chat-v1'; evaluation: 'en-v1')."""
+    sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = None
+    """The file's sha256 (64 lower-case hex digits); required with 'file', checked before use.
+    A built-in text carries its own; when given it must match."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PinnedText:
+        if (self.file is None) == (self.builtin is None):
+            raise ValueError("give exactly one of 'file' or 'builtin'")
+        if self.file is not None and self.sha256 is None:
+            raise ValueError(
+                "a calibration or evaluation 'file' needs its 'sha256' (run: sha256sum FILE)"
+            )
+        return self
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file else f"built-in {self.builtin}"
+
+
+class CalibrationSpec(PinnedText):
+    """The samples the quantizer calibrates on: JSON lines, each {"messages": [...]} (a chat,
+    rendered with the model's chat template) or {"text": ...}."""
+
+    builtin: str | None = None
+    """Name of a calibration set shipped with deployer: 'chat-v1' (SmolLM2-135M-Instruct's
+    answers to 96 varied prompts)."""
+    samples: Annotated[int, Field(ge=1, le=4096)] = 64
+    """How many samples (the first ones of the file) to calibrate on."""
+    sequence_length: Annotated[int, Field(ge=16, le=32768)] = 512
+    """Each sample is cut to at most this many tokens."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_builtin(cls, value: object) -> object:
+        if isinstance(value, dict) and "file" not in value and "builtin" not in value:
+            return {**value, "builtin": "chat-v1"}
+        return value
+
+
+class EvaluationText(PinnedText):
+    """The text the quality gate measures perplexity on (plain UTF-8 text)."""
+
+    builtin: str | None = None
+    """Name of an evaluation text shipped with deployer: 'en-v1' (about 1,000 words of plain
+    English prose on varied topics)."""
+
+
+def _default_calibration() -> CalibrationSpec:
+    return CalibrationSpec(builtin="chat-v1")
+
+
+def _default_evaluation() -> EvaluationText:
+    return EvaluationText(builtin="en-v1")
+
+
+class QualityGateSpec(Spec):
+    """What the quantized model must show before it is deployed; the manifest's smoke checks run
+    on the deployed endpoint as well."""
+
+    max_perplexity_increase: float = Field(
+        default=0.25,
+        json_schema_extra={"type": ["number", "string"], "pattern": r"^[0-9]+(\.[0-9]+)?%$"},
+    )
+    """Largest allowed rise of perplexity on the evaluation text, quantized against the source
+    model: a fraction (0.1) or a percentage ('10%')."""
+    text: EvaluationText = Field(default_factory=_default_evaluation)
+    """The evaluation text (default: the built-in 'en-v1')."""
+
+    @field_validator("max_perplexity_increase", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                return float(value.strip()[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"{value!r} is not a percentage such as '10%'") from None
+        return value
+
+    @field_validator("max_perplexity_increase")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("maxPerplexityIncrease cannot be negative (0 allows no increase)")
+        return value
 
 
 class QuantizeSpec(Spec):
@@ -175,7 +271,41 @@ class QuantizeSpec(Spec):
 
     method: QuantizeMethod = "none"
     """none; fp8 (dynamic, done by the engine at load time on GPUs that support it); int8
-    (weights and activations); w4a16 (4-bit weights)."""
+    (W8A8: int8 weights and activations, SmoothQuant + GPTQ); w4a16 (4-bit weights, GPTQ).
+    int8 and w4a16 are made by deployer with llmcompressor before deploying, cached in the model
+    store and checked by the quality gate."""
+    algorithm: Literal["gptq", "rtn"] = "gptq"
+    """How weights are rounded: 'gptq' (uses the calibration samples to correct the error) or
+    'rtn' (round to nearest, no weight calibration)."""
+    group_size: Annotated[int, Field(ge=8, le=4096)] | Literal["auto"] = "auto"
+    """w4a16: weights per scale group. It must divide every dimension it quantizes (SmolLM2's
+    hidden size 576 is not a multiple of 128); 'auto' takes the largest of 128, 64, 32 that does."""
+    smoothing_strength: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """int8: SmoothQuant's migration strength (default 0.8)."""
+    calibration: CalibrationSpec = Field(default_factory=_default_calibration)
+    """The calibration samples (default: the built-in 'chat-v1', 64 samples of 512 tokens)."""
+    gate: QualityGateSpec = Field(default_factory=QualityGateSpec)
+    """The quality gate: the largest perplexity increase allowed (default 25%)."""
+
+    @model_validator(mode="after")
+    def _options_for_method(self) -> QuantizeSpec:
+        given = self.model_fields_set
+        if self.method not in ARTIFACT_METHODS:
+            extra = sorted(
+                to_camel(k)
+                for k in ("algorithm", "group_size", "smoothing_strength", "calibration", "gate")
+                if k in given
+            )
+            if extra:
+                raise ValueError(
+                    f"{', '.join(extra)}: only for method int8 or w4a16 (deployer quantizes "
+                    f"those itself); method {self.method} takes none"
+                )
+        if "group_size" in given and self.method != "w4a16":
+            raise ValueError("groupSize applies to method w4a16 only")
+        if "smoothing_strength" in given and self.method != "int8":
+            raise ValueError("smoothingStrength applies to method int8 only")
+        return self
 
 
 # --- serving -----------------------------------------------------------------------------------

@@ -73,8 +73,13 @@ def place(
     *,
     facts_source: str,
     kv_cache_bytes: int | None,
+    quantized_weight_bytes: int | None = None,
 ) -> CapacityPlan:
-    """Place ``deployment`` on ``accelerator``; PlanError (numbers and a fix) when it cannot."""
+    """Place ``deployment`` on ``accelerator``; PlanError (numbers and a fix) when it cannot.
+
+    ``quantized_weight_bytes``: the size of the quantized checkpoint when it is in the store
+    (otherwise the planner estimates the quantized size from the model's shape).
+    """
     spec = deployment.spec
     serving = spec.serving
     max_len = serving.max_model_len or model.max_position_embeddings or DEFAULT_MAX_MODEL_LEN
@@ -94,6 +99,7 @@ def place(
         max_num_seqs=serving.max_num_seqs or 256,
         enforce_eager=serving.args.get("enforce-eager") is True,
         model_name=_model_name(deployment),
+        weight_bytes=quantized_weight_bytes,
     )
     replicas = max(1, result.count // result.tensor_parallel)
     concurrency = min(result.max_concurrency, float(serving.max_num_seqs or 256))
@@ -102,7 +108,11 @@ def place(
     notes = list(result.notes)
     if accelerator.vendor != "cpu":
         tokens_per_second = replicas * assumed_decode_throughput(
-            model, accelerator, result.tensor_parallel, max(concurrency, 1.0)
+            model,
+            accelerator,
+            result.tensor_parallel,
+            max(concurrency, 1.0),
+            weight_bytes=quantized_weight_bytes,
         )
         try:
             priced = cost(accelerator, result.count, tokens_per_second, spec.resources.hourly_price)

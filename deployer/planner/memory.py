@@ -227,6 +227,7 @@ def fit(
     max_num_batched_tokens: int | None = None,
     enforce_eager: bool = False,
     model_name: str = "the model",
+    weight_bytes: int | None = None,
 ) -> Fit:
     """Place ``model`` on ``count`` x ``accelerator`` (``None``: as few as work, up to 8).
 
@@ -235,7 +236,9 @@ def fit(
     ``max_model_len`` tokens; ``count`` above that size means ``count / tensor_parallel`` replicas.
     ``weight_dtype_bytes`` and ``kv_dtype_bytes`` default to ``dtype``'s width (vLLM's
     ``kv_cache_dtype=auto``). On the CPU, ``kv_cache_bytes`` is required (the CPU build fails
-    without ``--kv-cache-memory-bytes``) and there is one device.
+    without ``--kv-cache-memory-bytes``) and there is one device. ``weight_bytes`` is the
+    weights' measured size when a quantized checkpoint exists (instead of the estimate from
+    ``quantization``).
 
     Raises :class:`PlanError` (one line with the numbers and a hint naming what would fit) when
     the dtype or quantization does not run on the accelerator, the heads do not divide, the
@@ -257,6 +260,7 @@ def fit(
         max_num_batched_tokens=max_num_batched_tokens,
         enforce_eager=enforce_eager,
         model_name=model_name,
+        weight_bytes=weight_bytes,
     )
     _check_inputs(req, count, tensor_parallel)
     if accelerator.vendor == "cpu":
@@ -386,9 +390,11 @@ class _Request:
     max_num_batched_tokens: int | None
     enforce_eager: bool
     model_name: str
+    #: Measured bytes of a quantized checkpoint; None: estimate from ``quantization``.
+    weight_bytes: int | None = None
 
     def with_quantization(self, quantization: str) -> _Request:
-        return _Request(**{**self.__dict__, "quantization": quantization})
+        return _Request(**{**self.__dict__, "quantization": quantization, "weight_bytes": None})
 
 
 @dataclass(frozen=True)
@@ -524,7 +530,11 @@ def _fit_gpu(req: _Request, count: int | None, tensor_parallel: int | None) -> F
 def _attempt(req: _Request, tensor_parallel: int) -> _Attempt:
     model, acc, t = req.model, req.accelerator, tensor_parallel
     cpu = acc.vendor == "cpu"
-    total_weights = quantized_weight_bytes(model, req.quantization, req.weight_dtype_bytes)
+    total_weights = (
+        req.weight_bytes
+        if req.weight_bytes is not None
+        else quantized_weight_bytes(model, req.quantization, req.weight_dtype_bytes)
+    )
     weights = math.ceil(total_weights / t)
     batched = req.max_num_batched_tokens or default_max_num_batched_tokens(acc, t)
     activation = activation_peak_bytes(
@@ -590,7 +600,12 @@ def _result(req: _Request, attempt: _Attempt, *, count: int) -> Fit:
         or default_max_num_batched_tokens(req.accelerator, t),
     )
     notes: list[str] = []
-    if req.quantization != "none":
+    if req.quantization != "none" and req.weight_bytes is not None:
+        notes.append(
+            f"{req.quantization} weights: {human_bytes(attempt.total_weights)}, measured in the "
+            "quantized checkpoint"
+        )
+    elif req.quantization != "none":
         notes.append(
             f"{req.quantization} weights estimated at {human_bytes(attempt.total_weights)} "
             "(linear layers quantized, embeddings and lm_head 16-bit)"

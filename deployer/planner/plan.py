@@ -91,6 +91,13 @@ class Facts:
     #: The accelerator the plan places the model on (the CPU with this host's memory, or a
     #: catalog GPU); None when the manifest says 'auto' for a GPU target.
     accelerator_spec: Accelerator | None = None
+    #: For methods deployer quantizes itself (int8, w4a16): building the artifact (create) or
+    #: finding it in the store (skip), and the gate's check. ``model_path`` and
+    #: ``model_fingerprint`` then name the quantized artifact and its cache key.
+    quantize_step: PlannedStep | None = None
+    gate_step: PlannedStep | None = None
+    #: The quantized checkpoint's weight bytes when it is in the store (else estimated).
+    quantized_weight_bytes: int | None = None
 
 
 class _PlanModel(BaseModel):
@@ -165,13 +172,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
             f"tensor parallel size {tp} needs {tp} accelerators, but resources.count is {count}",
             hint=f"set spec.resources.count: {tp} (or auto), or lower tensorParallelSize",
         )
-    if spec.quantize.method != "none":
-        if facts.device == "cpu" or spec.quantize.method != "fp8":
-            raise PlanError(
-                f"quantize method {spec.quantize.method} on {accelerator} is not supported yet",
-                hint="use method: none, or fp8 on an FP8-capable GPU (Ada or Hopper)",
-            )
-        notes.append("fp8: the engine quantizes the weights dynamically while loading")
+    notes += _quantize_notes(deployment, facts, accelerator)
     kv_cache: int | None = serving.kv_cache_memory
     if kv_cache is None and facts.device == "cpu":
         kv_cache = DEFAULT_CPU_KV_CACHE_BYTES
@@ -188,6 +189,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
             facts.accelerator_spec,
             facts_source=facts.model_shape_source,
             kv_cache_bytes=kv_cache,
+            quantized_weight_bytes=facts.quantized_weight_bytes,
         )
         count, tp = capacity.count, capacity.tensor_parallel
 
@@ -244,6 +246,40 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     )
 
 
+def _quantize_notes(deployment: ModelDeployment, facts: Facts, accelerator: str) -> list[str]:
+    """Check that the quantization method can run here; the notes it adds to the plan.
+
+    fp8 is the engine's (dynamic, at load time, FP8-capable GPUs only); int8 and w4a16 are
+    deployer's own step and run where the accelerator has kernels for them (the CPU build runs
+    both). Raises :class:`PlanError` otherwise.
+    """
+    method = deployment.spec.quantize.method
+    if method == "none":
+        return []
+    if method == "fp8":
+        if facts.device == "cpu":
+            raise PlanError(
+                f"quantize method fp8 on {accelerator} is not supported: the CPU build runs it "
+                "about 25x slower than bfloat16",
+                hint="use method int8 or w4a16 on the CPU, or fp8 on an FP8-capable GPU "
+                "(Ada or Hopper)",
+            )
+        return ["fp8: the engine quantizes the weights dynamically while loading"]
+    spec = facts.accelerator_spec
+    if spec is not None and not spec.supports_quantization(method):
+        runs = sorted(spec.quantization)
+        raise PlanError(
+            f"quantize method {method} is not supported on {spec.name} ({spec.architecture})",
+            hint=f"use method {' or '.join(runs)}" if runs else "use method none",
+        )
+    if facts.quantize_step is None:
+        raise PlanError(
+            f"quantize method {method} needs deployer's quantize step, which this plan lacks",
+            hint="plan with deployer plan or apply (they prepare the quantized artifact)",
+        )
+    return [f"{method}: the engine serves deployer's quantized checkpoint {facts.model_path}"]
+
+
 def _client_host(bind_host: str) -> str:
     """The address a client on this machine uses to reach an engine bound to ``bind_host``."""
     if bind_host in ("0.0.0.0", "::", ""):  # noqa: S104 - comparing, not binding
@@ -298,9 +334,11 @@ def _steps(
             reason=f"already running at {digest[:12]} (pid {observed.pid})",
         )
     checks = len(deployment.spec.smoke)
+    quantize = [step for step in (facts.quantize_step, facts.gate_step) if step is not None]
     return [
         facts.model_step
         or PlannedStep(name="model", action=StepAction.CHECK, reason=f"use {facts.model_path}"),
+        *quantize,
         PlannedStep(
             name="engine",
             action=StepAction.CHECK,
