@@ -90,9 +90,8 @@ def test_diff_without_a_reachable_cluster_is_one_line(tmp_path: Path, env: dict[
     assert_unreachable(run("diff", str(manifest(tmp_path)), tmp_path=tmp_path, env=env))
 
 
-def test_destroy_without_a_reachable_cluster_is_one_line(
-    tmp_path: Path, env: dict[str, str]
-) -> None:
+def record_deployment(tmp_path: Path) -> None:
+    """A kubernetes deployment as apply records it (written by the test: no cluster here)."""
     path = manifest(tmp_path)
     store = StateStore(Settings(home=tmp_path / "home", cache=tmp_path / "cache").database_url)
     store.upsert_deployment(
@@ -107,7 +106,23 @@ def test_destroy_without_a_reachable_cluster_is_one_line(
         message="recorded by the test: no cluster can run here",
     )
     store.close()
+
+
+def test_destroy_without_a_reachable_cluster_is_one_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    record_deployment(tmp_path)
     assert_unreachable(run("destroy", "llama31-8b-instruct", tmp_path=tmp_path, env=env))
+    status = run("status", "llama31-8b-instruct", tmp_path=tmp_path, env=env)
+    assert "destroyed" not in status.stdout.lower(), "a failed destroy changes no record"
+
+
+def test_status_and_logs_without_a_reachable_cluster(tmp_path: Path, env: dict[str, str]) -> None:
+    record_deployment(tmp_path)
+    status = run("status", tmp_path=tmp_path, env=env)
+    assert status.code == 0, status.output
+    assert "llama31-8b-instruct" in status.stdout
+    assert_unreachable(run("logs", "llama31-8b-instruct", tmp_path=tmp_path, env=env))
 
 
 def test_an_unknown_context_is_one_line_listing_the_known_ones(

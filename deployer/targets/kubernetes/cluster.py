@@ -114,13 +114,32 @@ class Cluster:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            found = client.AppsV1Api(self.api).read_namespaced_deployment(name, namespace)
+            found = client.AppsV1Api(self.api).read_namespaced_deployment(
+                name, namespace, _request_timeout=CONNECT_TIMEOUT
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return 0, 0
             raise
         ready = found.status.ready_replicas if found.status else None
         return ready or 0, (found.spec.replicas if found.spec else None) or 0
+
+    def pod_logs(self, namespace: str, release: str, lines: int) -> list[str]:
+        """The last ``lines`` lines of the engine container of each pod of ``release``, each
+        prefixed with its pod's name when there are several."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api)
+        pods = core.list_namespaced_pod(
+            namespace, label_selector=f"app.kubernetes.io/instance={release}"
+        ).items
+        names = sorted(str(p.metadata.name) for p in pods if p.metadata is not None)
+        out: list[str] = []
+        for pod in names:
+            text = core.read_namespaced_pod_log(pod, namespace, container="vllm", tail_lines=lines)
+            prefix = f"{pod}: " if len(names) > 1 else ""
+            out += [prefix + line for line in str(text).splitlines()]
+        return out
 
     def _ensure_namespace(self, namespace: str) -> None:
         from kubernetes import client

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer import runner
-from deployer.errors import CommandError, EngineStartError
+from deployer.errors import CommandError, DeployerError, EngineStartError
 from deployer.events import EventBus
 from deployer.kube.helm import Helm
 from deployer.kube.render import chart_dir
 from deployer.manifest.models import KubernetesTarget as KubernetesTargetSpec
+from deployer.planner import Observed
 from deployer.targets.kubernetes.cluster import Cluster
 
 #: Seconds the init container may take to download the weights, on top of the engine's start.
@@ -95,6 +96,25 @@ class KubernetesTarget:
                     f"logs deployment/{release.name} -c vllm",
                 )
             time.sleep(5)
+
+    def observe(self, name: str, namespace: str) -> Observed:
+        """Ready replicas of the release's Deployment; an unreachable cluster is a detail."""
+        try:
+            ready, desired = self.cluster.deployment_ready(namespace, name)
+        except DeployerError as exc:
+            return Observed(running=False, detail=exc.message)
+        except Exception as exc:  # the client's errors: status stays informative, not fatal
+            return Observed(running=False, detail=f"cannot read the Deployment: {exc}"[:200])
+        return Observed(
+            running=ready > 0,
+            healthy=desired > 0 and ready >= desired,
+            detail=f"{ready}/{desired} replica(s) ready in {namespace} ({self.cluster.name})",
+        )
+
+    def logs(self, name: str, namespace: str, lines: int) -> Iterator[str]:
+        """The engine's log from every pod (following is kubectl's job: logs -f)."""
+        self.cluster.check_reachable()
+        yield from self.cluster.pod_logs(namespace, name, lines)
 
     def destroy(self, name: str, namespace: str) -> bool:
         """``helm uninstall``; False when there was no such release. The model cache claim is
