@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what tests/support/sshhosts.py needs to run SSH hosts in network namespaces:
 # openssh-server (sshd, started only by the tests, inside namespaces), openssh-client (ssh,
-# ssh-keygen), iproute2 (ip netns, veth, bridge) and systemd (systemd-analyze checks the engine unit;
-# nothing is started). Idempotent: when all are installed it only
+# ssh-keygen), iproute2 (ip netns, veth, bridge), systemd (systemd-analyze checks the engine unit;
+# nothing is started) and sudo, plus the account deployer-ops with passwordless sudo (the tests log
+# in as it to check a non-root user). Idempotent: when all are in place it only
 # checks with dpkg and exits in well under a second. It never starts the system sshd: a
 # policy-rc.d that refuses service starts is in place during the install, and the ssh service is
 # left stopped and disabled.
@@ -10,7 +11,7 @@ set -euo pipefail
 
 say() { printf '==> ssh-hosts-setup: %s\n' "$*"; }
 need=()
-for pkg in openssh-server openssh-client iproute2 systemd; do
+for pkg in openssh-server openssh-client iproute2 systemd sudo; do
     if dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
         say "skip: $pkg already installed"
     else
@@ -42,12 +43,27 @@ if [ "${#need[@]}" -gt 0 ]; then
     fi
 fi
 
+# A non-root login user with passwordless sudo, as on most real hosts ("ubuntu", "ec2-user").
+# The hosts share this machine's accounts. '*' (no password, not locked) lets sshd accept its keys.
+if ! id deployer-ops >/dev/null 2>&1; then
+    [ "$(id -u)" -eq 0 ] || { echo "error: creating the user deployer-ops needs root" >&2; exit 1; }
+    say "creating the user deployer-ops (passwordless sudo) for the non-root SSH tests"
+    useradd --create-home --shell /bin/bash deployer-ops
+    usermod -p '*' deployer-ops
+else
+    say "skip: user deployer-ops exists"
+fi
+if [ ! -f /etc/sudoers.d/deployer-ops ]; then
+    printf 'deployer-ops ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/deployer-ops
+    chmod 0440 /etc/sudoers.d/deployer-ops
+fi
+
 # sshd refuses to start without its privilege separation directory.
 if [ ! -d /run/sshd ]; then
     say "creating /run/sshd"
     install -d -m 0755 /run/sshd
 fi
-for tool in /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/ip /usr/bin/systemd-analyze; do
+for tool in /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/ip /usr/bin/systemd-analyze /usr/bin/sudo; do
     [ -x "$tool" ] || { echo "error: $tool missing after install" >&2; exit 1; }
 done
 say "ready: $(/usr/sbin/sshd -V 2>&1 | head -n1 || true)"

@@ -332,6 +332,10 @@ def _sshd_config(host: SshHost, host_key: Path, pid_file: Path) -> str:
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             f"AuthorizedKeysFile {host.authorized_keys_file}",
+            # Other users than root cannot read the file above inside the tests' private folder:
+            # sshd reads it for them as root through this command.
+            f"AuthorizedKeysCommand /bin/cat {host.authorized_keys_file}",
+            "AuthorizedKeysCommandUser root",
             "StrictModes no",
             "UsePAM no",
             "UseDNS no",
@@ -380,8 +384,9 @@ def unreachable_address() -> str:
 
 
 @contextlib.contextmanager
-def ssh_hosts(count: int, workdir: Path) -> Iterator[list[SshHost]]:
-    """Start ``count`` SSH hosts (netns + sshd each) with their files in ``workdir``."""
+def ssh_hosts(count: int, workdir: Path, user: str = "root") -> Iterator[list[SshHost]]:
+    """Start ``count`` SSH hosts (netns + sshd each) with their files in ``workdir``; clients log
+    in as ``user`` (an account of this machine: the hosts share its users)."""
     if not 1 <= count <= MAX_HOSTS:
         raise ValueError(f"count must be 1..{MAX_HOSTS}, got {count}")
     _require_tools()
@@ -419,6 +424,7 @@ def ssh_hosts(count: int, workdir: Path) -> Iterator[list[SshHost]]:
                 unauthorized_key_file=unauthorized_key,
                 authorized_keys_file=hostdir / "authorized_keys",
                 sshd_log=hostdir / "sshd.log",
+                user=user,
             )
             host.accept_key()
             _make_namespace(host, subnet.veth(i), bridge, undo.callback)

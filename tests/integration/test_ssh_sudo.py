@@ -1,0 +1,126 @@
+"""A host reached as a non-root user with passwordless sudo, as most real hosts are ("ubuntu",
+"ec2-user"): `provision` twice, then `apply` of the demo, `status`, `logs` and `destroy`.
+
+The user ``deployer-ops`` is created by scripts/ssh-test-hosts-setup.sh (the hosts share this
+machine's accounts). The plays run as root through sudo (become) and deployer's own ssh commands
+read the root-owned deployment files with ``sudo -n``. The host uses the engine in deployer's
+cache (label ``engine_python``); test_ssh_apply.py covers the install from the wheelhouse.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployer.engines.install import default_package, find_engine
+from deployer.settings import Settings
+from tests.conftest import DEMO_MANIFEST
+from tests.integration.cli import Result, deployer
+from tests.support.sshhosts import SshHost, ssh_hosts
+
+pytestmark = pytest.mark.engine
+USER = "deployer-ops"
+NAME = "smollm2-demo"
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHost]:
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        pytest.fail(f"no user {USER}: run bash scripts/ssh-test-hosts-setup.sh")
+    with ssh_hosts(1, tmp_path_factory.mktemp("sshhosts"), user=USER) as started:
+        yield started[0]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory, host: SshHost) -> Path:
+    engine = find_engine(Settings.from_env(), default_package())
+    folder = tmp_path_factory.mktemp("sudo")
+    (folder / "hosts.yaml").write_text(
+        "apiVersion: deployer/v1alpha1\n"
+        "kind: Inventory\n"
+        "hosts:\n"
+        f"  {host.name}:\n"
+        f"    address: {host.address}\n"
+        f"    user: {USER}\n"
+        f"    keyFile: {host.key_file}\n"
+        f"    labels: {{host_root: {host.root}, engine_python: {engine.python}}}\n"
+    )
+    (folder / "demo-ssh.yaml").write_text(
+        DEMO_MANIFEST.read_text().replace(
+            "  target:\n    kind: local\n",
+            f"  target:\n    kind: ssh\n    inventory: hosts.yaml\n    hosts: [{host.name}]\n",
+        )
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def applied(folder: Path, home: Path) -> Iterator[Result]:
+    yield deployer("apply", str(folder / "demo-ssh.yaml"), home=home, timeout=900)
+    deployer("destroy", NAME, home=home)
+
+
+def test_the_login_user_is_not_root(host: SshHost) -> None:
+    assert host.ssh("id", "-un").stdout.strip() == USER
+
+
+def test_provision_as_a_sudo_user_twice_changes_nothing_the_second_time(
+    folder: Path, home: Path, host: SshHost
+) -> None:
+    first = deployer("provision", str(folder / "hosts.yaml"), home=home)
+    assert first.code == 0, first.output
+    # Root's folders, made through sudo.
+    made = host.root / "opt" / "deployer" / "deployments"
+    assert made.is_dir()
+    assert made.stat().st_uid == 0
+    second = deployer("provision", str(folder / "hosts.yaml"), home=home)
+    assert second.code == 0, second.output
+    assert "no changes: all 1 host(s) already provisioned" in second.stdout
+
+
+def test_apply_as_a_sudo_user_answers_paris(applied: Result, home: Path, host: SshHost) -> None:
+    assert applied.code == 0, applied.output
+    assert "pass: chat: What is the capital of France?" in applied.stdout
+    key = deployer("key", NAME, home=home).stdout.strip()
+    answer = httpx.post(
+        f"http://{host.address}:8000/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": NAME,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "temperature": 0,
+            "max_tokens": 32,
+        },
+        timeout=120,
+    )
+    assert "Paris" in answer.json()["choices"][0]["message"]["content"]
+
+
+def test_status_and_logs_read_root_files_through_sudo(
+    applied: Result, folder: Path, home: Path, host: SshHost
+) -> None:
+    # The deployment folder is root's alone: the login user cannot read it without sudo.
+    run_dir = host.root / "opt" / "deployer" / "deployments" / NAME
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    assert host.ssh("cat", f"{run_dir}/runtime.json").returncode != 0
+    [entry] = json.loads(deployer("status", NAME, "-o", "json", home=home).stdout)
+    assert entry["healthy"] is True
+    assert entry["replicas"][0]["starts"] == 1
+    logs = deployer("logs", NAME, "-n", "400", home=home)
+    assert logs.code == 0, logs.output
+    assert f"Starting vLLM server on http://{host.address}:8000" in logs.stdout
+    again = deployer("apply", str(folder / "demo-ssh.yaml"), home=home)
+    assert again.code == 0, again.output
+    assert "deploy: skip: already running" in again.stdout
