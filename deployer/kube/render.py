@@ -176,6 +176,8 @@ def template(helm: Helm, chart: Path, release: str, namespace: str, values_text:
                 namespace,
                 "--values",
                 values_file,
+                # The `helm test` pod is for `helm test`, not for Argo CD to keep running.
+                "--skip-tests",
             ],
             check=False,
             timeout=120,

@@ -32,7 +32,7 @@ def test_there_are_value_sets_for_every_optional_object() -> None:
     assert {
         "Deployment", "Service", "PersistentVolumeClaim", "ConfigMap", "ServiceAccount",
         "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor", "PodDisruptionBudget",
-        "NetworkPolicy",
+        "NetworkPolicy", "Pod",
     } <= kinds  # fmt: skip
 
 
@@ -139,3 +139,17 @@ def test_the_values_schema_rejects_bad_values_naming_the_field(
     assert "values don't meet the specifications of the schema" in result.stderr
     assert field in result.stderr, result.stderr
     assert "sk-123" not in result.stdout
+
+
+def test_helm_test_pod_checks_health_and_the_served_model_with_the_key_by_reference() -> None:
+    values = next(p for p in CI_VALUES if p.name == "full-values.yaml")
+    pod = next(o for o in objects_of(template(values).stdout) if o["kind"] == "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"  # type: ignore[index]
+    container = pod["spec"]["containers"][0]  # type: ignore[index]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["BASE"]["value"] == "http://demo-model-server:8000"
+    assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "demo-api-key",
+        "key": "api-key",
+    }
+    assert "/v1/models" in container["command"][2]
