@@ -165,7 +165,9 @@ def chart_values(
             repo=model.repo,
             revision=model.revision,
             commit=locked.commit if locked else "",
-            endpoint=(locked.endpoint if locked else None) or model.endpoint or PUBLIC_HUB,
+            # The manifest's endpoint is where the cluster fetches from (a lock made through
+            # another mirror pins the same bytes); the lock's, else the public hub, otherwise.
+            endpoint=model.endpoint or (locked.endpoint if locked else None) or PUBLIC_HUB,
             files=[
                 FileValues(path=f.path, size=f.size, sha256=f.sha256)
                 for f in sorted(locked.files, key=lambda f: f.path)

@@ -24,6 +24,7 @@ import pytest
 from deployer.hub.lock import read_lock
 from deployer.hub.mirror import Mirror
 from deployer.kube.validate import problems
+from deployer.manifest.loader import load_manifest
 from tests.integration import hubrepos
 from tests.integration.cli import Result, deployer
 from tests.integration.kubetools import CHART, KUBE_VERSIONS, helm, objects_of, real_helm
@@ -31,8 +32,12 @@ from tests.integration.kubetools import CHART, KUBE_VERSIONS, helm, objects_of, 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "kube"
 EXAMPLES = sorted(
-    p for p in (ROOT / "model_manifests").glob("*.yaml") if "kind: kubernetes" in p.read_text()
+    p
+    for p in (ROOT / "model_manifests").rglob("*.yaml")
+    if "kind: kubernetes" in p.read_text() and not p.name.endswith(".lock.yaml")
 )
+#: The example with a committed lock: its render carries the commit and every sha256.
+LOCKED_DEMO = ROOT / "model_manifests" / "demo" / "smollm2-135m-kubernetes.yaml"
 LLAMA = ROOT / "model_manifests" / "llama31-8b-instruct.yaml"
 GIT_URL = "https://git.example.com/platform/gitops.git"
 HUB_TOKEN = "hf_kubeRenderSecretToken0123456789"
@@ -82,9 +87,9 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
 def test_examples_render_to_the_golden_files(
     manifest: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
-    name = manifest.stem
+    name = load_manifest(manifest).deployment.name
     out = tmp_path / "out"
-    git = ("--git-url", GIT_URL, "--git-path", f"clusters/prod/{name}")
+    git = ("--git-url", GIT_URL, "--git-path", f"clusters/prod/{manifest.stem}")
     result = render(manifest, out, env, *git)
     assert result.code == 0, result.output
     rendered = files_under(out)
@@ -101,7 +106,7 @@ def test_examples_render_to_the_golden_files(
         f"manifests/{name}.yaml",
         "values.yaml",
     ]
-    golden = GOLDEN / name
+    golden = GOLDEN / manifest.stem
     if os.environ.get("DEPLOYER_UPDATE_GOLDEN"):
         for relative, data in ours.items():
             (golden / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +136,23 @@ def test_rendered_examples_pass_helm_lint_and_strict_validation(
     kinds = sorted(str(o["kind"]) for o in objects)
     assert {"Deployment", "Service", "Application", "HelmRelease", "GitRepository"} <= set(kinds)
     assert problems(objects, KUBE_VERSIONS) == []
+
+
+def test_the_locked_example_renders_its_commit_and_hashes(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    lock = read_lock(LOCKED_DEMO.with_name("smollm2-135m-kubernetes.lock.yaml"))
+    assert lock is not None
+    entry = lock.deployments["smollm2-k8s"]
+    out = tmp_path / "out"
+    assert render(LOCKED_DEMO, out, env, "--git-url", GIT_URL, "--git-path", "demo").code == 0
+    values = (out / "values.yaml").read_text()
+    manifests = (out / "manifests" / "smollm2-k8s.yaml").read_text()
+    assert f"commit: {entry.commit}" in values
+    assert f'value: "{entry.commit}"' in manifests  # MODEL_REVISION of the init container
+    for file in entry.files:
+        assert f"sha256: {file.sha256}" in values
+        assert file.sha256 in manifests  # files.json in the fetch ConfigMap
 
 
 def test_render_twice_gives_identical_bytes_and_check_exit_codes(

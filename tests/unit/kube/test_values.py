@@ -69,7 +69,9 @@ def values_for(deployment: ModelDeployment, locked: LockedModel | None = LOCK, *
 def test_values_pin_the_locked_commit_and_every_file_hash() -> None:
     values = values_for(manifest())
     assert values.model.commit == LOCK.commit
-    assert values.model.endpoint == "https://hub.example.internal"
+    assert values.model.endpoint == "https://hub.example.internal", "the lock's, by default"
+    mirrored = values_for(manifest(model={"endpoint": "http://mirror.llm.svc:8089"}))
+    assert mirrored.model.endpoint == "http://mirror.llm.svc:8089", "the manifest's first"
     assert [(f.path, f.size, f.sha256) for f in values.model.files] == [
         ("config.json", 700, "c" * 64),
         ("model.safetensors", 16 * GiB, "b" * 64),
