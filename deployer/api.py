@@ -177,6 +177,8 @@ def _apply(
         key_dir=settings.deployment_dir(name),
         base_dir=loaded.base_dir,
     )
+    if isinstance(target, SshTarget):
+        _provision_step(target, pipeline)
     the_plan = _plan(loaded, target, settings, key=key, events=pipeline.events)
     model_step = the_plan.steps[0]
     if model_step.name == "fetch":
@@ -307,6 +309,16 @@ def _plan(
     spec = deployment.spec
     source = _model_facts(loaded, settings, events or EventBus(), offline=offline)
     device = _device(spec.resources.accelerator, local=isinstance(target, LocalTarget))
+    accelerator_spec = _accelerator_spec(spec.resources.accelerator, device)
+    hardware = target.hardware() if isinstance(target, SshTarget) else None
+    if hardware is not None:
+        # What the hosts have, as provision found it: their device for 'auto', and for the CPU
+        # their memory (not this machine's).
+        host_device, host_accelerator = hardware
+        if spec.resources.accelerator == "auto":
+            device = host_device
+        if device == host_device and (spec.resources.accelerator == "auto" or device == "cpu"):
+            accelerator_spec = host_accelerator or accelerator_spec
     package = default_package(spec.serving.engine, spec.serving.version, device)
     # Offline plans of ssh targets do not contact the hosts (their endpoints come from the
     # inventory); apply observes them.
@@ -344,7 +356,7 @@ def _plan(
         observed=observed,
         model_shape=shape,
         model_shape_source=shape_source,
-        accelerator_spec=_accelerator_spec(spec.resources.accelerator, device),
+        accelerator_spec=accelerator_spec,
     )
     facts = _with_quantize(facts, loaded, source, settings)
     decided = make_plan(deployment, facts)
@@ -497,6 +509,20 @@ def _quantize_steps(
     if planned.action == StepAction.SKIP:
         return the_plan
     return _plan(loaded, target, settings, key=key, events=pipeline.events)
+
+
+def _provision_step(target: SshTarget, pipeline: Pipeline) -> None:
+    """Provision the hosts that were never provisioned (their facts are what the plan uses)."""
+    missing = [name for name, facts in target.host_facts().items() if facts is None]
+    if not missing:
+        pipeline.skip("provision", "every host's facts are recorded (deployer provision)")
+        return
+    pipeline.step(
+        "provision",
+        StepAction.CREATE,
+        f"not provisioned yet: {', '.join(missing)}",
+        lambda: target.provision_missing(pipeline.events),
+    )
 
 
 def _endpoints(target: LocalTarget | SshTarget, the_plan: Plan) -> list[str]:

@@ -24,6 +24,7 @@ Prices
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -222,6 +223,26 @@ _ALIASES.update(
         "mi300": "MI300X",
     }
 )
+
+
+def identify(device_name: str, memory_mib: int) -> Accelerator | None:
+    """The catalog entry for a device as ``nvidia-smi`` names it ("NVIDIA L40S", "NVIDIA
+    A100-SXM4-80GB", "Tesla T4", "NVIDIA GeForce RTX 4090"), or None when it is not in the
+    catalog. The longest catalog family found in the name wins ("L40S" over "L4"); between
+    sizes of one family (A100 40 and 80 GB) the memory ``nvidia-smi`` reports decides. Pure."""
+    name = _normalize(device_name)
+    matches: list[tuple[int, Accelerator]] = []
+    for canonical, accelerator in CATALOG.items():
+        # "A100-80GB" -> "a100", "RTX-4090" -> "4090": the part every product name carries.
+        parts = [part for part in canonical.split("-") if not re.fullmatch(r"\d+GB", part)]
+        family = _normalize("".join(parts)).removeprefix("rtx")
+        if family in name:
+            matches.append((len(family), accelerator))
+    if not matches:
+        return None
+    longest = max(length for length, _ in matches)
+    candidates = [acc for length, acc in matches if length == longest]
+    return min(candidates, key=lambda acc: abs(acc.memory_bytes - memory_mib * MiB))
 
 
 # --- this host (impure) --------------------------------------------------------------------------

@@ -146,6 +146,10 @@ def test_apply_deploys_both_replicas_and_each_says_paris(
 ) -> None:
     assert first_apply.code == 0, first_apply.output
     assert "Traceback" not in first_apply.output
+    # Hosts never provisioned are provisioned first: the plan uses what they have.
+    assert f"provision: create: not provisioned yet: {', '.join(h.name for h in hosts)}" in (
+        first_apply.stdout
+    )
     # The smoke check ran against each replica, from this machine over the network.
     assert first_apply.stdout.count("pass: chat: What is the capital of France?") == 2
     key = deployer("key", NAME, home=home).stdout.strip()
@@ -284,6 +288,7 @@ def test_second_apply_changes_nothing_and_does_not_restart(
     after = [supervisor_state(host) for host in hosts]
     assert [s["engine_pid"] for s in after] == [s["engine_pid"] for s in before]
     assert [s["starts"] for s in after] == [1, 1]
+    assert "provision: skip: every host's facts are recorded" in again.stdout
     assert "deploy: skip: already running" in again.stdout
     assert f"{NAME} unchanged" in again.stdout
 

@@ -4,18 +4,24 @@ The playbooks live in the source checkout beside the package (``<repo>/playbooks
 this file's location, as with ``pip install -e .``); ``DEPLOYER_PLAYBOOKS`` points elsewhere.
 Every file the roles write goes under the host variable ``deployer_host_root`` ("/" unless an
 inventory label ``host_root`` says otherwise; tests give each host its own folder).
+
+What the ``gpu_node`` role finds on each host (GPUs, memory) is kept in
+``<home>/ssh/facts/<host>.json`` for the planner: ``deployer apply`` plans an ``accelerator:
+auto`` ssh deployment against those facts, and provisions the hosts that have none first.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deployer import atomic
 from deployer.errors import ManifestError, NotFoundError
 from deployer.events import EventBus
 from deployer.targets.ssh.ansible import HostResult, PlaybookResult, run_playbook
-from deployer.targets.ssh.inventory import Inventory
+from deployer.targets.ssh.inventory import Host, Inventory
 
 PLAYBOOK = "provision.yml"
 PLAYBOOKS_ENV = "DEPLOYER_PLAYBOOKS"
@@ -33,6 +39,7 @@ class GpuFacts:
     cuda_version: str
     os_family: str
     os_version: str
+    host_memory_mib: int = 0
 
     @classmethod
     def from_host(cls, host: HostResult) -> GpuFacts | None:
@@ -60,7 +67,42 @@ class GpuFacts:
             cuda_version=text("cuda_version"),
             os_family=text("os_family"),
             os_version=text("os_version"),
+            host_memory_mib=number("host_memory_mib"),
         )
+
+    @property
+    def has_gpu(self) -> bool:
+        return self.count > 0
+
+
+def facts_file(workdir: Path, name: str) -> Path:
+    return workdir / "facts" / f"{name}.json"
+
+
+def save_facts(workdir: Path, inventory: Inventory, result: PlaybookResult) -> None:
+    """Keep each host's facts from a provision run, with the address they were read at."""
+    for name, host_result in result.hosts.items():
+        facts = GpuFacts.from_host(host_result)
+        if facts is None or name not in inventory.hosts:
+            continue
+        host = inventory.hosts[name]
+        facts_file(workdir, name).parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(
+            facts_file(workdir, name),
+            {"address": host.address, "port": host.port, "facts": asdict(facts)},
+        )
+
+
+def load_facts(workdir: Path, name: str, host: Host) -> GpuFacts | None:
+    """The facts provision recorded for ``name``, or None (never provisioned, unreadable, or
+    recorded for another address)."""
+    try:
+        raw = json.loads(facts_file(workdir, name).read_text())
+        if raw["address"] != host.address or raw["port"] != host.port:
+            return None
+        return GpuFacts(**raw["facts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def playbooks_dir() -> Path:
@@ -112,7 +154,7 @@ def provision(
     group and NotFoundError without the playbooks.
     """
     names = select_hosts(inventory, hosts, group)
-    return run_playbook(
+    result = run_playbook(
         playbooks_dir() / PLAYBOOK,
         inventory,
         extravars={},
@@ -121,3 +163,5 @@ def provision(
         limit=names,
         connect_timeout=connect_timeout,
     )
+    save_facts(workdir, inventory, result)
+    return result

@@ -40,15 +40,18 @@ from deployer.errors import (
     HealthTimeoutError,
     NotFoundError,
     PermanentError,
+    PlanError,
 )
 from deployer.events import EventBus
 from deployer.manifest.models import SshTarget as SshTargetSpec
 from deployer.planner import Observed, Plan, ReplicaState
+from deployer.planner.accelerators import Accelerator, MiB, cpu_accelerator, identify
+from deployer.planner.plan import Device
 from deployer.settings import Settings
 from deployer.targets.base import Endpoint
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
 from deployer.targets.ssh.inventory import Host, Inventory, load_inventory
-from deployer.targets.ssh.provision import playbooks_dir
+from deployer.targets.ssh.provision import GpuFacts, load_facts, playbooks_dir, provision
 
 DEPLOY_PLAYBOOK = "deploy.yml"
 DESTROY_PLAYBOOK = "destroy.yml"
@@ -112,6 +115,49 @@ class SshTarget:
         hosts = self.inventory.select(self.spec.hosts, self.spec.group, self.spec.replicas)
         names = {id(host): name for name, host in self.inventory.hosts.items()}
         return [Replica(names[id(host)], host) for host in hosts]
+
+    def host_facts(self) -> dict[str, GpuFacts | None]:
+        """What ``deployer provision`` recorded about each replica's host (None: nothing yet)."""
+        return {r.name: load_facts(self.workdir, r.name, r.host) for r in self.replicas()}
+
+    def provision_missing(self, events: EventBus) -> list[str]:
+        """Provision the replicas' hosts that have no recorded facts; the hosts it ran on.
+        Raises the first failing host's error."""
+        missing = [name for name, facts in self.host_facts().items() if facts is None]
+        if missing:
+            result = provision(self.inventory, events=events, workdir=self.workdir, hosts=missing)
+            error = result.error()
+            if error is not None:
+                raise error
+        return missing
+
+    def hardware(self) -> tuple[Device, Accelerator | None] | None:
+        """The device and accelerator every replica's host has, from the recorded facts; None
+        when a host has none yet. Raises PlanError when the hosts differ (CPU and GPU hosts,
+        or two GPU models), since one plan serves them all."""
+        facts = self.host_facts()
+        if any(f is None for f in facts.values()):
+            return None
+        known = {name: f for name, f in facts.items() if f is not None}
+        gpus = {name for name, f in known.items() if f.has_gpu}
+        if not gpus:
+            memory = min(f.host_memory_mib for f in known.values()) * MiB
+            return "cpu", cpu_accelerator(memory) if memory else None
+        if len(gpus) != len(known):
+            raise PlanError(
+                f"the hosts mix GPUs ({', '.join(sorted(gpus))}) and CPU-only hosts "
+                f"({', '.join(sorted(set(known) - gpus))})",
+                hint="select hosts of one kind with 'hosts' or 'group', or set "
+                "spec.resources.accelerator",
+            )
+        models = {known[name].model for name in gpus}
+        if len(models) > 1:
+            raise PlanError(
+                f"the hosts have different GPUs: {', '.join(sorted(models))}",
+                hint="select hosts of one GPU model with 'hosts' or 'group'",
+            )
+        first = known[min(gpus)]
+        return "cuda", identify(first.model, first.memory_mib)
 
     @property
     def workdir(self) -> Path:

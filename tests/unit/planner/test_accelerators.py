@@ -12,6 +12,7 @@ from deployer.planner.accelerators import (
     cost,
     cpu_accelerator,
     host_memory_bytes,
+    identify,
     lookup,
 )
 
@@ -162,3 +163,24 @@ def test_cost_refuses_an_unknown_price_and_zero_throughput() -> None:
     assert cost(cpu_accelerator(8 * GiB), 1, 10.0, hourly_usd=0.1).per_hour == pytest.approx(0.1)
     with pytest.raises(PlanError, match="positive"):
         cost(lookup("L4"), 1, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("smi_name", "memory_mib", "expected"),
+    [
+        ("NVIDIA L40S", 46068, "L40S"),
+        ("NVIDIA L4", 23034, "L4"),
+        ("NVIDIA A100-SXM4-80GB", 81920, "A100-80GB"),
+        ("NVIDIA A100-PCIE-40GB", 40960, "A100-40GB"),
+        ("NVIDIA H100 80GB HBM3", 81559, "H100-80GB"),
+        ("Tesla T4", 15360, "T4"),
+        ("NVIDIA A10G", 23028, "A10G"),
+        ("NVIDIA GeForce RTX 4090", 24564, "RTX-4090"),
+        ("NVIDIA GeForce GTX 1080", 8192, None),
+    ],
+)
+def test_identify_names_what_nvidia_smi_reports(
+    smi_name: str, memory_mib: int, expected: str | None
+) -> None:
+    found = identify(smi_name, memory_mib)
+    assert (found.name if found else None) == expected

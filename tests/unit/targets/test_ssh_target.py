@@ -4,15 +4,21 @@ supervisor's environment file."""
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from deployer.errors import PermanentError
+from deployer.errors import PermanentError, PlanError
+from deployer.manifest.models import SshTarget as SshTargetSpec
+from deployer.settings import Settings
 from deployer.targets.local.supervisor import read_env_file
 from deployer.targets.ssh.inventory import Host
+from deployer.targets.ssh.provision import GpuFacts, facts_file
 from deployer.targets.ssh.target import (
     Replica,
+    SshTarget,
     _installs_from_wheelhouse,
     _systemd_facts,
     file_hashes,
@@ -111,3 +117,79 @@ def test_systemd_units_report_the_engine_pid_and_restarts() -> None:
     unknown: dict[str, object] = {}
     assert _systemd_facts(unknown, "") is False
     assert unknown == {"engine_pid": None, "starts": None, "supervisor_status": None}
+
+
+def facts(model: str = "", count: int = 0, memory_mib: int = 0, host_mib: int = 65536) -> GpuFacts:
+    return GpuFacts(
+        status="NVIDIA GPU" if count else "no NVIDIA GPU",
+        count=count,
+        model=model,
+        memory_mib=memory_mib,
+        driver_version="",
+        cuda_version="",
+        os_family="Debian",
+        os_version="Debian 12",
+        host_memory_mib=host_mib,
+    )
+
+
+def target_with_facts(tmp_path: Path, recorded: dict[str, GpuFacts | None]) -> SshTarget:
+    lines = ["apiVersion: deployer/v1alpha1", "kind: Inventory", "hosts:"]
+    lines += [f"  {name}: {{address: 10.0.0.{i + 1}}}" for i, name in enumerate(recorded)]
+    (tmp_path / "hosts.yaml").write_text("\n".join(lines) + "\n")
+    spec = SshTargetSpec.model_validate(
+        {
+            "kind": "ssh",
+            "inventory": "hosts.yaml",
+            "hosts": list(recorded),
+            "replicas": len(recorded),
+        }
+    )
+    target = SshTarget(Settings(home=tmp_path / "home", cache=tmp_path), spec, tmp_path)
+    for i, (name, found) in enumerate(recorded.items()):
+        if found is not None:
+            path = facts_file(target.workdir, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                json.dumps({"address": f"10.0.0.{i + 1}", "port": 22, "facts": asdict(found)})
+            )
+    return target
+
+
+def test_cpu_hosts_plan_on_their_own_memory(tmp_path: Path) -> None:
+    target = target_with_facts(tmp_path, {"a": facts(host_mib=32768), "b": facts(host_mib=16384)})
+    device, accelerator = target.hardware() or ("?", None)
+    assert device == "cpu"
+    assert accelerator is not None
+    assert accelerator.memory_bytes == 16384 * 1024**2  # the smallest host's
+
+
+def test_gpu_hosts_plan_on_the_gpu_provision_found(tmp_path: Path) -> None:
+    l40s = facts("NVIDIA L40S", count=2, memory_mib=46068)
+    target = target_with_facts(tmp_path, {"a": l40s, "b": l40s})
+    device, accelerator = target.hardware() or ("?", None)
+    assert device == "cuda"
+    assert accelerator is not None
+    assert accelerator.name == "L40S"
+
+
+def test_a_host_never_provisioned_leaves_the_plan_to_the_manifest(tmp_path: Path) -> None:
+    target = target_with_facts(tmp_path, {"a": facts(), "b": None})
+    assert target.hardware() is None
+    assert target.host_facts()["b"] is None
+
+
+def test_facts_recorded_for_another_address_do_not_count(tmp_path: Path) -> None:
+    target = target_with_facts(tmp_path, {"a": facts()})
+    path = facts_file(target.workdir, "a")
+    path.write_text(path.read_text().replace("10.0.0.1", "10.9.9.9"))
+    assert target.host_facts() == {"a": None}
+
+
+def test_mixed_hosts_are_refused_naming_them(tmp_path: Path) -> None:
+    target = target_with_facts(
+        tmp_path, {"gpu1": facts("NVIDIA L4", count=1, memory_mib=23034), "cpu1": facts()}
+    )
+    with pytest.raises(PlanError) as caught:
+        target.hardware()
+    assert caught.value.message == "the hosts mix GPUs (gpu1) and CPU-only hosts (cpu1)"
