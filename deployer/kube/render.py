@@ -308,8 +308,10 @@ def git_path(out_dir: Path) -> str | None:
 
     The same in every clone, so renders stay byte-identical across machines.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done = runner.run(["git", "-C", out_dir, "rev-parse", "--show-toplevel"], check=False)
+    existing = out_dir.resolve()
+    while not existing.is_dir() and existing != existing.parent:
+        existing = existing.parent  # the folder may not exist yet (render creates it)
+    done = runner.run(["git", "-C", existing, "rev-parse", "--show-toplevel"], check=False)
     if done.returncode != 0:
         return None
     top = Path(done.stdout.strip()).resolve()

@@ -39,7 +39,11 @@ def problems(
     """Every schema violation of ``objects`` for each of ``versions``; empty when all valid."""
     import jsonschema
     import kubernetes_validate
-    from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
+    from kubernetes_validate.utils import (
+        SchemaNotFoundError,
+        ValidationError,
+        VersionNotSupportedError,
+    )
 
     found: list[Problem] = []
     for obj in objects:
@@ -57,6 +61,8 @@ def problems(
                 kubernetes_validate.validate(obj, version, strict=True)
             except SchemaNotFoundError:
                 found.append(Problem(kind, name, version, f"no schema for {api_version} {kind}"))
+            except VersionNotSupportedError:
+                found.append(Problem(kind, name, version, "kubernetes-validate has no schemas"))
             except ValidationError as exc:
                 where = ".".join(str(p) for p in exc.path) or "(root)"
                 found.append(Problem(kind, name, version, f"{where}: {exc.message}"))

@@ -76,6 +76,8 @@ def test_a_kind_without_any_schema_is_a_problem_not_a_pass() -> None:
     unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
     assert "no schema" in problems([unknown], ("1.30",))[0].message
     assert ("example.com/v1", "Widget") not in CUSTOM_SCHEMAS
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
+    assert problems([service], ("1.99",))[0].message == "kubernetes-validate has no schemas"
 
 
 def test_defaults_render_the_engine_with_probes_gpu_and_the_fetch_init_container() -> None:

@@ -26,6 +26,7 @@ class Cluster:
         from kubernetes.config.config_exception import ConfigException
 
         self.context = context
+        self._dynamic: Any = None
         try:
             contexts, current = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
         except (ConfigException, OSError, TypeError) as exc:
@@ -96,10 +97,16 @@ class Cluster:
         from kubernetes.client.exceptions import ApiException
         from kubernetes.dynamic import DynamicClient
         from kubernetes.dynamic.exceptions import NotFoundError as DynamicNotFound
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-        resources = DynamicClient(self.api).resources  # type: ignore[no-untyped-call]
+        if self._dynamic is None:  # discovery is a round of requests: once per Cluster
+            self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+        resources = self._dynamic.resources
         try:
             api = resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            return None  # the kind itself is not installed (a CRD such as ServiceMonitor)
+        try:
             found = api.get(name=obj["metadata"]["name"], namespace=namespace)
         except (DynamicNotFound, ApiException) as exc:
             if isinstance(exc, ApiException) and exc.status not in (404, None):
