@@ -14,7 +14,9 @@ from deployer.manifest.schema import json_schema, write_schema
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / "schema" / "model-deployment.schema.json"
-EXAMPLES = sorted((ROOT / "model_manifests").rglob("*.yaml"))
+EXAMPLES = sorted(
+    p for p in (ROOT / "model_manifests").rglob("*.yaml") if not p.name.endswith(".lock.yaml")
+)
 
 
 def validator() -> jsonschema.Draft202012Validator:
