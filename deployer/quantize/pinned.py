@@ -17,7 +17,12 @@ from deployer.manifest.models import PinnedText
 DATA_DIR = Path(__file__).parent / "data"
 
 #: Calibration sets shipped in the package: name -> (file in data/, sha256).
-BUILTIN_CALIBRATION: dict[str, tuple[str, str]] = {}
+BUILTIN_CALIBRATION: dict[str, tuple[str, str]] = {
+    "chat-v1": (
+        "chat-v1.jsonl",
+        "9361f338b3bf6eb5e571eb461acf644cff1971d5311a2b135003c063a5f4499c",
+    ),
+}
 #: Evaluation texts shipped in the package: name -> (file in data/, sha256).
 BUILTIN_EVALUATION: dict[str, tuple[str, str]] = {
     "en-v1": ("eval-en-v1.txt", "f3c52211d614db403279d5d11207feadc52e9c47ffe083aeb5c3157640a7fed2"),

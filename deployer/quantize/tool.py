@@ -36,7 +36,7 @@ REQUIREMENTS: tuple[str, ...] = (
 MARKER_NAME = ".deployer-tool.json"
 INSTALL_LOG_NAME = ".deployer-install.log"
 _STEP = "quantizer-install"
-INSTALL_COMMAND = "deployer quantize install"
+INSTALL_COMMAND = "deployer quantizer install"
 
 
 def tool_versions() -> dict[str, str]:

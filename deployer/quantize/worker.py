@@ -62,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(int(threads))
     source = request["source"]
     tokenizer = AutoTokenizer.from_pretrained(source)
-    say(f"loading {source}")
-    model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
+    say(f"loading {source} in float32")
+    # float32 for the arithmetic: CPUs without bf16 units run bfloat16 matmuls many times
+    # slower. The checkpoint is saved in the model's own dtype again (see below).
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     model.eval()
+    saved_dtype = _config_dtype(torch, source)
 
     eval_ids = tokenizer(Path(request["eval_file"]).read_text())["input_ids"]
     window = int(request["eval_sequence_length"])
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"quantized perplexity {quant_ppl:.3f}")
 
     out = Path(request["out"])
-    say(f"saving the compressed-tensors checkpoint to {out}")
+    say(f"saving the compressed-tensors checkpoint ({saved_dtype}) to {out}")
+    model.to(saved_dtype)
     model.save_pretrained(str(out), save_compressed=True)
     tokenizer.save_pretrained(str(out))
     result = {
@@ -99,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
+
+
+def _config_dtype(torch: Any, source: str) -> Any:
+    """The dtype the source checkpoint is stored in (``torch_dtype`` or ``dtype`` in its config;
+    bfloat16 when it names none)."""
+    import json
+
+    config = json.loads((Path(source) / "config.json").read_text())
+    name = config.get("torch_dtype") or config.get("dtype") or "bfloat16"
+    return getattr(torch, str(name), torch.bfloat16)
 
 
 def _perplexity(torch: Any, model: Any, ids: list[int], window: int) -> float:
