@@ -12,8 +12,9 @@ run as root after `bash scripts/ssh-test-hosts-setup.sh`). For each N:
 The hosts use the engine deployer installed in this machine's cache (inventory label
 engine_python), so the deploy time is Ansible, the model copy with its sha256 check on each host,
 and the engines' start; installing the engine from a wheelhouse adds about two minutes per host
-(see tests/integration/test_ssh_apply.py). N engines share this machine's 2 cores, so the first
-apply's wait for /health grows with N: on real hosts each has its own.
+(see tests/integration/test_ssh_apply.py). N engines share this machine's 2 cores and 24 GiB (each
+gets a 128 MiB KV cache here), so the first apply's wait for /health grows with N: on real hosts
+each has its own.
 
     sudo .venv/bin/python benchmarks/ssh_hosts.py [--hosts 2 8]
 """
@@ -100,6 +101,8 @@ def measure(count: int, engine_python: Path) -> list[tuple[str, str]]:
                     f"    group: all_hosts\n    replicas: {count}\n",
                 )
                 .replace("  serving:\n", "  serving:\n    startupTimeoutSeconds: 1800\n")
+                # N engines share this machine's memory: a smaller KV cache each.
+                .replace("kvCacheMemory: 512MiB", "kvCacheMemory: 128MiB")
             )
             ping = timed(lambda: ansible_ping(folder))
             provision_first = timed(lambda: deployer("provision", str(inv), home=home))

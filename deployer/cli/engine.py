@@ -6,6 +6,8 @@ script may want (the demo folder) goes to stdout.
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -24,6 +26,8 @@ from deployer.engines.install import (
     install_engine,
     list_engines,
 )
+from deployer.engines.wheelhouse import prepare_wheelhouse
+from deployer.errors import PermanentError
 from deployer.events import Event, EventBus, EventKind
 
 engine_app = typer.Typer(help="Serving engines, each in its own virtualenv.", no_args_is_help=True)
@@ -62,6 +66,31 @@ def install(
         with _progress(f"installing {package.display}") as events:
             env = install_engine(STATE.settings(), package, events, force=force)
         STATE.console.print(f"{package.display} ready in {env.root}", soft_wrap=True)
+
+
+@engine_app.command("wheelhouse")
+def wheelhouse(
+    engine: Annotated[str, typer.Argument(help="The engine.")] = "vllm",
+    python: Annotated[
+        str, typer.Option("--python", help="The hosts' Python version, X.Y.")
+    ] = f"{sys.version_info.major}.{sys.version_info.minor}",
+    version: Annotated[
+        str | None, typer.Option("--version", help="Engine release (default: the tested one).")
+    ] = None,
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="cpu or cuda: which build the hosts run.")
+    ] = DeviceChoice.cpu,
+) -> None:
+    """Download an engine's wheels for SSH hosts (apply does this when a host needs them)."""
+    with boundary():
+        if not re.fullmatch(r"3\.\d{1,2}", python):
+            raise PermanentError(
+                f"--python {python}: expected a version such as 3.11", hint="--python 3.12"
+            )
+        package = default_package(engine, version, _DEVICES[device])
+        with _progress(f"downloading {package.display} for Python {python}") as events:
+            made = prepare_wheelhouse(STATE.settings(), package, python, events)
+        STATE.console.print(str(made.archive), soft_wrap=True, markup=False)
 
 
 @engine_app.command("list")

@@ -32,6 +32,9 @@ from deployer.settings import Settings
 
 MARKER_NAME = ".deployer-wheelhouse.json"
 ARCHIVE_NAME = "wheels.tar"
+#: Bumped when what a wheelhouse holds changes (2: pip's own wheel is in it); older ones are
+#: downloaded again.
+FORMAT = 2
 LOG_NAME = ".deployer-download.log"
 _STEP = "wheelhouse"
 
@@ -67,6 +70,8 @@ def read_wheelhouse(root: Path) -> Wheelhouse | None:
     """The wheelhouse at ``root`` when its marker is present and readable, else None."""
     try:
         raw = json.loads((root / MARKER_NAME).read_text())
+        if raw.get("format") != FORMAT:
+            return None
         return Wheelhouse(
             root=root,
             package=str(raw["package"]),
@@ -126,6 +131,9 @@ def prepare_wheelhouse(
                 "--dest",
                 str(downloads),
                 package.requirement,
+                # pip itself: hosts whose python lacks ensurepip (Debian without python3-venv)
+                # get a virtualenv without pip, then pip from this wheel.
+                "pip",
             ],
             log=root.parent / f"{root.name}{LOG_NAME}",
             events=bus,
@@ -142,6 +150,7 @@ def prepare_wheelhouse(
         atomic.write_json(
             partial / MARKER_NAME,
             {
+                "format": FORMAT,
                 "package": package.package,
                 "version": package.version,
                 "python_version": python_version,

@@ -188,6 +188,10 @@ def run_playbook(
         )
 
 
+#: The most hosts one playbook run works on at once.
+MAX_FORKS = 50
+
+
 def _run(
     playbook: str | Path,
     rendered: dict[str, Any],
@@ -225,6 +229,9 @@ def _run(
             limit=",".join(limit) if limit else None,
             envvars=_ansible_env(known_hosts, control_dir, connect_timeout),
             event_handler=mapper,
+            # Every host at once (Ansible's default is 5): a fleet is as slow as its slowest host,
+            # not as the sum of batches.
+            forks=max(1, min(len(hosts), MAX_FORKS)),
             quiet=True,
             rotate_artifacts=KEEP_ARTIFACTS,
         )
