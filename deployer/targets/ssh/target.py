@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shlex
 import time
 from collections.abc import Iterator
@@ -86,7 +87,19 @@ class Replica:
         return f"{self.root}/opt/deployer/deployments/{deployment}"
 
     def base_url(self, port: int) -> str:
-        return f"http://{_url_host(self.host.address)}:{port}/v1"
+        """Where this machine reaches the replica's engine: the inventory address and ``port``,
+        or the host's ``endpoint`` label (``HOST:PORT``) for a host behind NAT or a container
+        whose port is published elsewhere."""
+        endpoint = self.host.labels.get("endpoint")
+        if endpoint is None:
+            return f"http://{_url_host(self.host.address)}:{port}/v1"
+        match = _ENDPOINT.fullmatch(endpoint)
+        if match is None:
+            raise PermanentError(
+                f"host {self.name}: label endpoint is {endpoint!r}",
+                hint="give HOST:PORT, where this machine reaches the engine (e.g. 127.0.0.1:18000)",
+            )
+        return f"http://{_url_host(match['host'])}:{match['port']}/v1"
 
 
 class SshTarget:
@@ -531,6 +544,7 @@ class SshTarget:
 
 
 ENGINE_SOURCES = ("wheelhouse", "index")
+_ENDPOINT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})")
 #: systemd's unit states as deployer's supervisor names them (see _replica_state).
 _SYSTEMD_STATES = {"active": "running", "activating": "restarting", "failed": "failed"}
 
@@ -636,7 +650,7 @@ def _arg(args: list[str], option: str) -> str:
 
 
 def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 def _healthy(url: str) -> bool:

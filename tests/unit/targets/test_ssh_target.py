@@ -193,3 +193,16 @@ def test_mixed_hosts_are_refused_naming_them(tmp_path: Path) -> None:
     with pytest.raises(PlanError) as caught:
         target.hardware()
     assert caught.value.message == "the hosts mix GPUs (gpu1) and CPU-only hosts (cpu1)"
+
+
+def test_an_endpoint_label_is_where_this_machine_reaches_the_engine() -> None:
+    natted = Replica(
+        "c1", Host(address="127.0.0.1", port=2222, labels={"endpoint": "127.0.0.1:18000"})
+    )
+    assert natted.base_url(8000) == "http://127.0.0.1:18000/v1"
+    v6 = Replica("c2", Host(address="::1", labels={"endpoint": "[::1]:18001"}))
+    assert v6.base_url(8000) == "http://[::1]:18001/v1"
+    bad = Replica("c3", Host(address="10.0.0.1", labels={"endpoint": "http://x"}))
+    with pytest.raises(PermanentError) as caught:
+        bad.base_url(8000)
+    assert caught.value.message == "host c3: label endpoint is 'http://x'"
