@@ -422,6 +422,12 @@ def _with_quantize(
     spec = loaded.deployment.spec.quantize
     if spec.method not in ARTIFACT_METHODS:
         return facts
+    if loaded.deployment.spec.target.kind == "kubernetes":
+        raise UnsupportedError(
+            f"{loaded.path}: quantize method {spec.method} is not supported on kubernetes "
+            "targets yet (the cluster's pods cannot fetch deployer's local artifact)",
+            hint="use quantize method none or fp8 there; int8 and w4a16 work on local and ssh",
+        )
     job = quantize_run.job_for(spec, source, settings=settings, base_dir=loaded.base_dir)
     gate = PlannedStep(
         name="gate",
