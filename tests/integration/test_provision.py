@@ -7,7 +7,11 @@ and prepare the model server's folders.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,3 +200,32 @@ def test_a_playbook_that_cannot_start_is_one_error(tmp_path: Path) -> None:
     assert "broken.yml did not run" in caught.value.message
     assert "\n" not in caught.value.message
     print(caught.value.message)
+
+
+def test_ctrl_c_works_again_once_a_playbook_has_run(hosts: list[SshHost], tmp_path: Path) -> None:
+    """ansible-runner installs SIGINT and SIGTERM handlers of its own; deployer must put its
+    back, or Ctrl-C during the wait for the engine that follows a deploy would do nothing."""
+    inventory = load_inventory(_inventory(tmp_path / "inventory.yaml", hosts[:1]))
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    result = run_playbook(
+        playbooks_dir() / PLAYBOOK, inventory, extravars={}, events=EventBus(), workdir=tmp_path
+    )
+    assert result.error() is None
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_ctrl_c_stops_a_running_provision(hosts: list[SshHost], tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path / "inventory.yaml", hosts)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deployer", "provision", str(inventory)],
+        env={**os.environ, "DEPLOYER_HOME": str(tmp_path / "home")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(4)  # the playbook is running
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; run the same command again to resume" in err

@@ -23,9 +23,11 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -220,25 +222,30 @@ def _run(
     started = time.monotonic()
     # Control sockets need a short path (a unix socket path is at most 108 bytes).
     control_dir = Path(tempfile.mkdtemp(prefix="deployer-cp-"))
+    cancelled = threading.Event()
     try:
-        runner = ansible_runner.run(
-            private_data_dir=str(data_dir),
-            playbook=str(Path(playbook).resolve()),
-            inventory=rendered,
-            extravars=dict(extravars),
-            limit=",".join(limit) if limit else None,
-            envvars=_ansible_env(known_hosts, control_dir, connect_timeout),
-            event_handler=mapper,
-            # Every host at once (Ansible's default is 5): a fleet is as slow as its slowest host,
-            # not as the sum of batches.
-            forks=max(1, min(len(hosts), MAX_FORKS)),
-            quiet=True,
-            rotate_artifacts=KEEP_ARTIFACTS,
-        )
+        with _cancel_on_signals(cancelled):
+            runner = ansible_runner.run(
+                private_data_dir=str(data_dir),
+                playbook=str(Path(playbook).resolve()),
+                inventory=rendered,
+                extravars=dict(extravars),
+                limit=",".join(limit) if limit else None,
+                envvars=_ansible_env(known_hosts, control_dir, connect_timeout),
+                event_handler=mapper,
+                # Every host at once (Ansible's default is 5): a fleet is as slow as its
+                # slowest host, not as the sum of batches.
+                forks=max(1, min(len(hosts), MAX_FORKS)),
+                quiet=True,
+                rotate_artifacts=KEEP_ARTIFACTS,
+                cancel_callback=cancelled.is_set,
+            )
     finally:
         _close_masters(control_dir)
         # env/extravars holds the extravars (an API key among them): keep it only for the run.
         shutil.rmtree(data_dir / "env", ignore_errors=True)
+    if cancelled.is_set():  # Ctrl-C or SIGTERM: the playbook was stopped; stop deployer too
+        raise KeyboardInterrupt
     result = PlaybookResult(
         playbook=name,
         hosts=hosts,
@@ -262,6 +269,26 @@ def _run(
         status="failed" if failing else "done",
     )
     return result
+
+
+@contextlib.contextmanager
+def _cancel_on_signals(cancelled: threading.Event) -> Iterator[None]:
+    """While a playbook runs, SIGINT and SIGTERM set ``cancelled`` (ansible-runner then stops
+    the playbook) instead of interrupting deployer mid-run; the previous handlers come back
+    afterwards. ansible-runner would otherwise install its own handlers for good, and Ctrl-C
+    would do nothing for the rest of the command."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in signals}
+    for number in signals:
+        signal.signal(number, lambda *_: cancelled.set())
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager
