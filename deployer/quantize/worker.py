@@ -17,7 +17,7 @@ evaluation text and the seed. The script:
 3. measures the quantized model's perplexity the same way (the quantized weights, with activation
    quantization simulated as vLLM applies it);
 4. saves a compressed-tensors checkpoint (``save_compressed=True``) and the tokenizer into the
-   output folder, and writes ``RESULT_JSON`` lines with the numbers.
+   output folder.
 
 Progress goes to stdout, one line per step, prefixed with the elapsed seconds; the last line is
 ``RESULT {json}``. Exit code 0 on success, 2 for bad arguments, 1 when quantizing fails. Imports
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = _calibration(tokenizer, Path(request["calibration_file"]), request)
     say(f"calibrating on {len(samples)} samples of at most {request['sequence_length']} tokens")
     t0 = time.monotonic()
-    _oneshot(model, tokenizer, samples, request, say)
+    _oneshot(model, tokenizer, samples, request)
     quantize_seconds = time.monotonic() - t0
     say(f"quantized in {quantize_seconds:.1f}s")
 
@@ -156,9 +156,7 @@ def _calibration(tokenizer: Any, path: Path, request: dict[str, Any]) -> list[st
     return texts
 
 
-def _oneshot(
-    model: Any, tokenizer: Any, samples: list[str], request: dict[str, Any], say: Any
-) -> None:
+def _oneshot(model: Any, tokenizer: Any, samples: list[str], request: dict[str, Any]) -> None:
     from datasets import Dataset  # type: ignore[import-not-found]
     from llmcompressor import oneshot  # type: ignore[import-not-found]
 
