@@ -29,12 +29,11 @@ import pytest
 
 from deployer.engines.install import default_package, find_engine
 from deployer.settings import Settings
-from tests.conftest import DEMO_MANIFEST
 from tests.integration.cli import Result, deployer
+from tests.integration.sshdemo import NAME, ask_capital, demo_on_ssh
 from tests.support.sshhosts import SshHost, ssh_hosts
 
 pytestmark = pytest.mark.engine
-NAME = "smollm2-demo"
 PORT = 8000
 
 
@@ -89,14 +88,7 @@ def manifest(tmp_path_factory: pytest.TempPathFactory, fresh: SshHost, imaged: S
         )
         + "\n"
     )
-    text = DEMO_MANIFEST.read_text().replace(
-        "  target:\n    kind: local\n",
-        "  target:\n    kind: ssh\n    inventory: hosts.yaml\n    group: cpu\n    replicas: 2\n",
-    )
-    assert "kind: ssh" in text
-    path = folder / "demo-ssh.yaml"
-    path.write_text(text)
-    return path
+    return demo_on_ssh(folder, "kind: ssh\ninventory: hosts.yaml\ngroup: cpu\nreplicas: 2")
 
 
 @pytest.fixture(scope="module")
@@ -114,19 +106,7 @@ def supervisor_state(host: SshHost) -> dict[str, object]:
 
 
 def ask(host: SshHost, key: str) -> str:
-    response = httpx.post(
-        f"http://{host.address}:{PORT}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={
-            "model": NAME,
-            "messages": [{"role": "user", "content": "What is the capital of France?"}],
-            "temperature": 0,
-            "max_tokens": 32,
-        },
-        timeout=120,
-    )
-    response.raise_for_status()
-    return str(response.json()["choices"][0]["message"]["content"])
+    return ask_capital(f"http://{host.address}:{PORT}/v1", key)
 
 
 def wait_healthy(host: SshHost, timeout: float) -> None:

