@@ -36,7 +36,7 @@ def test_plan_shows_quantize_create_then_the_gate(settings: Settings) -> None:
     steps = {s.name: s for s in plan.steps}
     assert [s.name for s in plan.steps][:3] == ["model", "quantize", "gate"]
     assert steps["quantize"].action == "create"
-    assert steps["quantize"].reason.startswith("w4a16 (gptq, group 64) on 32 samples of file ")
+    assert steps["quantize"].reason.startswith("w4a16 (gptq, group 64) on 64 samples of file ")
     assert steps["gate"].reason == "perplexity may rise at most +30% (built-in en-v1)"
     model = plan.engine.args[plan.engine.args.index("--model") + 1]
     assert model.startswith(str(settings.models_dir / "quantized"))
