@@ -13,7 +13,6 @@ The folder appears atomically (built beside the target, then renamed) with its m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deployer import atomic
+from deployer.digests import sha256_file
 from deployer.engines import gguf_import
 from deployer.engines.install import (
     EngineEnv,
@@ -257,12 +257,8 @@ def _convert(env: EngineEnv, gguf: Path, out: Path, logs: Path, bus: EventBus) -
 def _describe_files(folder: Path) -> tuple[DemoFile, ...]:
     files = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
         rel = path.relative_to(folder).as_posix()
-        files.append(DemoFile(path=rel, size=path.stat().st_size, sha256=digest.hexdigest()))
+        files.append(DemoFile(path=rel, size=path.stat().st_size, sha256=sha256_file(path)))
     return tuple(files)
 
 

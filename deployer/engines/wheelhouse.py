@@ -17,7 +17,6 @@ interrupted download leaves no half wheelhouse (and the next one resumes the sav
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer import atomic
+from deployer.digests import sha256_file
 from deployer.engines.install import EnginePackage, exclusive, stream_command
 from deployer.events import EventBus, EventKind
 from deployer.settings import Settings
@@ -173,9 +173,5 @@ def prepare_wheelhouse(
 def _hash_wheels(folder: Path) -> list[tuple[str, int, str]]:
     wheels = []
     for path in sorted(folder.glob("*.whl")):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        wheels.append((path.name, path.stat().st_size, digest.hexdigest()))
+        wheels.append((path.name, path.stat().st_size, sha256_file(path)))
     return wheels

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployer.digests import sha256_file
 from deployer.errors import PermanentError, UnsafeModelError
 from deployer.events import EventBus
 from deployer.hub import remote, safety
@@ -26,7 +27,7 @@ from deployer.hub.lock import LockedFile, LockedModel
 from deployer.hub.remote import HubUnreachableError, RemoteFile, RemoteListing
 from deployer.hub.safetensors_header import parse_header, read_header
 from deployer.hub.signing import verify_signature
-from deployer.hub.store import ModelStore, git_blob_sha1, repo_key, sha256_file
+from deployer.hub.store import ModelStore, git_blob_sha1, repo_key
 from deployer.manifest.models import HuggingFaceModel
 from deployer.units import human_bytes
 

@@ -29,14 +29,6 @@ from deployer import atomic
 _CHUNK = 1 << 20
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def git_blob_sha1(path: Path) -> str:
     """The git object id of ``path``'s content (how the hub names a regular, non-LFS file)."""
     digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode(), usedforsecurity=False)

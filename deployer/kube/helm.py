@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer import runner
+from deployer.digests import sha256_file
 from deployer.errors import CommandError, NotFoundError
 from deployer.events import EventBus
 from deployer.settings import Settings
@@ -61,7 +62,7 @@ def find_helm(settings: Settings) -> Helm:
     ``./setup.sh``. Raises NotFoundError (with the install command) when neither is usable.
     """
     pinned = installed_path(settings)
-    if pinned.is_file() and _sha256(pinned) == HELM_SHA256:
+    if pinned.is_file() and sha256_file(pinned) == HELM_SHA256:
         return Helm(pinned, HELM_VERSION, "deployer")
     on_path = shutil.which("helm")
     if on_path is not None:
@@ -93,7 +94,7 @@ def install_helm(settings: Settings, events: EventBus, *, force: bool = False) -
     installed then).
     """
     target = installed_path(settings)
-    if not force and target.is_file() and _sha256(target) == HELM_SHA256:
+    if not force and target.is_file() and sha256_file(target) == HELM_SHA256:
         events.log(f"skip: helm {HELM_VERSION} already installed at {target}")
         return Helm(target, HELM_VERSION, "deployer")
     with tempfile.TemporaryDirectory(prefix="deployer-helm-") as tmp:
@@ -151,11 +152,3 @@ def _check(data: bytes, expected: str, what: str) -> None:
 def _accepted(version: str) -> bool:
     major, minor = (int(part) for part in version.split(".")[:2])
     return major == MAX_MAJOR and (major, minor) >= MIN_VERSION
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from deployer import atomic
-from deployer.hub.store import ModelStore, sha256_file
+from deployer.digests import sha256_file
+from deployer.hub.store import ModelStore
 from deployer.quantize.recipe import Recipe
 
 RECORD_NAME = ".deployer-quantize.json"

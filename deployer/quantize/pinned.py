@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployer.digests import sha256_file
 from deployer.errors import ManifestError, NotFoundError
-from deployer.hub.store import sha256_file
 from deployer.manifest.models import PinnedText
 
 DATA_DIR = Path(__file__).parent / "data"

@@ -303,7 +303,7 @@ def test_a_killed_fetch_resumes_and_ends_verified(tmp_path: Path, env: dict[str,
         snapshot = Path(resumed.stdout.split("snapshot: ")[1].strip())
         served = repo.resolve("main")
         assert served is not None
-        from deployer.hub.store import sha256_file
+        from deployer.digests import sha256_file
 
         assert sha256_file(snapshot / "model.safetensors") == (
             served.files["model.safetensors"].digest.sha256

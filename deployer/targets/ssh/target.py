@@ -20,7 +20,6 @@ Files on a host, under its ``host_root`` label (``/`` by default): ``opt/deploye
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import shlex
@@ -33,6 +32,7 @@ from typing import Any
 import httpx
 
 from deployer import runner, secrets
+from deployer.digests import sha256_file
 from deployer.engines.install import EnginePackage
 from deployer.engines.wheelhouse import Wheelhouse, prepare_wheelhouse
 from deployer.errors import (
@@ -635,14 +635,10 @@ def host_args(args: list[str]) -> list[str]:
 
 def file_hashes(folder: Path) -> list[dict[str, str]]:
     """``{path, sha256}`` for every file under ``folder``, by relative path."""
-    hashes = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        hashes.append({"path": str(path.relative_to(folder)), "sha256": digest.hexdigest()})
-    return hashes
+    return [
+        {"path": str(path.relative_to(folder)), "sha256": sha256_file(path)}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+    ]
 
 
 def _arg(args: list[str], option: str) -> str:

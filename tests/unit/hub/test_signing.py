@@ -12,11 +12,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
+from deployer.digests import sha256_file
 from deployer.errors import ManifestError, UnsafeModelError
 from deployer.hub.safety import select_files
 from deployer.hub.signing import verify_signature
 from deployer.hub.source import local_facts
-from deployer.hub.store import ModelStore, sha256_file
+from deployer.hub.store import ModelStore
 from deployer.manifest.models import LocalModel, SignatureSpec
 from tests.integration import hubrepos
 

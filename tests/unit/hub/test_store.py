@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.hub.store import ModelStore, git_blob_sha1, sha256_file
+from deployer.digests import sha256_file
+from deployer.hub.store import ModelStore, git_blob_sha1
 
 REPO = "acme/tiny"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
