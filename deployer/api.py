@@ -519,7 +519,7 @@ def _quantize_steps(
 
 def _provision_step(target: SshTarget, pipeline: Pipeline) -> None:
     """Provision the hosts that were never provisioned (their facts are what the plan uses)."""
-    missing = [name for name, facts in target.host_facts().items() if facts is None]
+    missing = target.unprovisioned()
     if not missing:
         pipeline.skip("provision", "every host's facts are recorded (deployer provision)")
         return
@@ -527,7 +527,7 @@ def _provision_step(target: SshTarget, pipeline: Pipeline) -> None:
         "provision",
         StepAction.CREATE,
         f"not provisioned yet: {', '.join(missing)}",
-        lambda: target.provision_missing(pipeline.events),
+        lambda: target.provision(missing, pipeline.events),
     )
 
 

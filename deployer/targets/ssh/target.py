@@ -52,7 +52,8 @@ from deployer.settings import Settings
 from deployer.targets.base import Endpoint
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
 from deployer.targets.ssh.inventory import Host, Inventory, load_inventory
-from deployer.targets.ssh.provision import GpuFacts, load_facts, playbooks_dir, provision
+from deployer.targets.ssh.provision import GpuFacts, load_facts, playbooks_dir
+from deployer.targets.ssh.provision import provision as run_provision
 
 DEPLOY_PLAYBOOK = "deploy.yml"
 DESTROY_PLAYBOOK = "destroy.yml"
@@ -133,16 +134,16 @@ class SshTarget:
         """What ``deployer provision`` recorded about each replica's host (None: nothing yet)."""
         return {r.name: load_facts(self.workdir, r.name, r.host) for r in self.replicas()}
 
-    def provision_missing(self, events: EventBus) -> list[str]:
-        """Provision the replicas' hosts that have no recorded facts; the hosts it ran on.
-        Raises the first failing host's error."""
-        missing = [name for name, facts in self.host_facts().items() if facts is None]
-        if missing:
-            result = provision(self.inventory, events=events, workdir=self.workdir, hosts=missing)
-            error = result.error()
-            if error is not None:
-                raise error
-        return missing
+    def unprovisioned(self) -> list[str]:
+        """The replicas' hosts that have no recorded facts (never provisioned)."""
+        return [name for name, facts in self.host_facts().items() if facts is None]
+
+    def provision(self, hosts: list[str], events: EventBus) -> None:
+        """Provision ``hosts`` (recording their facts); raises the first failing host's error."""
+        result = run_provision(self.inventory, events=events, workdir=self.workdir, hosts=hosts)
+        error = result.error()
+        if error is not None:
+            raise error
 
     def hardware(self) -> tuple[Device, Accelerator | None] | None:
         """The device and accelerator every replica's host has, from the recorded facts; None
