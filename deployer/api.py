@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deployer import credentials
+from deployer import credentials, inputs
 from deployer.engines.install import EnginePackage, default_package, detect_device, find_engine
 from deployer.errors import (
     DeployerError,
@@ -580,7 +579,7 @@ def _model_shape(
     locked = source.locked
     config_file = locked.file("config.json") if locked else None
     if locked is not None and config_file is not None and store.has_blob(config_file.sha256):
-        config = json.loads(store.blob_path(config_file.sha256).read_text())
+        config = inputs.read_json(store.blob_path(config_file.sha256), inputs.MODEL_CONFIG)
         headers = []
         for file in locked.files:
             if not file.path.endswith(".safetensors"):

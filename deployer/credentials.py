@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer import secrets
+from deployer import inputs, secrets
 from deployer.errors import ManifestError
 from deployer.manifest.models import SecretRef
 
@@ -45,12 +45,14 @@ def resolve_secret(ref: SecretRef, *, field: str, base_dir: Path) -> str:
     assert ref.file is not None
     path = (base_dir / Path(ref.file).expanduser()).resolve()
     try:
-        value = path.read_text().strip()
-    except OSError as exc:
+        value = inputs.read_text(path, inputs.SECRET).strip()
+    except FileNotFoundError:
         raise ManifestError(
-            f"{field}: cannot read {path}: {exc.strerror}",
+            f"{field}: cannot read {path}: no such file",
             hint="create the file (chmod 600) or fix the path",
-        ) from exc
+        ) from None
+    except ManifestError as exc:
+        raise ManifestError(f"{field}: cannot read {path}: {exc.reason}", hint=exc.hint) from None
     if not value:
         raise ManifestError(f"{field}: {path} is empty", hint="write the secret into the file")
     return secrets.register(value)

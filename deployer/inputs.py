@@ -120,7 +120,7 @@ def read_text(path: Path, kind: FileKind) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ManifestError(
-            f"not UTF-8 text (byte {exc.start + 1})",
+            "not UTF-8 text",
             location=f"{path}:{line}:1",
             hint=f"save the {kind.noun} as UTF-8",
         ) from None

@@ -12,7 +12,7 @@ import secrets as _secrets
 import threading
 from pathlib import Path
 
-from deployer import atomic
+from deployer import atomic, inputs
 
 MASK = "********"
 
@@ -57,4 +57,4 @@ def write_owner_only(path: Path, value: str) -> None:
 
 def read_owner_only(path: Path) -> str:
     """Read a secret written by :func:`write_owner_only` and register it for masking."""
-    return register(path.read_text().strip())
+    return register(inputs.read_text(path, inputs.SECRET).strip())

@@ -9,7 +9,6 @@ cached revision moves no bytes; with a lock it does not even contact the hub.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import threading
 import time
@@ -19,8 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployer import inputs
 from deployer.digests import sha256_file
-from deployer.errors import PermanentError, UnsafeModelError
+from deployer.errors import ManifestError, PermanentError, UnsafeModelError
 from deployer.events import EventBus
 from deployer.hub import remote, safety
 from deployer.hub.lock import LockedFile, LockedModel
@@ -371,8 +371,8 @@ class Fetcher:
         if sha is None:
             return
         try:
-            config = json.loads(self.store.blob_path(sha).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            config = inputs.read_json(self.store.blob_path(sha), inputs.MODEL_CONFIG)
+        except (OSError, ManifestError) as exc:
             raise PermanentError(
                 f"config.json of {self.model.repo} is not valid JSON: {exc}"
             ) from exc

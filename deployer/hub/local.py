@@ -8,10 +8,10 @@ unchanged ``apply`` stays fast; content hashes belong to the lockfile.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployer import inputs
 from deployer.errors import ManifestError, NotFoundError
 from deployer.hub import safety
 
@@ -47,9 +47,11 @@ def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModel
             hint="point spec.model.path at the folder that holds config.json",
         )
     try:
-        config = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{config_file} is not valid JSON: {exc}") from exc
+        config = inputs.read_json(config_file, inputs.MODEL_CONFIG)
+    except FileNotFoundError:
+        raise NotFoundError(f"{config_file} disappeared while it was read") from None
+    except ManifestError as exc:
+        raise ManifestError(f"{config_file} is not valid JSON: {exc.reason}") from None
 
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
         raise ManifestError(

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
-from deployer import atomic
+from deployer import atomic, inputs
 from deployer.errors import ManifestError
 
 SHA256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -68,28 +68,27 @@ def lock_path(manifest: Path) -> Path:
 
 def read_lock(path: Path) -> ModelLock | None:
     """The lock at ``path``, or None when there is none; ManifestError when it is invalid."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from deployer.manifest.yaml_reader import read_plain
 
+    hint = "regenerate it with: deployer lock --update MANIFEST"
     try:
-        text = path.read_text()
+        data = read_plain(path, inputs.LOCKFILE)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise ManifestError(f"cannot read {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
+    except ManifestError as exc:
         raise ManifestError(
-            f"{path}: not a valid deployer lockfile (not UTF-8 text)",
-            hint="regenerate it with: deployer lock --update MANIFEST",
-        ) from exc
+            f"not a valid deployer lockfile ({exc.reason})", location=exc.location, hint=hint
+        ) from None
     try:
-        data = YAML(typ="safe").load(text)
         return ModelLock.model_validate(data)
-    except (YAMLError, ValidationError) as exc:
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
         raise ManifestError(
-            f"{path}: not a valid deployer lockfile ({str(exc).splitlines()[0]})",
-            hint="regenerate it with: deployer lock --update MANIFEST",
-        ) from exc
+            f"not a valid deployer lockfile ({where}: {first['msg']})",
+            location=str(path),
+            hint=hint,
+        ) from None
 
 
 def write_lock(path: Path, lock: ModelLock, manifest: Path) -> None:

@@ -9,10 +9,21 @@ problem before raising.
 YAML is read as YAML 1.2 (ruamel's default), so ``on``, ``yes`` and ``no`` stay strings. Each
 document is ruamel's round-trip tree, which keeps the 0-based position of every key, value and
 list item (:func:`child_marks`, :func:`item_mark`); :func:`plain` turns it into plain Python.
+
+No input can make reading slow or deep (see :class:`_GuardedParser`): files come through
+:mod:`deployer.inputs` (regular files, bounded size); a document may hold at most
+:data:`MAX_NODES` nodes counting every alias as the subtree it stands for, so anchors and
+aliases cannot multiply ("billion laughs"), and nest at most :data:`MAX_DEPTH` levels; an alias
+of a node that contains it is refused; a ``%YAML`` directive other than 1.2 and ``%TAG``
+directives are refused; of YAML's own tags only ``!!str``, ``!!int``, ``!!float``, ``!!bool``,
+``!!null``, ``!!map`` and ``!!seq`` are accepted, and on a value they fit; an integer of more than
+:data:`MAX_INT_DIGITS` digits is refused. Each is one located error, found while parsing, before
+any tree is built, so the cost of reading is linear in the file's size.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +32,21 @@ from typing import Any, NamedTuple
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.docinfo import DocInfo, version
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    ScalarEvent,
+)
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
+from ruamel.yaml.parser import RoundTripParser
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from deployer import inputs
 from deployer.errors import ManifestError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -33,6 +54,27 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 SKIPPED_SUFFIXES = (".lock.yaml", ".lock.yml")
 
 SYNTAX_HINT = "check indentation and quoting near this line"
+
+#: Most nodes one document may hold, each alias counted as the subtree it repeats.
+MAX_NODES = 20_000
+#: Deepest nesting of mappings and lists in one document.
+MAX_DEPTH = 64
+#: Longest integer, in digits: 2**63 has 19.
+MAX_INT_DIGITS = 19
+
+_YAML_TAG = "tag:yaml.org,2002:"
+#: YAML's own tags a manifest may use, and the plain values each fits (YAML 1.2 core schema).
+_SCALAR_TAGS = {
+    "str": re.compile(r".*", re.DOTALL),
+    "int": re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"),
+    "float": re.compile(
+        r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)"
+    ),
+    "bool": re.compile(r"true|True|TRUE|false|False|FALSE"),
+    "null": re.compile(r"~|null|Null|NULL|"),
+}
+_COLLECTION_TAGS = ("map", "seq")
+_PLAIN_INT = re.compile(r"[-+]?[0-9][0-9_]*")
 
 
 class Mark(NamedTuple):
@@ -79,19 +121,54 @@ def manifest_files(paths: Sequence[Path], problems: list[ManifestError]) -> list
     return files
 
 
-def read_documents(path: Path) -> Iterator[Document | ManifestError]:
+def read_documents(
+    path: Path, kind: inputs.FileKind = inputs.MANIFEST
+) -> Iterator[Document | ManifestError]:
     """The file's non-empty documents, and its problems, in file order; nothing at all for a
     file that holds no document.
 
     A syntax error ends the file (the documents before it are kept); a construction error such
     as a duplicate key ends only its own document.
     """
-    text = _read_text(path)
-    if isinstance(text, ManifestError):
-        yield text
+    try:
+        text = inputs.read_text(path, kind)
+    except FileNotFoundError:
+        yield ManifestError(
+            "no such file",
+            location=str(path),
+            hint="check the path; relative paths start in the current folder",
+        )
         return
+    except ManifestError as exc:
+        yield exc
+        return
+    yield from _documents(path, text)
+
+
+def read_plain(path: Path, kind: inputs.FileKind) -> Any:
+    """The one document of a YAML file as plain Python (None for an empty file), read with the
+    same limits as manifests. Raises FileNotFoundError when nothing is there and the first
+    :class:`ManifestError` found otherwise (several documents are one)."""
+    text = inputs.read_text(path, kind)
+    documents = list(_documents(path, text))
+    for found in documents:
+        if isinstance(found, ManifestError):
+            raise found
+    if len(documents) > 1:
+        raise ManifestError(
+            f"{len(documents)} YAML documents in one {kind.noun}",
+            location=str(path),
+            hint=f"a {kind.noun} is one YAML document",
+        )
+    return plain(documents[0].tree) if documents else None  # type: ignore[union-attr]
+
+
+def _documents(path: Path, text: str) -> Iterator[Document | ManifestError]:
     index = 0
     yaml = YAML(typ="rt")
+    yaml.Parser = _GuardedParser
+    # What YAML.load_all does first: the scanner records a %YAML directive here.
+    yaml.doc_infos.append(DocInfo(requested_version=version(yaml.version)))
     # The constructor and composer are driven by hand (as YAML.load_all does) to keep each
     # document's node: it gives the start of any document, scalars included, and a document
     # whose construction fails can be reported without losing the ones after it.
@@ -105,7 +182,9 @@ def read_documents(path: Path) -> Iterator[Document | ManifestError]:
             node = constructor.composer.get_node()
             try:
                 tree = constructor.construct_document(node)
-            except MarkedYAMLError as exc:
+            except (YAMLError, ValueError, TypeError, OverflowError) as exc:
+                # A value no guard foresaw (the constructor's own checks): the document is lost,
+                # the ones after it are still read.
                 index += 1
                 yield _construction_problem(path, node, exc)
                 _reset(constructor)
@@ -113,10 +192,14 @@ def read_documents(path: Path) -> Iterator[Document | ManifestError]:
             if tree is not None:
                 yield Document(tree, Mark.of(node.start_mark), index)
                 index += 1
+    except _Refused as exc:
+        yield ManifestError(exc.problem, location=exc.mark.render(path), hint=exc.hint)
     except MarkedYAMLError as exc:
         yield _syntax_problem(path, exc)
     except ReaderError as exc:
         yield _reader_problem(path, text, exc)
+    except YAMLError as exc:
+        yield ManifestError(f"invalid YAML: {exc}", location=str(path), hint=SYNTAX_HINT)
     finally:
         parser.dispose()
 
@@ -182,6 +265,20 @@ def yaml_type(value: Any) -> str:
 
 
 def _files_at(path: Path, problems: list[ManifestError]) -> list[Path]:
+    try:
+        return _files_below(path, problems)
+    except OSError as exc:  # a name too long, a loop of symlinks, a folder that cannot be listed
+        problems.append(
+            ManifestError(
+                f"cannot read: {exc.strerror or exc}",
+                location=str(path),
+                hint="check the path; relative paths start in the current folder",
+            )
+        )
+        return []
+
+
+def _files_below(path: Path, problems: list[ManifestError]) -> list[Path]:
     if path.is_dir():
         found = sorted(f for f in path.rglob("*") if _is_manifest_file(f, path))
         if not found:
@@ -215,28 +312,6 @@ def _is_manifest_file(file: Path, folder: Path) -> bool:
     )
 
 
-def _read_text(path: Path) -> str | ManifestError:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        return ManifestError(
-            "not UTF-8 text", location=f"{path}:{line}:1", hint="save the manifest as UTF-8"
-        )
-    except PermissionError:
-        return ManifestError(
-            "cannot read: permission denied",
-            location=str(path),
-            hint="give the user deployer runs as read access to the file",
-        )
-    except OSError as exc:
-        return ManifestError(
-            f"cannot read: {exc.strerror or exc}",
-            location=str(path),
-            hint="check that the path is a readable file",
-        )
-
-
 # --- YAML problems -----------------------------------------------------------------------------
 
 
@@ -248,10 +323,164 @@ def _reset(constructor: Any) -> None:
     constructor.deep_construct = False
 
 
-def _construction_problem(path: Path, document: Node, exc: MarkedYAMLError) -> ManifestError:
+def _construction_problem(path: Path, document: Node, exc: Exception) -> ManifestError:
     if isinstance(exc, DuplicateKeyError):
         return _duplicate_key(path, document, exc)
-    return _syntax_problem(path, exc)
+    if isinstance(exc, MarkedYAMLError):
+        return _syntax_problem(path, exc)
+    return ManifestError(
+        f"invalid YAML: cannot read a value: {exc}",
+        location=Mark.of(document.start_mark).render(path),
+        hint=SYNTAX_HINT,
+    )
+
+
+class _Refused(Exception):
+    """Raised by the guard while parsing; becomes one ManifestError at ``mark``."""
+
+    def __init__(self, problem: str, mark: Any, hint: str):
+        super().__init__(problem)
+        self.problem = problem
+        self.mark = Mark.of(mark)
+        self.hint = hint
+
+
+class _GuardedParser(RoundTripParser):
+    """ruamel's round-trip parser, checking every event as the composer takes it: nesting depth,
+    the size of the document with aliases expanded, aliases inside their own anchor, directives,
+    tags and integer length. One pass, constant work per event; it raises :class:`_Refused`
+    before the composer (which recurses) gets deep or the constructor gets big."""
+
+    def __init__(self, loader: Any) -> None:
+        super().__init__(loader)
+        self._new_document()
+
+    def _new_document(self) -> None:
+        #: Per open collection: its anchor and how many nodes it holds so far (itself included).
+        self._open: list[tuple[str | None, int]] = []
+        #: Finished anchors and the nodes each stands for.
+        self._anchors: dict[str, int] = {}
+        self._nodes = 0
+
+    def get_event(self) -> Any:
+        event = super().get_event()
+        if isinstance(event, DocumentStartEvent):
+            self._new_document()
+            _check_directives(event)
+        elif isinstance(event, ScalarEvent):
+            _check_scalar(event)
+            if event.anchor is not None:
+                self._anchors[event.anchor] = 1
+            self._add(event, 1)
+        elif isinstance(event, AliasEvent):
+            self._add(event, self._alias_size(event))
+        elif isinstance(event, CollectionStartEvent):
+            _check_collection_tag(event)
+            if len(self._open) >= MAX_DEPTH:
+                raise _Refused(
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    event.start_mark,
+                    "a manifest nests a few levels; flatten this value",
+                )
+            self._add(event, 1, grow=False)  # its parent grows when it ends, by all it holds
+            self._open.append((event.anchor, 1))
+        elif isinstance(event, CollectionEndEvent) and self._open:
+            anchor, size = self._open.pop()
+            if anchor is not None:
+                self._anchors[anchor] = size
+            self._grow(size)
+        return event
+
+    def _alias_size(self, event: AliasEvent) -> int:
+        if any(anchor == event.anchor for anchor, _ in self._open):
+            raise _Refused(
+                f"alias *{event.anchor} is inside the node it refers to (a recursive structure)",
+                event.start_mark,
+                "an alias may repeat a finished node only; write the value out",
+            )
+        # An unknown alias is the composer's error, with its own message.
+        return self._anchors.get(event.anchor, 1)
+
+    def _add(self, event: Any, size: int, *, grow: bool = True) -> None:
+        """A node of ``size`` nodes (an alias: its anchor's) is added to the document's count
+        and, with ``grow``, to the open collection's."""
+        self._nodes += size
+        if grow:
+            self._grow(size)
+        if self._nodes > MAX_NODES:
+            raise _Refused(
+                f"more than {MAX_NODES:,} values with aliases expanded",
+                event.start_mark,
+                "anchors and aliases may repeat a value a few times, not multiply it; "
+                "write the values out",
+            )
+
+    def _grow(self, size: int) -> None:
+        if self._open:
+            anchor, inner = self._open[-1]
+            self._open[-1] = (anchor, inner + size)
+
+
+def _check_directives(event: DocumentStartEvent) -> None:
+    if event.version is not None and tuple(event.version) != (1, 2):
+        major, minor = event.version
+        raise _Refused(
+            f"%YAML {major}.{minor} directive: deployer reads YAML 1.2",
+            event.start_mark,
+            "remove the %YAML line (YAML 1.2 is the default)",
+        )
+    if event.tags:
+        raise _Refused(
+            "%TAG directives are not supported",
+            event.start_mark,
+            "remove the %TAG line; manifests are plain YAML without tags",
+        )
+
+
+def _check_scalar(event: ScalarEvent) -> None:
+    tag = event.tag
+    if tag is not None and tag != "!":
+        _check_own_tag(tag, event)
+        name = tag[len(_YAML_TAG) :]
+        if tag.startswith(_YAML_TAG) and not _SCALAR_TAGS[name].fullmatch(event.value):
+            raise _Refused(
+                f"!!{name} {event.value!r}: not a valid {name} value",
+                event.start_mark,
+                f"write a valid {name} after !!{name}, or drop the tag",
+            )
+    plain_scalar = event.style is None and tag is None
+    if (
+        (plain_scalar or tag == _YAML_TAG + "int")
+        and _PLAIN_INT.fullmatch(event.value)
+        and len(event.value.lstrip("+-").replace("_", "")) > MAX_INT_DIGITS
+    ):
+        raise _Refused(
+            f"integer {event.value[:12]}... has {len(event.value)} digits, more than deployer "
+            f"takes ({MAX_INT_DIGITS})",
+            event.start_mark,
+            "quote it if it is meant as text",
+        )
+
+
+def _check_collection_tag(event: CollectionStartEvent) -> None:
+    tag = event.tag
+    if tag is not None:
+        _check_own_tag(tag, event)
+
+
+def _check_own_tag(tag: str, event: Any) -> None:
+    """YAML's own tags beyond the plain ones (!!binary, !!timestamp, !!set, !!python/...) are
+    refused here; other tags (``!env``) are the loader's to refuse, with every location."""
+    if not tag.startswith(_YAML_TAG):
+        return
+    name = tag[len(_YAML_TAG) :]
+    allowed = _COLLECTION_TAGS if isinstance(event, CollectionStartEvent) else _SCALAR_TAGS
+    if name not in allowed:
+        raise _Refused(
+            f"unsupported YAML tag '!!{name}'",
+            event.start_mark,
+            "manifests are plain YAML; secrets are written as {env: NAME} or {file: PATH}",
+        )
 
 
 def _reader_problem(path: Path, text: str, exc: ReaderError) -> ManifestError:

@@ -20,13 +20,13 @@ key raises :class:`PlanError` naming it.
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from deployer.errors import PlanError
+from deployer import inputs
+from deployer.errors import ManifestError, PlanError
 from deployer.hub.safetensors_header import SafetensorsHeader, read_header
 from deployer.hub.safety import needs_remote_code
 
@@ -199,14 +199,16 @@ def facts_from_folder(folder: Path) -> ModelFacts:
     """
     config_path = folder / "config.json"
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = inputs.read_json(config_path, inputs.MODEL_CONFIG)
     except FileNotFoundError:
         raise PlanError(
             f"{folder} has no config.json",
             hint="a model folder holds the transformers config.json beside its weights",
         ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise PlanError(f"{config_path} cannot be read as JSON: {exc}", hint=_CONFIG_HINT) from None
+    except ManifestError as exc:
+        raise PlanError(
+            f"{config_path} cannot be read as JSON: {exc.reason}", hint=_CONFIG_HINT
+        ) from None
     if not isinstance(config, dict):
         raise PlanError(f"{config_path} is not a JSON object", hint=_CONFIG_HINT)
     headers = [read_header(path) for path in _weight_files(folder)]

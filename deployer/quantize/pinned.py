@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployer import inputs
 from deployer.digests import sha256_file
 from deployer.errors import ManifestError, NotFoundError
 from deployer.manifest.models import PinnedText
@@ -65,11 +66,15 @@ def resolve(
     file, pinned_sha256 = pinned.file or "", pinned.sha256 or ""
     path = Path(file).expanduser()
     path = path if path.is_absolute() else base_dir / path
-    if not path.is_file():
+    try:
+        inputs.check_file(path, inputs.TEXT)
+    except FileNotFoundError:
         raise NotFoundError(
             f"{field}.file: {path} does not exist",
             hint="paths are relative to the manifest's folder",
-        )
+        ) from None
+    except ManifestError as exc:
+        raise ManifestError(f"{field}.file: {exc.message}", hint=exc.hint) from None
     actual = sha256_file(path)
     if actual != pinned_sha256:
         raise ManifestError(
