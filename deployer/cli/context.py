@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from deployer.errors import DeployerError, ManifestError
+from deployer.secrets import mask
 from deployer.settings import Settings
 
 T = TypeVar("T")
@@ -46,39 +47,64 @@ def boundary() -> Iterator[None]:
     """The one place errors become exit codes and one-line messages.
 
     A :class:`DeployerError` prints ``error: ...`` (plus ``hint: ...`` and details) and exits
-    with its code; with ``--debug`` the traceback follows. Any other exception is a bug: say so.
+    with its code; with ``--debug`` the traceback follows. An :class:`OSError` that reached here
+    is the environment's (a full disk, a file that cannot be read): one ``error:`` line, exit 1.
+    Any other exception is a bug: say so, exit 70. Everything printed, the traceback included,
+    passes through :func:`deployer.secrets.mask`, so a secret echoed into an error (a hub that
+    repeats the request's headers) is never shown.
     """
     try:
         yield
     except DeployerError as exc:
-        err = STATE.err
         # A file with several problems shows each with its own hint (a misspelt key's "did you
         # mean" is often the second problem, after the missing field it stands for).
         problems: list[DeployerError] = (
             list(exc.problems) if isinstance(exc, ManifestError) else [exc]
         )
         for problem in problems:
-            err.print(f"[bold red]error:[/] {escape(problem.message)}", markup=True, soft_wrap=True)
+            _say(f"[bold red]error:[/] {_clean(problem.message)}")
             if problem.details:
-                err.print(problem.details, markup=False, soft_wrap=True)
+                STATE.err.print(mask(problem.details), markup=False, soft_wrap=True)
             if problem.hint:
-                err.print(f"[yellow]hint:[/] {escape(problem.hint)}", markup=True, soft_wrap=True)
-        if STATE.debug:
-            traceback.print_exc()
+                _say(f"[yellow]hint:[/] {_clean(problem.hint)}")
+        _debug_traceback()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         STATE.err.print("interrupted; run the same command again to resume")
         sys.exit(130)
+    except OSError as exc:
+        _debug_traceback()
+        reason = exc.strerror or str(exc)
+        text = f"{exc.filename}: {reason}" if exc.filename else reason
+        _say(f"[bold red]error:[/] {_clean(text)}")
+        _say(
+            "[yellow]hint:[/] check the file or folder named and its permissions; "
+            "--debug shows where it happened"
+        )
+        sys.exit(1)
     except Exception as exc:
-        if STATE.debug:
-            traceback.print_exc()
-        STATE.err.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-            "This is a bug in deployer. Run again with --debug for the traceback and report it.",
-            markup=True,
-            soft_wrap=True,
+        _debug_traceback()
+        _say(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {_clean(str(exc))}\n"
+            "This is a bug in deployer. Run again with --debug for the traceback and report it."
         )
         sys.exit(70)
+
+
+def _clean(text: str) -> str:
+    """``text`` with secrets masked, safe inside rich markup."""
+    return escape(mask(text))
+
+
+def _say(markup: str) -> None:
+    STATE.err.print(markup, markup=True, soft_wrap=True)
+
+
+def _debug_traceback() -> None:
+    """With ``--debug``, the current exception's traceback on stderr, secrets masked."""
+    if STATE.debug:
+        sys.stderr.write(mask(traceback.format_exc()))
+        sys.stderr.flush()
 
 
 def guarded(fn: Callable[[], T]) -> T:

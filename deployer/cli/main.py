@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from deployer import __version__
-from deployer.cli.context import STATE
+from deployer.cli.context import STATE, boundary
 
 app = typer.Typer(
     name="deployer",
@@ -58,5 +58,8 @@ def _register() -> None:
 
 
 def main() -> None:
+    """Every command runs inside the one error boundary: whatever a command lets escape, no
+    traceback reaches a user without ``--debug``."""
     _register()
-    app()
+    with boundary():
+        app()

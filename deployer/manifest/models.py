@@ -7,10 +7,12 @@ model's ``source``, the target's ``kind``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ByteSize,
     ConfigDict,
@@ -27,6 +29,55 @@ KIND = "ModelDeployment"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: A hub revision: a branch, tag or commit ('main', 'v1.0', 'refs/pr/1', 40 hex digits).
+REVISION = r"^[A-Za-z0-9_][A-Za-z0-9._+-]*(/[A-Za-z0-9_][A-Za-z0-9._+-]*)*$"
+#: A release number: digits first, then letters, digits, '.', '+' and '-' (0.32.0, 0.9.2rc1).
+VERSION = r"^[0-9][0-9A-Za-z.+!_-]*$"
+#: A DNS host name (RFC 1123): labels of letters, digits and '-', dot-separated.
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+#: Longest path deployer takes, and longest name in it (Linux's PATH_MAX and NAME_MAX).
+PATH_MAX = 4096
+NAME_MAX = 255
+
+
+def _path_text(value: str) -> str:
+    """A path as a manifest may write it: every later use (open, stat, a folder name) can take
+    it. Checked at load, so that ``plan`` never meets what ``validate`` let through."""
+    if not value:
+        raise ValueError("a path cannot be empty")
+    if "\0" in value:
+        raise ValueError("a path cannot hold a NUL character")
+    if len(value.encode()) > PATH_MAX:
+        raise ValueError(f"path is longer than {PATH_MAX} bytes")
+    for part in value.split("/"):
+        if len(part.encode()) > NAME_MAX:
+            raise ValueError(
+                f"path component {part[:24]}... is longer than {NAME_MAX} bytes, the most a "
+                "file name can have"
+            )
+    return value
+
+
+def _host(value: str) -> str:
+    """An IP address or a DNS host name."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if len(value) > 253 or not _HOST_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an IP address or a host name (letters, digits, '-' and '.')"
+        )
+    return value
+
+
+#: A path written in a manifest.
+PathText = Annotated[str, AfterValidator(_path_text)]
+#: An address to bind or reach: an IP address or a host name.
+HostText = Annotated[str, AfterValidator(_host)]
+#: Short free text that ends up in requests and reports (names, titles).
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class Spec(BaseModel):
@@ -38,6 +89,8 @@ class Spec(BaseModel):
         populate_by_name=True,
         frozen=True,
         use_attribute_docstrings=True,
+        # .inf and .nan are never a size, a price or a fraction.
+        allow_inf_nan=False,
     )
 
 
@@ -46,7 +99,7 @@ class SecretRef(Spec):
 
     env: Annotated[str, StringConstraints(pattern=ENV_NAME)] | None = None
     """Name of an environment variable that holds the secret."""
-    file: str | None = None
+    file: PathText | None = None
     """Path of a file whose content (stripped) is the secret."""
 
     @model_validator(mode="after")
@@ -77,13 +130,13 @@ class SignatureSpec(Spec):
     method: Literal["key", "certificate"]
     """'key': an elliptic-curve key pair (give publicKey); 'certificate': a signing certificate
     checked against a certificate chain (give certificateChain)."""
-    public_key: str | None = None
+    public_key: PathText | None = None
     """For method key: path of the publisher's PEM public key. Relative paths are relative to
     the manifest's file."""
-    certificate_chain: list[str] | None = None
+    certificate_chain: Annotated[list[PathText], Field(max_length=64)] | None = None
     """For method certificate: PEM files of the chain up to the root the signing certificate
     must lead to. Relative paths are relative to the manifest's file."""
-    signature_file: str = "model.sig"
+    signature_file: PathText = "model.sig"
     """Path of the signature inside the repository (or the folder), e.g. 'model.sig'."""
 
     @model_validator(mode="after")
@@ -127,9 +180,9 @@ class HuggingFaceModel(Spec):
     source: Literal["huggingface"]
     repo: Annotated[str, StringConstraints(pattern=REPO_ID)]
     """Repository id on the hub, 'org/name'."""
-    revision: str = "main"
+    revision: Annotated[str, StringConstraints(max_length=255, pattern=REVISION)] = "main"
     """Branch, tag or 40-hex commit; the lockfile pins it to a commit."""
-    endpoint: str | None = None
+    endpoint: Annotated[str, StringConstraints(max_length=2048)] | None = None
     """A hub mirror's base URL (default: HF_ENDPOINT, then the public hub)."""
     token: SecretRef | None = None
     """Hub token, as a reference to an environment variable or a file."""
@@ -153,7 +206,7 @@ class LocalModel(Spec):
     """Weights already on disk where the engine runs."""
 
     source: Literal["local"]
-    path: str
+    path: PathText
     """A folder with config.json, the tokenizer and safetensors weights. Relative paths are
     relative to the manifest's file; '~' and ${VARS} are expanded."""
     trust_remote_code: bool = False
@@ -177,7 +230,7 @@ class PinnedText(Spec):
     """A text file deployer reads, pinned by its sha256: a file next to the manifest, or a set
     shipped with deployer (by name)."""
 
-    file: str | None = None
+    file: PathText | None = None
     """Path of the file; relative paths are relative to the manifest's file."""
     builtin: str | None = None
     """Name of a text shipped with deployer (calibration: 'chat-v1'; evaluation: 'en-v1')."""
@@ -318,32 +371,32 @@ class ServingSpec(Spec):
 
     engine: Literal["vllm"] = "vllm"
     """The serving engine; only 'vllm' for now."""
-    version: str | None = None
+    version: Annotated[str, StringConstraints(max_length=64, pattern=VERSION)] | None = None
     """Engine package version; default: the version this deployer release is tested with."""
-    served_model_name: str | None = None
+    served_model_name: Name | None = None
     """The model name clients send; default: metadata.name."""
-    max_model_len: Annotated[int, Field(ge=16)] | None = None
+    max_model_len: Annotated[int, Field(ge=16, le=2**24)] | None = None
     """Context length in tokens (prompt plus output)."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Weights and activations type; 'auto' takes the model config's."""
-    tensor_parallel_size: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    tensor_parallel_size: Annotated[int, Field(ge=1, le=512)] | Literal["auto"] = "auto"
     """GPUs to shard the model over (at least 1), or 'auto' (the planner decides)."""
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = None
     """Fraction of each GPU's memory the engine may use (vLLM default 0.9)."""
-    kv_cache_memory: ByteSize | None = None
+    kv_cache_memory: Annotated[ByteSize, Field(ge=1, le=2**50)] | None = None
     """KV-cache size, e.g. '1GiB'. Required by the CPU build; on GPUs it overrides the
     utilization-based budget."""
-    max_num_seqs: Annotated[int, Field(ge=1)] | None = None
+    max_num_seqs: Annotated[int, Field(ge=1, le=2**20)] | None = None
     """Most sequences the engine runs in one batch."""
     runner: Literal["auto", "generate", "pooling"] = "auto"
     """'pooling' serves embeddings on /v1/embeddings."""
-    host: str = "127.0.0.1"
+    host: HostText = "127.0.0.1"
     """Address the engine binds to; loopback unless you mean to expose it."""
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     """Port to serve on; default: a free port, kept across applies."""
     api_key: SecretRef | None = None
     """The engine's API key; default: deployer generates one and keeps it owner-only."""
-    startup_timeout_seconds: Annotated[int, Field(ge=1)] = 900
+    startup_timeout_seconds: Annotated[int, Field(ge=1, le=86_400)] = 900
     """Seconds the engine may take to load the model and answer /health."""
     args: dict[str, ArgValue] = Field(default_factory=dict)
     """Other engine flags, passed through: {enable-prefix-caching: true} becomes
@@ -373,9 +426,9 @@ class ResourcesSpec(Spec):
 
     accelerator: str = "auto"
     """'cpu', an accelerator name such as H100-80GB or L40S, or 'auto' (what the target has)."""
-    count: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    count: Annotated[int, Field(ge=1, le=512)] | Literal["auto"] = "auto"
     """Accelerators per replica; 'auto' lets the planner choose."""
-    hourly_price: Annotated[float, Field(ge=0)] | None = None
+    hourly_price: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
     """Price of one accelerator per hour in USD, for the plan's cost; default: deployer's
     catalog price (an on-demand list price, an assumption)."""
 
@@ -393,13 +446,13 @@ class SshTarget(Spec):
     """Hosts reached over SSH, from an inventory."""
 
     kind: Literal["ssh"]
-    inventory: str
+    inventory: PathText
     """Path of an inventory file (deployer's YAML or an Ansible inventory)."""
     hosts: list[str] | None = None
     """Inventory host names to deploy to; not with 'group'."""
     group: str | None = None
     """An inventory group to deploy to; not with 'hosts'."""
-    replicas: Annotated[int, Field(ge=1)] = 1
+    replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     """Engine instances to run, at least 1."""
 
     @model_validator(mode="after")
@@ -417,7 +470,7 @@ class KubernetesTarget(Spec):
     """kubeconfig context (default: the current one)."""
     namespace: Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)] = "default"
     """Namespace to deploy into: a DNS-1123 label."""
-    replicas: Annotated[int, Field(ge=1)] = 1
+    replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     """Pods serving the model, at least 1."""
 
 
@@ -437,7 +490,7 @@ class Expectation(Spec):
     """A regular expression the answer must match (re.search)."""
     json_schema: dict[str, object] | None = None
     """The answer must be JSON valid against this schema."""
-    dimensions: Annotated[int, Field(ge=1)] | None = None
+    dimensions: Annotated[int, Field(ge=1, le=2**20)] | None = None
     """For embeddings: the vector's length."""
 
     @field_validator("regex")
@@ -479,9 +532,9 @@ class SmokeCheck(Spec):
     """An optional system message for chat checks."""
     expect: Expectation = Field(default_factory=Expectation)
     """What the answer must show."""
-    max_latency_ms: Annotated[int, Field(ge=1)] | None = None
+    max_latency_ms: Annotated[int, Field(ge=1, le=3_600_000)] | None = None
     """Longest the request may take, in milliseconds."""
-    max_tokens: Annotated[int, Field(ge=1)] = 64
+    max_tokens: Annotated[int, Field(ge=1, le=2**20)] = 64
     """Most tokens the engine may generate for the answer."""
 
     @model_validator(mode="after")
