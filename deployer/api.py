@@ -55,7 +55,7 @@ from deployer.planner.plan import Device
 from deployer.quantize import run as quantize_run
 from deployer.quantize.artifact import QuantizeRecord
 from deployer.quantize.run import QuantizeJob
-from deployer.settings import Settings
+from deployer.settings import Settings, check_name
 from deployer.smoke import SmokeReport, run_checks
 from deployer.state import (
     DeploymentRecord,
@@ -153,12 +153,33 @@ def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
                 RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
             )
             store.finish_run(run.id, status, str(exc) or type(exc).__name__)
+            _record_failed_first(store, loaded, target.kind, exc)
             raise
         store.finish_run(run.id, RunStatus.SUCCEEDED)
         events.emit(EventKind.RUN_FINISHED, f"apply {name}: done", run_id=run.id)
         return result
     finally:
         store.close()
+
+
+def _record_failed_first(
+    store: StateStore, loaded: LoadedManifest, kind: str, error: BaseException
+) -> None:
+    """A first apply that failed leaves a FAILED deployment, never a generated key or folder for
+    a deployment that ``status`` and ``destroy`` do not know: ``status`` shows why, a retry
+    keeps the same key, ``destroy`` removes it. A deployment already recorded keeps its own
+    record (its failure is the run's)."""
+    name = loaded.deployment.name
+    record = store.get_deployment(name)
+    if record is not None and record.status != DeploymentStatus.DESTROYED:
+        return
+    store.upsert_deployment(
+        name,
+        target_kind=kind,
+        status=DeploymentStatus.FAILED,
+        manifest_path=str(loaded.path),
+        message=f"first apply failed: {str(error) or type(error).__name__}",
+    )
 
 
 def _apply(
@@ -762,6 +783,8 @@ def _manifest_digest(loaded: LoadedManifest) -> str:
 
 def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
     """Recorded deployments with live facts from their targets; ``name`` narrows to one."""
+    if name is not None:
+        check_name(name)
     store = _store(settings)
     try:
         records = [_get(store, name)] if name else store.list_deployments()
@@ -809,6 +832,7 @@ def history(
     settings: Settings, name: str, limit: int = 10
 ) -> list[tuple[RunRecord, list[StepRecord]]]:
     """The latest runs of ``name`` with their steps, newest first."""
+    check_name(name)
     store = _store(settings)
     try:
         _get(store, name)
@@ -824,6 +848,7 @@ def smoke(
 
     Records the outcome as the deployment's health; raises SmokeFailedError when a check fails.
     """
+    check_name(name)
     store = _store(settings)
     try:
         record = _get(store, name)
@@ -888,6 +913,7 @@ def destroy(name: str, settings: Settings, events: EventBus) -> bool:
     Raises NotFoundError for a name deployer never deployed; returns False when it was already
     stopped.
     """
+    check_name(name)
     store = _store(settings)
     try:
         record = _get(store, name)
@@ -921,7 +947,8 @@ def logs(
     host: str | None = None,
 ) -> Iterator[str]:
     """The engine's log lines; on ssh targets every replica's (or ``host``'s), each line
-    prefixed with its host when there are several."""
+    prefixed with its host when there are several. Reads only: creates nothing."""
+    check_name(name)
     store = _store(settings)
     try:
         record = store.get_deployment(name)
@@ -949,6 +976,7 @@ def logs(
 
 def api_key(name: str, settings: Settings) -> str:
     """The generated API key of ``name``; NotFoundError when it has none."""
+    check_name(name)
     key = credentials.stored_api_key(settings.deployment_dir(name))
     if key is None:
         raise NotFoundError(
@@ -1117,12 +1145,12 @@ def _apply_kubernetes(loaded: LoadedManifest, settings: Settings, events: EventB
     rendered = kube_render.render(request, helm)
     target = KubernetesTarget(spec, helm)
     target.check_reachable()
+    hub_token = _hub_token(loaded)
     key = credentials.api_key(
         deployment.spec.serving.api_key,
         key_dir=settings.deployment_dir(name),
         base_dir=loaded.base_dir,
     )
-    hub_token = _hub_token(loaded)
     values = request.values
     release = Release(
         name=name,
@@ -1196,6 +1224,7 @@ def _apply_kubernetes(loaded: LoadedManifest, settings: Settings, events: EventB
                 pipeline.skip("smoke", "no smoke checks declared")
         except BaseException as exc:
             store.finish_run(run.id, RunStatus.FAILED, str(exc) or type(exc).__name__)
+            _record_failed_first(store, loaded, "kubernetes", exc)
             raise
         healthy = report is None or report.passed
         store.set_status(

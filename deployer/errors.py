@@ -64,6 +64,11 @@ class ManifestError(PermanentError):
         self.problems: list[ManifestError] = problems or [self]
 
 
+class InvalidNameError(PermanentError):
+    """A name given on the command line cannot be a deployment's (it is checked before any
+    path, query or host is built from it)."""
+
+
 class PlanError(PermanentError):
     """The request cannot be satisfied as written (does not fit, unsupported combination)."""
 

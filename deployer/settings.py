@@ -10,8 +10,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from deployer.errors import InvalidNameError
+
+#: A deployment's name: a DNS-1123 label, as the manifest's metadata.name must be.
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,22 @@ class Settings:
         return self.home / "deployments"
 
     def deployment_dir(self, name: str) -> Path:
-        return self.deployments_dir / name
+        """The deployment's own folder (not created). Raises :class:`InvalidNameError` for a
+        name that is not a deployment name, so no path outside ``deployments_dir`` is built."""
+        return self.deployments_dir / check_name(name)
+
+
+def check_name(name: str) -> str:
+    """``name`` when it can be a deployment's: a DNS-1123 label (lower-case letters, digits and
+    '-', at most 63 characters). Raises :class:`InvalidNameError` otherwise."""
+    if not _NAME.fullmatch(name):
+        shown = name if len(name) <= 70 else name[:64] + "..."
+        raise InvalidNameError(
+            f"{shown!r} is not a deployment name: lower-case letters, digits and '-', at most "
+            "63 characters, starting and ending with a letter or digit",
+            hint="deployer status lists the deployments by name",
+        )
+    return name
 
 
 def default_cache_dir() -> Path:

@@ -12,6 +12,7 @@ Each deployment has a runtime folder, ``<home>/deployments/<name>/``:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -61,7 +62,7 @@ class LocalTarget:
         if runtime is None:
             return Observed(running=False)
         supervisor = _process(runtime["supervisor_pid"], runtime["supervisor_create_time"])
-        state = _read_json(self._dir(name) / SUPERVISOR) or {}
+        state = _read_json(self._folder(name) / SUPERVISOR) or {}
         engine_pid = state.get("engine_pid")
         engine = _process(engine_pid) if engine_pid else None
         running = supervisor is not None and engine is not None
@@ -95,7 +96,7 @@ class LocalTarget:
         return Endpoint(
             base_url=runtime["endpoint"],
             health_url=runtime["health_url"],
-            api_key=credentials.stored_api_key(self._dir(name)),
+            api_key=credentials.stored_api_key(self._folder(name)),
         )
 
     # --- changes -------------------------------------------------------------------------------
@@ -206,13 +207,15 @@ class LocalTarget:
         return existed
 
     def logs(self, name: str, lines: int, follow: bool) -> Iterator[str]:
-        path = self._dir(name) / ENGINE_LOG
+        """The last ``lines`` lines of the engine's log, then (with ``follow``) new ones as they
+        come. Reads only: creates nothing, keeps at most ``lines`` lines in memory."""
+        path = self._folder(name) / ENGINE_LOG
         if not path.is_file():
             raise NotFoundError(
                 f"no engine log for {name}", hint="deployer status lists deployments"
             )
         with path.open(errors="replace") as handle:
-            for line in handle.readlines()[-lines:] if lines > 0 else []:
+            for line in collections.deque(handle, maxlen=lines) if lines > 0 else []:
                 yield secrets.mask(line.rstrip("\n"))
             while follow:
                 line = handle.readline()
@@ -224,9 +227,14 @@ class LocalTarget:
     # --- internals -----------------------------------------------------------------------------
 
     def _dir(self, name: str) -> Path:
-        folder = self.settings.deployment_dir(name)
+        """The deployment's folder, created (0700) when missing: for the paths that write."""
+        folder = self._folder(name)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return folder
+
+    def _folder(self, name: str) -> Path:
+        """The deployment's folder, whether or not it exists: for the paths that only read."""
+        return self.settings.deployment_dir(name)
 
     def _runtime(self, name: str) -> dict[str, Any] | None:
         return _read_json(self.settings.deployment_dir(name) / RUNTIME)
