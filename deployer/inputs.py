@@ -11,6 +11,7 @@ with a hint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -87,6 +88,9 @@ def read_bytes(path: Path, kind: FileKind) -> bytes:
     except FileNotFoundError:
         raise
     except OSError as exc:
+        # A socket cannot be opened at all (ENXIO): say what it is, as for a pipe or a device.
+        with contextlib.suppress(OSError):
+            _check_type(path, kind, path.stat().st_mode)
         raise _os_problem(path, kind, exc) from None
     try:
         info = os.fstat(fd)
@@ -195,8 +199,6 @@ def _os_problem(path: Path, kind: FileKind, exc: OSError) -> ManifestError:
     reason = exc.strerror or str(exc)
     if isinstance(exc, PermissionError):
         hint = "give the user deployer runs as read access to the file"
-    elif exc.errno == getattr(os, "ENXIO", None):
-        reason, hint = "is a socket or a device without a reader", "give a regular file's path"
     else:
         hint = f"check that the path is a readable {kind.noun}"
     return ManifestError(f"cannot read: {reason}", location=str(path), hint=hint)
