@@ -5,6 +5,8 @@ Contracts that hold for every method:
 - Every write is its own short transaction, committed before the method returns. A deployer
   killed at any moment leaves a database that opens and reads; the next :meth:`StateStore.start_run`
   of that deployment marks the dead process's run INTERRUPTED, so state converges.
+- A store refuses a database that is not deployer's (see :mod:`deployer.state.schema`) and leaves
+  it untouched.
 - Every string written passes through :func:`deployer.secrets.mask`: a registered secret never
   reaches the database, not even in an error text or an event's data.
 - A store may be shared by threads: calls are serialised by a lock, each on its own connection.
@@ -29,8 +31,8 @@ from sqlalchemy import Connection, Insert, Row, exc, insert, select, update
 from deployer.errors import ConcurrentRunError, NotFoundError, StateError
 from deployer.events import Event
 from deployer.secrets import mask
-from deployer.state import tables
-from deployer.state.database import open_database, state_error
+from deployer.state import schema, tables
+from deployer.state.database import open_database, open_readonly_database, state_error, use_wal
 from deployer.state.records import (
     DeploymentRecord,
     DeploymentStatus,
@@ -52,19 +54,27 @@ class StateStore:
     """Deployments and their history in a SQLAlchemy database (SQLite by default)."""
 
     def __init__(self, url: str) -> None:
-        """Open (and create when missing) the database at ``url``, any SQLAlchemy URL.
+        """Open (and create when missing) the database at ``url``, any SQLAlchemy URL, to write.
 
-        For SQLite the file's folder is created (0700) and the tables are created if missing;
-        opening the same file again, from this process or another, is safe. A file that is not
-        a state database, an unwritable folder or a database written by a newer deployer raises
-        :class:`StateError`. The file is never modified unless it opens as a database.
+        For SQLite the file's folder is created (0700), the file too (0600), and the tables are
+        created if missing; opening the same file again, from this process or another, is safe.
+        An empty database becomes deployer's; a deployer database from an older version is
+        adopted and migrated in place, keeping its rows.
+
+        Raises :class:`StateError` for a file that is not a SQLite database, a database that
+        holds other tables (it is left byte for byte as it was: a SQLite file is inspected
+        through a read-only connection first), an unwritable folder, or a database written by a
+        newer deployer.
         """
-        self._db = open_database(url)
+        _refuse_foreign_file(url)
+        db = open_database(url)
+        self._db = db
         self._lock = threading.RLock()
         try:
-            self._create_schema()
+            self._prepare_schema()
+            use_wal(db)
         except BaseException:
-            self._db.reader.dispose()
+            db.reader.dispose()
             raise
 
     def close(self) -> None:
@@ -307,23 +317,11 @@ class StateStore:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _create_schema(self) -> None:
-        meta = tables.meta
+    def _prepare_schema(self) -> None:
         with self._write("open it") as conn:
-            tables.metadata.create_all(conn)
-            version = conn.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version")
-            ).scalar_one_or_none()
-            if version is None:
-                conn.execute(
-                    insert(meta).values(key="schema_version", value=str(tables.SCHEMA_VERSION))
-                )
-            elif not version.isdigit() or int(version) > tables.SCHEMA_VERSION:
-                raise StateError(
-                    f"state database {self._db.label} has schema version {version}; this "
-                    f"deployer knows version {tables.SCHEMA_VERSION} and older",
-                    hint="upgrade deployer, or use another --home / --state-url",
-                )
+            found = schema.inspect_database(conn)
+            schema.check_usable(found, self._db.label)
+            schema.prepare(conn, found)
 
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
@@ -342,6 +340,30 @@ class StateStore:
             yield
         except exc.SQLAlchemyError as error:
             raise state_error(self._db, mask(doing), error) from error
+
+
+def _refuse_foreign_file(url: str) -> None:
+    """Raise :class:`StateError` if ``url`` is an existing SQLite file that is not deployer's.
+
+    Looks through a read-only connection, before anything opens the file to write: a foreign
+    file stays byte for byte as it was, with no ``-wal``/``-shm`` beside it. A missing file, a
+    deployer one and an empty one pass; other databases are checked by the writer's own
+    transaction instead.
+    """
+    db = open_readonly_database(url)
+    if db is None:
+        return
+    try:
+        if db.path is None:
+            return
+        try:
+            with db.reader.connect() as conn:
+                found = schema.inspect_database(conn)
+        except exc.SQLAlchemyError as error:
+            raise state_error(db, "open it", error) from error
+        schema.check_usable(found, db.label)
+    finally:
+        db.reader.dispose()
 
 
 def _now() -> datetime:
