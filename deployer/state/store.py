@@ -6,7 +6,8 @@ Contracts that hold for every method:
   killed at any moment leaves a database that opens and reads; the next :meth:`StateStore.start_run`
   of that deployment marks the dead process's run INTERRUPTED, so state converges.
 - A store refuses a database that is not deployer's (see :mod:`deployer.state.schema`) and leaves
-  it untouched.
+  it untouched. :meth:`StateStore.open_existing` opens one for reading only: it creates nothing
+  and writes nothing, and its write methods raise :class:`StateError`.
 - Every string written passes through :func:`deployer.secrets.mask`: a registered secret never
   reaches the database, not even in an error text or an event's data.
 - A store may be shared by threads: calls are serialised by a lock, each on its own connection.
@@ -26,13 +27,19 @@ from types import TracebackType
 from typing import Any
 
 import psutil
-from sqlalchemy import Connection, Insert, Row, exc, insert, select, update
+from sqlalchemy import Connection, Insert, Row, Select, Table, exc, insert, select, update
 
 from deployer.errors import ConcurrentRunError, NotFoundError, StateError
 from deployer.events import Event
 from deployer.secrets import mask
 from deployer.state import schema, tables
-from deployer.state.database import open_database, open_readonly_database, state_error, use_wal
+from deployer.state.database import (
+    Database,
+    open_database,
+    open_readonly_database,
+    state_error,
+    use_wal,
+)
 from deployer.state.records import (
     DeploymentRecord,
     DeploymentStatus,
@@ -68,14 +75,50 @@ class StateStore:
         """
         _refuse_foreign_file(url)
         db = open_database(url)
-        self._db = db
-        self._lock = threading.RLock()
+        self._attach(db, {})
         try:
             self._prepare_schema()
             use_wal(db)
         except BaseException:
             db.reader.dispose()
             raise
+
+    @classmethod
+    def open_existing(cls, url: str) -> StateStore | None:
+        """Open the database at ``url`` for reading only, or None when there is nothing to read.
+
+        Never creates a folder, a file, a table or a SQLite ``-wal``/``-shm`` file, and never
+        writes: a SQLite file is opened ``mode=ro`` (or ``immutable=1``, a snapshot of the main
+        file, when its folder or ``-shm`` is read-only), so a file or folder the user may only
+        read is fine. None when the SQLite file or its folder does not exist, for an in-memory
+        URL, and for a database without tables. A deployer database from an older version is
+        read as it is (not migrated). The store's write methods raise :class:`StateError`.
+
+        Raises :class:`StateError` as :class:`StateStore` does for a database that is not
+        deployer's, unreadable, or from a newer deployer.
+        """
+        db = open_readonly_database(url)
+        if db is None:
+            return None
+        store = cls.__new__(cls)
+        store._attach(db, {})
+        try:
+            with store._read("open it") as conn:
+                found = schema.inspect_database(conn)
+            schema.check_usable(found, db.label)
+        except BaseException:
+            db.reader.dispose()
+            raise
+        if found.kind is schema.Kind.EMPTY:
+            db.reader.dispose()
+            return None
+        store._columns = found.columns
+        return store
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this store was opened by :meth:`open_existing` (it refuses every write)."""
+        return self._db.readonly
 
     def close(self) -> None:
         """Release the database connections. Idempotent."""
@@ -235,13 +278,13 @@ class StateStore:
 
     def get_run(self, run_id: int) -> RunRecord | None:
         with self._read(f"read run {run_id}") as conn:
-            row = conn.execute(select(_r).where(_r.c.id == run_id)).one_or_none()
+            row = conn.execute(self._select(_r).where(_r.c.id == run_id)).one_or_none()
         return None if row is None else _run(row)
 
     def list_runs(self, deployment: str, limit: int = 20) -> list[RunRecord]:
         """The deployment's ``limit`` most recent runs, newest first."""
         query = (
-            select(_r)
+            self._select(_r)
             .where(_r.c.deployment == mask(deployment))
             .order_by(_r.c.id.desc())
             .limit(limit)
@@ -317,15 +360,34 @@ class StateStore:
 
     # --- plumbing ------------------------------------------------------------------------------
 
+    def _attach(self, db: Database, columns: dict[str, frozenset[str]]) -> None:
+        self._db = db
+        self._lock = threading.RLock()
+        #: For a read-only store: the columns each table has (an older schema lacks some).
+        self._columns = columns
+
     def _prepare_schema(self) -> None:
         with self._write("open it") as conn:
             found = schema.inspect_database(conn)
             schema.check_usable(found, self._db.label)
             schema.prepare(conn, found)
 
+    def _select(self, table: Table) -> Select[Any]:
+        """``SELECT`` the table's columns the database has (all of them unless read-only)."""
+        present = self._columns.get(table.name)
+        if present is None:
+            return select(table)
+        return select(*[c for c in table.c if c.name in present])
+
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
         """One committed transaction; on SQLite it holds the write lock from its first read."""
+        if self._db.readonly:
+            raise StateError(
+                f"state database {self._db.label} was opened read-only: cannot {mask(doing)}",
+                hint="this is a deployer bug: commands that change state open it with "
+                "StateStore(url)",
+            )
         with self._lock, self._guard(doing), self._db.writer.begin() as conn:
             yield conn
 
