@@ -5,6 +5,10 @@ Contracts that hold for every method:
 - Every write is its own short transaction, committed before the method returns. A deployer
   killed at any moment leaves a database that opens and reads; the next :meth:`StateStore.start_run`
   of that deployment marks the dead process's run INTERRUPTED, so state converges.
+- Reads already show such a run as it will be recorded: a RUNNING run of a process on this host
+  that is gone (no such pid, or a later process given the same pid) reads as INTERRUPTED and its
+  RUNNING steps as FAILED, worked out at read time and not written. A run on another host reads
+  as recorded: its process cannot be seen from here.
 - A store refuses a database that is not deployer's (see :mod:`deployer.state.schema`) and leaves
   it untouched. :meth:`StateStore.open_existing` opens one for reading only: it creates nothing
   and writes nothing, and its write methods raise :class:`StateError`.
@@ -17,6 +21,7 @@ Contracts that hold for every method:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -55,6 +60,10 @@ _d = tables.deployments
 _r = tables.runs
 _s = tables.steps
 _e = tables.events
+
+#: Seconds two readings of a process's start time may differ by and still be the same process
+#: (psutil derives it from the boot time, which the kernel reports to the second).
+_CREATE_TIME_SLACK = 1.0
 
 
 class StateStore:
@@ -217,18 +226,21 @@ class StateStore:
         run's insert; on SQLite that transaction holds the write lock throughout, so two racing
         processes cannot both start (other databases get the check without that guarantee):
 
-        - a run of a process on this host that is gone becomes INTERRUPTED ("interrupted
-          (deployer process <pid> is gone)") and its RUNNING steps FAILED;
+        - a run of a process on this host that is gone (no such pid, or a process given the
+          same pid later, told apart by the start time recorded with the run) becomes
+          INTERRUPTED ("interrupted (deployer process <pid> is gone)") and its RUNNING steps
+          FAILED;
         - a run of another live process, or of any process on another host (whose liveness
           cannot be checked from here), raises :class:`ConcurrentRunError` naming the pid;
         - a run of this very process is left alone.
 
-        The deployment's ``last_run_id`` becomes the new run's id when the deployment exists.
-        Not idempotent: each call records a new run.
+        The new run records this process's pid, host name and start time. The deployment's
+        ``last_run_id`` becomes the new run's id when the deployment exists. Not idempotent:
+        each call records a new run.
         """
         key = mask(deployment)
         pid = os.getpid()
-        host = mask(socket.gethostname())
+        host = self._host
         now = _now()
         with self._write(f"start a run of {key}") as conn:
             running = conn.execute(
@@ -237,9 +249,9 @@ class StateStore:
             for run in running:
                 if run.host == host and run.pid == pid:
                     continue
-                if run.host != host or _process_alive(run.pid):
+                if not self._gone(run.host, run.pid, run.process_created):
                     raise _concurrent(run, key, host)
-                _interrupt(conn, run.id, f"interrupted (deployer process {run.pid} is gone)", now)
+                _interrupt(conn, run.id, _gone_reason(run.pid), now)
             run_id = _inserted_id(
                 conn,
                 insert(_r).values(
@@ -249,11 +261,12 @@ class StateStore:
                     started_at=now,
                     pid=pid,
                     host=host,
+                    process_created=_own_create_time(),
                 ),
             )
             conn.execute(update(_d).where(_d.c.name == key).values(last_run_id=run_id))
             row = conn.execute(select(_r).where(_r.c.id == run_id)).one()
-        return _run(row)
+        return self._observed(row)
 
     def finish_run(self, run_id: int, status: RunStatus, error: str | None = None) -> None:
         """Record how the run ended. Steps it left RUNNING become FAILED unless it SUCCEEDED.
@@ -277,12 +290,19 @@ class StateStore:
             raise NotFoundError(f"no run {run_id} in the state store")
 
     def get_run(self, run_id: int) -> RunRecord | None:
+        """The run, or None when there is no such run.
+
+        A RUNNING run whose process on this host is gone reads as INTERRUPTED, with the error
+        "interrupted (deployer process <pid> is gone)" and ``finished_at`` None (the store does
+        not know when it died); nothing is written.
+        """
         with self._read(f"read run {run_id}") as conn:
             row = conn.execute(self._select(_r).where(_r.c.id == run_id)).one_or_none()
-        return None if row is None else _run(row)
+        return None if row is None else self._observed(row)
 
     def list_runs(self, deployment: str, limit: int = 20) -> list[RunRecord]:
-        """The deployment's ``limit`` most recent runs, newest first."""
+        """The deployment's ``limit`` most recent runs, newest first, seen as :meth:`get_run`
+        sees them."""
         query = (
             self._select(_r)
             .where(_r.c.deployment == mask(deployment))
@@ -291,7 +311,7 @@ class StateStore:
         )
         with self._read(f"list runs of {deployment}") as conn:
             rows = conn.execute(query).all()
-        return [_run(row) for row in rows]
+        return [self._observed(row) for row in rows]
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -328,10 +348,21 @@ class StateStore:
             raise NotFoundError(f"no step {step_id} in the state store")
 
     def list_steps(self, run_id: int) -> list[StepRecord]:
-        """The run's steps in the order they started."""
+        """The run's steps in the order they started.
+
+        When the run reads as interrupted (see :meth:`get_run`), its RUNNING steps read as
+        FAILED with the run's error as their message; nothing is written.
+        """
         with self._read(f"list steps of run {run_id}") as conn:
+            run = conn.execute(self._select(_r).where(_r.c.id == run_id)).one_or_none()
             rows = conn.execute(select(_s).where(_s.c.run_id == run_id).order_by(_s.c.id)).all()
-        return [_step(row) for row in rows]
+        steps = [_step(row) for row in rows]
+        if run is None or RunStatus(run.status) is not RunStatus.RUNNING:
+            return steps
+        observed = self._observed(run)
+        if observed.status is RunStatus.RUNNING:
+            return steps
+        return [_failed(step, observed.error) for step in steps]
 
     # --- events --------------------------------------------------------------------------------
 
@@ -363,6 +394,7 @@ class StateStore:
     def _attach(self, db: Database, columns: dict[str, frozenset[str]]) -> None:
         self._db = db
         self._lock = threading.RLock()
+        self._host = mask(socket.gethostname())
         #: For a read-only store: the columns each table has (an older schema lacks some).
         self._columns = columns
 
@@ -378,6 +410,21 @@ class StateStore:
         if present is None:
             return select(table)
         return select(*[c for c in table.c if c.name in present])
+
+    def _observed(self, row: Row[Any]) -> RunRecord:
+        """The run as it stands: RUNNING with its process gone reads as INTERRUPTED."""
+        run = _run(row)
+        if run.status is not RunStatus.RUNNING:
+            return run
+        if (run.host, run.pid) == (self._host, os.getpid()):
+            return run
+        if not self._gone(run.host, run.pid, run.process_created):
+            return run
+        return dataclasses.replace(run, status=RunStatus.INTERRUPTED, error=_gone_reason(run.pid))
+
+    def _gone(self, host: str, pid: int, created: float | None) -> bool:
+        """Whether the process that ran a run is known to be gone (only knowable on this host)."""
+        return host == self._host and not _same_process_alive(pid, created)
 
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
@@ -442,14 +489,35 @@ def _scalar(value: object) -> str | int | float | bool | None:
     return mask(str(value))
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process on this host (a zombie counts as gone)."""
+def _same_process_alive(pid: int, created: float | None) -> bool:
+    """Whether ``pid`` is a running process on this host (a zombie counts as gone) and, when
+    ``created`` is known, the one that started then rather than a later one given the same pid."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return created is None or abs(process.create_time() - created) <= _CREATE_TIME_SLACK
     except psutil.NoSuchProcess:
         return False
     except psutil.Error:  # exists but we may not look at it
         return psutil.pid_exists(pid)
+
+
+def _own_create_time() -> float | None:
+    try:
+        return psutil.Process().create_time()
+    except psutil.Error:
+        return None
+
+
+def _gone_reason(pid: int) -> str:
+    return f"interrupted (deployer process {pid} is gone)"
+
+
+def _failed(step: StepRecord, reason: str | None) -> StepRecord:
+    if step.status is not StepStatus.RUNNING:
+        return step
+    return dataclasses.replace(step, status=StepStatus.FAILED, message=reason)
 
 
 def _concurrent(run: Row[Any], deployment: str, host: str) -> ConcurrentRunError:
@@ -525,6 +593,7 @@ def _run(row: Row[Any]) -> RunRecord:
         error=row.error,
         pid=row.pid,
         host=row.host,
+        process_created=row._mapping.get("process_created"),
     )
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 #: Bump when the tables change, with a migration; a database from a newer deployer is refused.
-#: 2: the ``application`` marker.
+#: 2: ``runs.process_created`` and the ``application`` marker.
 SCHEMA_VERSION = 2
 
 #: ``deployer_meta``'s ``application`` value: the mark of a deployer state database.
@@ -95,6 +95,9 @@ runs = Table(
     Column("error", Text),
     Column("pid", Integer, nullable=False),
     Column("host", Text, nullable=False),
+    #: ``psutil.Process(pid).create_time()``: tells the run's process from a later one given the
+    #: same pid. None for runs recorded before version 2.
+    Column("process_created", Float, info={"since": 2}),
     Index(None, "deployment", "status"),
     # Never reuse the id of a deleted run: events and logs refer to runs by id.
     sqlite_autoincrement=True,

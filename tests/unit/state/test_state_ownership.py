@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 from pathlib import Path
 
+import psutil
 import pytest
 
 from deployer.errors import StateError
@@ -126,17 +129,29 @@ def test_a_deployer_01_database_is_adopted_with_its_data(tmp_path: Path, meta: b
         "http://127.0.0.1:8000/v1",
         1,
     )
-    assert [(r.id, r.status, r.pid, r.host) for r in runs] == [
-        (1, RunStatus.SUCCEEDED, 4242, "old-box")
+    assert [(r.id, r.status, r.pid, r.host, r.process_created) for r in runs] == [
+        (1, RunStatus.SUCCEEDED, 4242, "old-box", None)
     ]
     assert [(s.name, s.status, s.message) for s in steps] == [
         ("fetch", StepStatus.DONE, "12 files")
     ]
     assert [(e.message, e.data) for e in events] == [("hello", {"n": 1})]
     assert fresh.id == 2
+    assert fresh.process_created == pytest.approx(psutil.Process().create_time(), abs=1)
     assert query(path, "PRAGMA application_id") == [(DPLY,)]
     assert dict(query(path, "SELECT key, value FROM deployer_meta")) == {
         "schema_version": "2",
         "application": "deployer",
     }
+    columns = [row[1] for row in query(path, "PRAGMA table_info(runs)")]
+    assert columns[-1] == "process_created"
     assert query(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_run_records_its_process(store: StateStore) -> None:
+    run = store.start_run("llama", "apply")
+
+    assert run.pid == os.getpid()
+    assert run.host == socket.gethostname()
+    assert run.process_created == pytest.approx(psutil.Process().create_time(), abs=0.01)
+    assert store.get_run(run.id) == run

@@ -179,7 +179,7 @@ def test_a_deployer_01_database_is_read_as_it_is(tmp_path: Path) -> None:
         runs = store.list_runs("llama")
         deployment = store.get_deployment("llama")
 
-    assert [(r.id, r.status) for r in runs] == [(1, RunStatus.SUCCEEDED)]
+    assert [(r.id, r.status, r.process_created) for r in runs] == [(1, RunStatus.SUCCEEDED, None)]
     assert deployment is not None
     assert deployment.last_run_id == 1
     assert sha256(path) == before
