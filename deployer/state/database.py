@@ -243,7 +243,9 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     ``mode=ro`` would create the ``-wal`` and ``-shm`` files of a WAL database when they are
     missing (and leave them behind, as a reader cannot clean up). They are missing only when no
     connection has the file open and everything is in the main file, so then ``immutable=1``
-    reads exactly the same data. When ``mode=ro`` cannot open them (a read-only folder or
+    reads exactly the same data (a writer that opens the file meanwhile commits to a new
+    ``-wal``; only a checkpoint during that one read could disturb it: a wrong read or a
+    :class:`StateError`, never a write). When ``mode=ro`` cannot open them (a read-only folder or
     ``-shm``), ``immutable=1`` is the fallback: a snapshot read of the main file, which may miss
     transactions not yet checkpointed into it.
     """
