@@ -3,7 +3,12 @@
 SQLite gets WAL (readers never wait for the writer, and a killed writer leaves the file
 readable), a 10 s busy timeout, foreign keys, and transactions that SQLAlchemy begins itself:
 reads begin deferred, writes begin ``IMMEDIATE`` so a check-then-write (is a run already going?)
-holds the write lock from its first read and cannot race another process.
+holds the write lock from its first read and cannot race another process. WAL is switched on by
+:func:`use_wal` once the store has seen that the file is its own, never at connect: switching a
+file to WAL rewrites its header.
+
+:func:`open_readonly_database` reads a SQLite file without creating or changing anything: no
+folder, no file, no ``-wal`` or ``-shm`` beside it (see :func:`_connect_readonly`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
 from deployer.errors import StateError
 
@@ -36,6 +41,8 @@ class Database:
     label: str
     #: The SQLite file, when there is one.
     path: Path | None
+    #: Opened by :func:`open_readonly_database`: nothing may be written.
+    readonly: bool = False
 
 
 def open_database(url: str) -> Database:
@@ -76,6 +83,63 @@ def open_database(url: str) -> Database:
     )
 
 
+def open_readonly_database(url: str) -> Database | None:
+    """Build a reading engine for ``url`` without connecting, creating or writing anything.
+
+    None when there is nothing to read: a SQLite file (or its folder) that does not exist, or an
+    in-memory database (always empty when new). SQLite files are opened ``mode=ro``, or
+    ``immutable=1`` when that would create a ``-wal``/``-shm`` file or cannot open one; each read
+    gets its own connection, so a long-lived reader sees what writers commit. Other databases
+    get an ordinary engine: :class:`~deployer.state.store.StateStore` refuses to write through it.
+
+    Raises :class:`StateError` for a malformed URL, a missing driver, or a SQLite path that is
+    there but is not a file.
+    """
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite":
+        label = parsed.render_as_string(hide_password=True)
+        engine = _create(parsed, label, pool_pre_ping=True)
+        return Database(reader=engine, writer=engine, label=label, path=None, readonly=True)
+    path = _sqlite_path(parsed)
+    if path is None or not os.path.lexists(path):
+        return None
+    if not path.is_file():
+        raise StateError(
+            f"state database {path} is not a file",
+            hint=f"point --home / --state-url at a SQLite file, or move {path} aside",
+        )
+    engine = _create(
+        make_url("sqlite://"),
+        str(path),
+        creator=lambda: _connect_readonly(path),
+        poolclass=NullPool,
+    )
+    event.listen(engine, "connect", _configure_readonly)
+    event.listen(engine, "begin", _begin)
+    return Database(reader=engine, writer=engine, label=str(path), path=path, readonly=True)
+
+
+def use_wal(db: Database) -> None:
+    """Switch a writable SQLite file to WAL (a no-op when it is WAL already or not SQLite).
+
+    Call it only on a file known to be deployer's: the switch rewrites the file's header.
+    """
+    if db.path is None or db.readonly:
+        return
+    try:
+        conn = db.writer.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            finally:
+                cursor.close()
+        finally:
+            conn.close()
+    except (exc.SQLAlchemyError, sqlite3.Error) as error:
+        raise state_error(db, "switch it to WAL", error) from error
+
+
 def state_error(db: Database, doing: str, error: BaseException) -> StateError:
     """A :class:`StateError` for ``error`` met while ``doing``, with a hint that names the file."""
     reason = str(getattr(error, "orig", None) or error)
@@ -96,6 +160,8 @@ def state_error(db: Database, doing: str, error: BaseException) -> StateError:
             f"another process held {db.path} for more than {BUSY_TIMEOUT_MS // 1000} s; "
             "try again when it is done"
         )
+    elif db.readonly and ("unable to open" in lowered or "readonly" in lowered):
+        hint = f"deployer needs to read {db.path}; fix its permissions or use --home / --state-url"
     elif "readonly" in lowered or "unable to open" in lowered:
         hint = (
             f"deployer needs to write {db.path} and its folder {db.path.parent}; fix their "
@@ -155,9 +221,62 @@ def _configure_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPool
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
     finally:
         cursor.close()
+
+
+def _configure_readonly(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    conn = cast(sqlite3.Connection, dbapi_connection)
+    conn.isolation_level = None
+    cursor = conn.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # Belt and braces: SQLite itself refuses any write on this connection.
+        cursor.execute("PRAGMA query_only = ON")
+    finally:
+        cursor.close()
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection to ``path`` that leaves the folder as it found it.
+
+    ``mode=ro`` would create the ``-wal`` and ``-shm`` files of a WAL database when they are
+    missing (and leave them behind, as a reader cannot clean up). They are missing only when no
+    connection has the file open and everything is in the main file, so then ``immutable=1``
+    reads exactly the same data (a writer that opens the file meanwhile commits to a new
+    ``-wal``; only a checkpoint during that one read could disturb it: a wrong read or a
+    :class:`StateError`, never a write). When ``mode=ro`` cannot open them (a read-only folder or
+    ``-shm``), ``immutable=1`` is the fallback: a snapshot read of the main file, which may miss
+    transactions not yet checkpointed into it.
+    """
+    uri = path.as_uri()
+    if _is_wal(path) and not (_sidecar(path, "-wal").exists() and _sidecar(path, "-shm").exists()):
+        return _sqlite_connect(f"{uri}?immutable=1")
+    conn = _sqlite_connect(f"{uri}?mode=ro")
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens -wal and -shm now
+    except sqlite3.OperationalError:
+        conn.close()
+        return _sqlite_connect(f"{uri}?immutable=1")
+    return conn
+
+
+def _sqlite_connect(uri: str) -> sqlite3.Connection:
+    return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _is_wal(path: Path) -> bool:
+    """Whether the SQLite header of ``path`` says WAL (file format versions 2)."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(20)
+    except OSError:
+        return False
+    return header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
 
 
 def _begin(conn: Connection) -> None:

@@ -76,6 +76,9 @@ class RunRecord:
     #: The deployer process that ran it, on ``host``.
     pid: int
     host: str
+    #: That process's start time (``psutil.Process.create_time``, epoch seconds): with ``pid`` it
+    #: names the process even after the pid is reused. None for runs recorded before it was.
+    process_created: float | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,13 @@ Contracts that hold for every method:
 - Every write is its own short transaction, committed before the method returns. A deployer
   killed at any moment leaves a database that opens and reads; the next :meth:`StateStore.start_run`
   of that deployment marks the dead process's run INTERRUPTED, so state converges.
+- Reads already show such a run as it will be recorded: a RUNNING run of a process on this host
+  that is gone (no such pid, or a later process given the same pid) reads as INTERRUPTED and its
+  RUNNING steps as FAILED, worked out at read time and not written. A run on another host reads
+  as recorded: its process cannot be seen from here.
+- A store refuses a database that is not deployer's (see :mod:`deployer.state.schema`) and leaves
+  it untouched. :meth:`StateStore.open_existing` opens one for reading only: it creates nothing
+  and writes nothing, and its write methods raise :class:`StateError`.
 - Every string written passes through :func:`deployer.secrets.mask`: a registered secret never
   reaches the database, not even in an error text or an event's data.
 - A store may be shared by threads: calls are serialised by a lock, each on its own connection.
@@ -14,6 +21,7 @@ Contracts that hold for every method:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -24,13 +32,19 @@ from types import TracebackType
 from typing import Any
 
 import psutil
-from sqlalchemy import Connection, Insert, Row, exc, insert, select, update
+from sqlalchemy import Connection, Insert, Row, Select, Table, exc, insert, select, update
 
 from deployer.errors import ConcurrentRunError, NotFoundError, StateError
 from deployer.events import Event
 from deployer.secrets import mask
-from deployer.state import tables
-from deployer.state.database import open_database, state_error
+from deployer.state import schema, tables
+from deployer.state.database import (
+    Database,
+    open_database,
+    open_readonly_database,
+    state_error,
+    use_wal,
+)
 from deployer.state.records import (
     DeploymentRecord,
     DeploymentStatus,
@@ -47,25 +61,73 @@ _r = tables.runs
 _s = tables.steps
 _e = tables.events
 
+#: Seconds two readings of a process's start time may differ by and still be the same process
+#: (psutil derives it from the boot time, which the kernel reports to the second).
+_CREATE_TIME_SLACK = 1.0
+
 
 class StateStore:
     """Deployments and their history in a SQLAlchemy database (SQLite by default)."""
 
     def __init__(self, url: str) -> None:
-        """Open (and create when missing) the database at ``url``, any SQLAlchemy URL.
+        """Open (and create when missing) the database at ``url``, any SQLAlchemy URL, to write.
 
-        For SQLite the file's folder is created (0700) and the tables are created if missing;
-        opening the same file again, from this process or another, is safe. A file that is not
-        a state database, an unwritable folder or a database written by a newer deployer raises
-        :class:`StateError`. The file is never modified unless it opens as a database.
+        For SQLite the file's folder is created (0700), the file too (0600), and the tables are
+        created if missing; opening the same file again, from this process or another, is safe.
+        An empty database becomes deployer's; a deployer database from an older version is
+        adopted and migrated in place, keeping its rows.
+
+        Raises :class:`StateError` for a file that is not a SQLite database, a database that
+        holds other tables (it is left byte for byte as it was: a SQLite file is inspected
+        through a read-only connection first), an unwritable folder, or a database written by a
+        newer deployer.
         """
-        self._db = open_database(url)
-        self._lock = threading.RLock()
+        _refuse_foreign_file(url)
+        db = open_database(url)
+        self._attach(db, {})
         try:
-            self._create_schema()
+            self._prepare_schema()
+            use_wal(db)
         except BaseException:
-            self._db.reader.dispose()
+            db.reader.dispose()
             raise
+
+    @classmethod
+    def open_existing(cls, url: str) -> StateStore | None:
+        """Open the database at ``url`` for reading only, or None when there is nothing to read.
+
+        Never creates a folder, a file, a table or a SQLite ``-wal``/``-shm`` file, and never
+        writes: a SQLite file is opened ``mode=ro`` (or ``immutable=1``, a snapshot of the main
+        file, when its folder or ``-shm`` is read-only), so a file or folder the user may only
+        read is fine. None when the SQLite file or its folder does not exist, for an in-memory
+        URL, and for a database without tables. A deployer database from an older version is
+        read as it is (not migrated). The store's write methods raise :class:`StateError`.
+
+        Raises :class:`StateError` as :class:`StateStore` does for a database that is not
+        deployer's, unreadable, or from a newer deployer.
+        """
+        db = open_readonly_database(url)
+        if db is None:
+            return None
+        store = cls.__new__(cls)
+        store._attach(db, {})
+        try:
+            with store._read("open it") as conn:
+                found = schema.inspect_database(conn)
+            schema.check_usable(found, db.label)
+        except BaseException:
+            db.reader.dispose()
+            raise
+        if found.kind is schema.Kind.EMPTY:
+            db.reader.dispose()
+            return None
+        store._columns = found.columns
+        return store
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this store was opened by :meth:`open_existing` (it refuses every write)."""
+        return self._db.readonly
 
     def close(self) -> None:
         """Release the database connections. Idempotent."""
@@ -164,18 +226,21 @@ class StateStore:
         run's insert; on SQLite that transaction holds the write lock throughout, so two racing
         processes cannot both start (other databases get the check without that guarantee):
 
-        - a run of a process on this host that is gone becomes INTERRUPTED ("interrupted
-          (deployer process <pid> is gone)") and its RUNNING steps FAILED;
+        - a run of a process on this host that is gone (no such pid, or a process given the
+          same pid later, told apart by the start time recorded with the run) becomes
+          INTERRUPTED ("interrupted (deployer process <pid> is gone)") and its RUNNING steps
+          FAILED;
         - a run of another live process, or of any process on another host (whose liveness
           cannot be checked from here), raises :class:`ConcurrentRunError` naming the pid;
         - a run of this very process is left alone.
 
-        The deployment's ``last_run_id`` becomes the new run's id when the deployment exists.
-        Not idempotent: each call records a new run.
+        The new run records this process's pid, host name and start time. The deployment's
+        ``last_run_id`` becomes the new run's id when the deployment exists. Not idempotent:
+        each call records a new run.
         """
         key = mask(deployment)
         pid = os.getpid()
-        host = mask(socket.gethostname())
+        host = self._host
         now = _now()
         with self._write(f"start a run of {key}") as conn:
             running = conn.execute(
@@ -184,9 +249,9 @@ class StateStore:
             for run in running:
                 if run.host == host and run.pid == pid:
                     continue
-                if run.host != host or _process_alive(run.pid):
+                if not self._gone(run.host, run.pid, run.process_created):
                     raise _concurrent(run, key, host)
-                _interrupt(conn, run.id, f"interrupted (deployer process {run.pid} is gone)", now)
+                _interrupt(conn, run.id, _gone_reason(run.pid), now)
             run_id = _inserted_id(
                 conn,
                 insert(_r).values(
@@ -196,11 +261,12 @@ class StateStore:
                     started_at=now,
                     pid=pid,
                     host=host,
+                    process_created=_own_create_time(),
                 ),
             )
             conn.execute(update(_d).where(_d.c.name == key).values(last_run_id=run_id))
             row = conn.execute(select(_r).where(_r.c.id == run_id)).one()
-        return _run(row)
+        return self._observed(row)
 
     def finish_run(self, run_id: int, status: RunStatus, error: str | None = None) -> None:
         """Record how the run ended. Steps it left RUNNING become FAILED unless it SUCCEEDED.
@@ -224,21 +290,28 @@ class StateStore:
             raise NotFoundError(f"no run {run_id} in the state store")
 
     def get_run(self, run_id: int) -> RunRecord | None:
+        """The run, or None when there is no such run.
+
+        A RUNNING run whose process on this host is gone reads as INTERRUPTED, with the error
+        "interrupted (deployer process <pid> is gone)" and ``finished_at`` None (the store does
+        not know when it died); nothing is written.
+        """
         with self._read(f"read run {run_id}") as conn:
-            row = conn.execute(select(_r).where(_r.c.id == run_id)).one_or_none()
-        return None if row is None else _run(row)
+            row = conn.execute(self._select(_r).where(_r.c.id == run_id)).one_or_none()
+        return None if row is None else self._observed(row)
 
     def list_runs(self, deployment: str, limit: int = 20) -> list[RunRecord]:
-        """The deployment's ``limit`` most recent runs, newest first."""
+        """The deployment's ``limit`` most recent runs, newest first, seen as :meth:`get_run`
+        sees them."""
         query = (
-            select(_r)
+            self._select(_r)
             .where(_r.c.deployment == mask(deployment))
             .order_by(_r.c.id.desc())
             .limit(limit)
         )
         with self._read(f"list runs of {deployment}") as conn:
             rows = conn.execute(query).all()
-        return [_run(row) for row in rows]
+        return [self._observed(row) for row in rows]
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -275,10 +348,21 @@ class StateStore:
             raise NotFoundError(f"no step {step_id} in the state store")
 
     def list_steps(self, run_id: int) -> list[StepRecord]:
-        """The run's steps in the order they started."""
+        """The run's steps in the order they started.
+
+        When the run reads as interrupted (see :meth:`get_run`), its RUNNING steps read as
+        FAILED with the run's error as their message; nothing is written.
+        """
         with self._read(f"list steps of run {run_id}") as conn:
+            run = conn.execute(self._select(_r).where(_r.c.id == run_id)).one_or_none()
             rows = conn.execute(select(_s).where(_s.c.run_id == run_id).order_by(_s.c.id)).all()
-        return [_step(row) for row in rows]
+        steps = [_step(row) for row in rows]
+        if run is None or RunStatus(run.status) is not RunStatus.RUNNING:
+            return steps
+        observed = self._observed(run)
+        if observed.status is RunStatus.RUNNING:
+            return steps
+        return [_failed(step, observed.error) for step in steps]
 
     # --- events --------------------------------------------------------------------------------
 
@@ -307,27 +391,50 @@ class StateStore:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _create_schema(self) -> None:
-        meta = tables.meta
+    def _attach(self, db: Database, columns: dict[str, frozenset[str]]) -> None:
+        self._db = db
+        self._lock = threading.RLock()
+        self._host = mask(socket.gethostname())
+        #: For a read-only store: the columns each table has (an older schema lacks some).
+        self._columns = columns
+
+    def _prepare_schema(self) -> None:
         with self._write("open it") as conn:
-            tables.metadata.create_all(conn)
-            version = conn.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version")
-            ).scalar_one_or_none()
-            if version is None:
-                conn.execute(
-                    insert(meta).values(key="schema_version", value=str(tables.SCHEMA_VERSION))
-                )
-            elif not version.isdigit() or int(version) > tables.SCHEMA_VERSION:
-                raise StateError(
-                    f"state database {self._db.label} has schema version {version}; this "
-                    f"deployer knows version {tables.SCHEMA_VERSION} and older",
-                    hint="upgrade deployer, or use another --home / --state-url",
-                )
+            found = schema.inspect_database(conn)
+            schema.check_usable(found, self._db.label)
+            schema.prepare(conn, found)
+
+    def _select(self, table: Table) -> Select[Any]:
+        """``SELECT`` the table's columns the database has (all of them unless read-only)."""
+        present = self._columns.get(table.name)
+        if present is None:
+            return select(table)
+        return select(*[c for c in table.c if c.name in present])
+
+    def _observed(self, row: Row[Any]) -> RunRecord:
+        """The run as it stands: RUNNING with its process gone reads as INTERRUPTED."""
+        run = _run(row)
+        if run.status is not RunStatus.RUNNING:
+            return run
+        if (run.host, run.pid) == (self._host, os.getpid()):
+            return run
+        if not self._gone(run.host, run.pid, run.process_created):
+            return run
+        return dataclasses.replace(run, status=RunStatus.INTERRUPTED, error=_gone_reason(run.pid))
+
+    def _gone(self, host: str, pid: int, created: float | None) -> bool:
+        """Whether the process that ran a run is known to be gone (only knowable on this host)."""
+        return host == self._host and not _same_process_alive(pid, created)
 
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
         """One committed transaction; on SQLite it holds the write lock from its first read."""
+        if self._db.readonly:
+            raise StateError(
+                f"state database {self._db.label} was opened read-only: cannot {mask(doing)}",
+                hint="this is a deployer bug: commands that change state open it with "
+                "StateStore(url)",
+            )
         with self._lock, self._guard(doing), self._db.writer.begin() as conn:
             yield conn
 
@@ -344,6 +451,30 @@ class StateStore:
             raise state_error(self._db, mask(doing), error) from error
 
 
+def _refuse_foreign_file(url: str) -> None:
+    """Raise :class:`StateError` if ``url`` is an existing SQLite file that is not deployer's.
+
+    Looks through a read-only connection, before anything opens the file to write: a foreign
+    file stays byte for byte as it was, with no ``-wal``/``-shm`` beside it. A missing file, a
+    deployer one and an empty one pass; other databases are checked by the writer's own
+    transaction instead.
+    """
+    db = open_readonly_database(url)
+    if db is None:
+        return
+    try:
+        if db.path is None:
+            return
+        try:
+            with db.reader.connect() as conn:
+                found = schema.inspect_database(conn)
+        except exc.SQLAlchemyError as error:
+            raise state_error(db, "open it", error) from error
+        schema.check_usable(found, db.label)
+    finally:
+        db.reader.dispose()
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -358,14 +489,35 @@ def _scalar(value: object) -> str | int | float | bool | None:
     return mask(str(value))
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process on this host (a zombie counts as gone)."""
+def _same_process_alive(pid: int, created: float | None) -> bool:
+    """Whether ``pid`` is a running process on this host (a zombie counts as gone) and, when
+    ``created`` is known, the one that started then rather than a later one given the same pid."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return created is None or abs(process.create_time() - created) <= _CREATE_TIME_SLACK
     except psutil.NoSuchProcess:
         return False
     except psutil.Error:  # exists but we may not look at it
         return psutil.pid_exists(pid)
+
+
+def _own_create_time() -> float | None:
+    try:
+        return psutil.Process().create_time()
+    except psutil.Error:
+        return None
+
+
+def _gone_reason(pid: int) -> str:
+    return f"interrupted (deployer process {pid} is gone)"
+
+
+def _failed(step: StepRecord, reason: str | None) -> StepRecord:
+    if step.status is not StepStatus.RUNNING:
+        return step
+    return dataclasses.replace(step, status=StepStatus.FAILED, message=reason)
 
 
 def _concurrent(run: Row[Any], deployment: str, host: str) -> ConcurrentRunError:
@@ -441,6 +593,7 @@ def _run(row: Row[Any]) -> RunRecord:
         error=row.error,
         pid=row.pid,
         host=row.host,
+        process_created=row._mapping.get("process_created"),
     )
 
 

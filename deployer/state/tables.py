@@ -3,6 +3,11 @@
 Statuses are stored as their string values (not database enums) so a newer status never needs a
 type migration. ``runs.deployment`` is deliberately not a foreign key: a run is recorded even when
 it fails before its deployment row exists, and history outlives a destroyed deployment.
+
+A database is deployer's when ``deployer_meta`` holds ``application = deployer`` (and, on SQLite,
+its header's ``application_id`` is :data:`SQLITE_APPLICATION_ID`). A column added after version 1
+is nullable and carries ``info={"since": <version>}``: opening an older database adds it with
+``ALTER TABLE ... ADD COLUMN`` (see :mod:`deployer.state.schema`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 #: Bump when the tables change, with a migration; a database from a newer deployer is refused.
-SCHEMA_VERSION = 1
+#: 2: ``runs.process_created`` and the ``application`` marker.
+SCHEMA_VERSION = 2
+
+#: ``deployer_meta``'s ``application`` value: the mark of a deployer state database.
+APPLICATION = "deployer"
+
+#: ``PRAGMA application_id`` of a deployer SQLite file ("DPLY").
+SQLITE_APPLICATION_ID = 0x44504C59
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -83,6 +95,9 @@ runs = Table(
     Column("error", Text),
     Column("pid", Integer, nullable=False),
     Column("host", Text, nullable=False),
+    #: ``psutil.Process(pid).create_time()``: tells the run's process from a later one given the
+    #: same pid. None for runs recorded before version 2.
+    Column("process_created", Float, info={"since": 2}),
     Index(None, "deployment", "status"),
     # Never reuse the id of a deleted run: events and logs refer to runs by id.
     sqlite_autoincrement=True,
@@ -137,3 +152,12 @@ events = Table(
     Column("total", Float),
     sqlite_autoincrement=True,
 )
+
+
+#: The tables every deployer database has had since version 1.
+CORE_TABLES = (deployments, runs, steps, events)
+
+
+def original_columns(table: Table) -> frozenset[str]:
+    """The names of ``table``'s columns that version 1 already had."""
+    return frozenset(c.name for c in table.c if "since" not in c.info)

@@ -49,7 +49,14 @@ def test_run_of_a_live_process_blocks_a_second_run(store: StateStore, sql: SqlRu
     other = store.start_run("llama", "apply")
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        sql("UPDATE runs SET pid = ? WHERE id = ?", sleeper.pid, other.id)
+        # The run as that process would have recorded it: its pid and its start time.
+        created = psutil.Process(sleeper.pid).create_time()
+        sql(
+            "UPDATE runs SET pid = ?, process_created = ? WHERE id = ?",
+            sleeper.pid,
+            created,
+            other.id,
+        )
 
         with pytest.raises(ConcurrentRunError, match=f"process {sleeper.pid}") as caught:
             store.start_run("llama", "destroy")
