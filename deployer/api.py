@@ -100,6 +100,8 @@ class DeploymentView:
     detail: str | None
     #: Each host's facts, for deployments on several hosts (ssh).
     replicas: tuple[ReplicaState, ...] = ()
+    #: The deployment's latest run; a run whose process is gone reads as interrupted.
+    last_run: RunRecord | None = None
 
 
 # --- manifests ---------------------------------------------------------------------------------
@@ -785,9 +787,14 @@ def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
     """Recorded deployments with live facts from their targets; ``name`` narrows to one."""
     if name is not None:
         check_name(name)
-    store = _store(settings)
+    store = _reader(settings)
+    if store is None:
+        if name is not None:
+            raise _unknown(name, [])
+        return []
     try:
         records = [_get(store, name)] if name else store.list_deployments()
+        last_runs = {r.name: next(iter(store.list_runs(r.name, limit=1)), None) for r in records}
     finally:
         store.close()
     target = LocalTarget(settings)
@@ -802,6 +809,7 @@ def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
                 pid=observed.pid if observed else None,
                 detail=observed.detail if observed else None,
                 replicas=observed.replicas if observed else (),
+                last_run=last_runs[record.name],
             )
         )
     return views
@@ -833,7 +841,9 @@ def history(
 ) -> list[tuple[RunRecord, list[StepRecord]]]:
     """The latest runs of ``name`` with their steps, newest first."""
     check_name(name)
-    store = _store(settings)
+    store = _reader(settings)
+    if store is None:
+        raise _unknown(name, [])
     try:
         _get(store, name)
         return [(run, store.list_steps(run.id)) for run in store.list_runs(name, limit=limit)]
@@ -949,11 +959,12 @@ def logs(
     """The engine's log lines; on ssh targets every replica's (or ``host``'s), each line
     prefixed with its host when there are several. Reads only: creates nothing."""
     check_name(name)
-    store = _store(settings)
+    store = _reader(settings)
     try:
-        record = store.get_deployment(name)
+        record = store.get_deployment(name) if store is not None else None
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     if record is not None and record.target_kind == "ssh":
         target = _record_target(record, settings)
         if isinstance(target, SshTarget):
@@ -987,6 +998,7 @@ def api_key(name: str, settings: Settings) -> str:
 
 
 def _store(settings: Settings) -> StateStore:
+    """The state store for commands that write (created when missing)."""
     # SQLAlchemy is the heaviest import deployer has; commands that never touch state (validate,
     # plan, lock, fetch) start faster without it.
     from deployer.state import StateStore
@@ -994,15 +1006,27 @@ def _store(settings: Settings) -> StateStore:
     return StateStore(settings.database_url)
 
 
+def _reader(settings: Settings) -> StateStore | None:
+    """The state store for commands that only read: None when there is none yet. Creates no
+    folder, file or table, and reads a database the user may not write."""
+    from deployer.state import StateStore
+
+    return StateStore.open_existing(settings.database_url)
+
+
 def _get(store: StateStore, name: str) -> DeploymentRecord:
     record = store.get_deployment(name)
     if record is None:
-        known = ", ".join(d.name for d in store.list_deployments(include_destroyed=True))
-        raise NotFoundError(
-            f"no deployment named {name!r}",
-            hint=f"known deployments: {known}" if known else "deployer apply MANIFEST creates one",
-        )
+        raise _unknown(name, store.list_deployments(include_destroyed=True))
     return record
+
+
+def _unknown(name: str, known: Sequence[DeploymentRecord]) -> NotFoundError:
+    names = ", ".join(d.name for d in known)
+    return NotFoundError(
+        f"no deployment named {name!r}",
+        hint=f"known deployments: {names}" if names else "deployer apply MANIFEST creates one",
+    )
 
 
 # --- kubernetes: render, diff ------------------------------------------------------------------

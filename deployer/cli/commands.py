@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,9 @@ from deployer.errors import ManifestError
 from deployer.planner import ReplicaState
 from deployer.planner.capacity import CapacityPlan
 from deployer.units import human_bytes
+
+if TYPE_CHECKING:
+    from deployer.state.records import RunRecord
 
 
 class Output(StrEnum):
@@ -225,6 +228,16 @@ def status(
                         "model": v.record.served_model_name,
                         "message": v.record.message,
                         "updated_at": v.record.updated_at.isoformat(),
+                        "last_run": (
+                            {
+                                "id": v.last_run.id,
+                                "operation": v.last_run.operation,
+                                "status": v.last_run.status.value,
+                                "error": v.last_run.error,
+                            }
+                            if v.last_run
+                            else None
+                        ),
                         "replicas": [
                             {
                                 "host": r.host,
@@ -246,7 +259,16 @@ def status(
             STATE.console.print("no deployments yet; deployer apply MANIFEST creates one")
             return
         table = Table(box=None)
-        for column in ("name", "status", "live", "target", "endpoint", "model", "updated"):
+        for column in (
+            "name",
+            "status",
+            "live",
+            "target",
+            "endpoint",
+            "model",
+            "last run",
+            "updated",
+        ):
             table.add_column(column)
         for v in views:
             live = "healthy" if v.healthy else ("running" if v.running else "stopped")
@@ -257,6 +279,7 @@ def status(
                 v.record.target_kind,
                 v.record.endpoint or "-",
                 v.record.served_model_name or "-",
+                _run_style(v.last_run),
                 v.record.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
             )
             for r in v.replicas:
@@ -293,7 +316,16 @@ def _replica_row(replica: ReplicaState) -> tuple[str, ...]:
         replica.endpoint or "-",
         "",
         "",
+        "",
     )
+
+
+def _run_style(run: RunRecord | None) -> str:
+    """The latest run, as ``apply interrupted``: a run whose process died shows so at once."""
+    if run is None:
+        return "-"
+    colour = {"succeeded": "green", "running": "yellow"}.get(run.status.value, "red")
+    return f"{escape(run.operation)} [{colour}]{run.status.value}[/]"
 
 
 def _status_style(value: str) -> str:

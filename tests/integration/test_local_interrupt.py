@@ -51,6 +51,10 @@ def test_apply_killed_while_waiting_converges_on_the_next_apply(home: Path) -> N
     engine_pid = json.loads((home / "deployments" / NAME / "supervisor.json").read_text())[
         "engine_pid"
     ]
+    # At once, before any other apply: the dead process's run reads as interrupted.
+    [before] = json.loads(deployer("status", "-o", "json", home=home).stdout)
+    assert before["last_run"]["status"] == "interrupted"
+    assert f"deployer process {proc.pid} is gone" in before["last_run"]["error"]
 
     again = deployer("apply", str(DEMO_MANIFEST), home=home)
 
