@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from ruamel.yaml.comments import CommentedMap
 
+from deployer import inputs
 from deployer.errors import ManifestError
 from deployer.manifest.explain import SCHEMA_HINT
 from deployer.manifest.explain import _describe as describe_field
@@ -73,6 +74,9 @@ _DNS_NAME = re.compile(
 _JUMP = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>[^@\s:\[\]]+)(?::(?P<port>\d{1,5}))?$")
 #: Groups Ansible defines itself.
 RESERVED_GROUPS = ("all", "ungrouped")
+#: Longest line of an INI inventory (a host and its variables); longer ones are refused before
+#: they are parsed.
+MAX_INI_LINE = 16 * inputs.KiB
 
 Name = Annotated[str, StringConstraints(max_length=253, pattern=NAME)]
 LabelKey = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_KEY)]
@@ -289,14 +293,14 @@ def load_inventory(path: Path) -> Inventory:
     """Read and validate the inventory in ``path`` (any of the three formats); key files are
     made absolute (:meth:`Inventory.resolve_key_files`) but not checked.
 
-    Raises one ManifestError listing every problem found, each located ``FILE:LINE:COLUMN``.
+    Raises one ManifestError listing every problem found, each located ``FILE:LINE:COLUMN``:
+    also for a named pipe, a device or a file larger than :data:`deployer.inputs.INVENTORY`
+    allows (refused before anything is read).
     """
-    if not path.is_file():
-        raise ManifestError(
-            "no such inventory file",
-            location=str(path),
-            hint="check the path; in a manifest it is relative to the manifest's folder",
-        )
+    try:
+        inputs.check_file(path, inputs.INVENTORY)
+    except FileNotFoundError:
+        raise _no_such_file(path) from None
     if path.suffix not in YAML_SUFFIXES:
         return _validated(path, None, _from_ini(path))
     documents = list(read_documents(path))
@@ -356,6 +360,14 @@ def _validated(path: Path, document: Document | None, data: Any) -> Inventory:
             raise _combined(_converted_problems(path, exc)) from None
         raise _combined(_schema_problems(path, document, exc)) from None
     return inventory.resolve_key_files(Path(os.path.abspath(path)).parent)
+
+
+def _no_such_file(path: Path) -> ManifestError:
+    return ManifestError(
+        "no such inventory file",
+        location=str(path),
+        hint="check the path; in a manifest it is relative to the manifest's folder",
+    )
 
 
 def _schema_problems(path: Path, document: Document, exc: ValidationError) -> list[ManifestError]:
@@ -549,23 +561,29 @@ def _host(name: str, variables: dict[str, Any], path: Path) -> dict[str, Any]:
 def _from_ini(path: Path) -> dict[str, Any]:
     """An Ansible INI inventory: ``[group]`` sections of ``NAME key=value ...`` host lines,
     ``[group:vars]`` sections of ``key=value`` lines and ``[group:children]`` sections of group
-    names; lines before any section are ungrouped hosts. Comments start with '#' or ';'."""
+    names; lines before any section are ungrouped hosts. Comments start with '#' or ';'.
+    Read through :func:`deployer.inputs.read_text` (a regular file of bounded size)."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(
-            f"cannot read: {exc}", location=str(path), hint="check that the file is UTF-8 text"
-        ) from None
+        lines = inputs.read_text(path, inputs.INVENTORY).splitlines()
+    except FileNotFoundError:
+        raise _no_such_file(path) from None
     hosts: dict[str, dict[str, Any]] = {}
     members: dict[str, list[str]] = {}
     children: dict[str, list[str]] = {}
     group_vars: dict[str, dict[str, str]] = {}
     section, part = "ungrouped", "hosts"
     for number, raw in enumerate(lines, start=1):
+        location = f"{path}:{number}:1"
+        if len(raw) > MAX_INI_LINE:
+            raise ManifestError(
+                f"line of {len(raw):,} characters; at most {MAX_INI_LINE:,}",
+                location=location,
+                hint="a line is a section header, a host and its variables, a key=value or a "
+                "group name; check that this is an inventory file",
+            )
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
-        location = f"{path}:{number}:1"
         if line.startswith("["):
             header = re.fullmatch(r"\[([^:\]]+)(?::(vars|children))?\]", line)
             if header is None:
