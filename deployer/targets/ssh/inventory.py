@@ -21,6 +21,7 @@ import ipaddress
 import os
 import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -77,6 +78,9 @@ RESERVED_GROUPS = ("all", "ungrouped")
 #: Longest line of an INI inventory (a host and its variables); longer ones are refused before
 #: they are parsed.
 MAX_INI_LINE = 16 * inputs.KiB
+#: Most host memberships the groups of an Ansible inventory add up to, child groups' hosts
+#: counted in each parent: a bound on the time and memory resolving nested groups takes.
+MAX_MEMBERSHIPS = 1_000_000
 
 Name = Annotated[str, StringConstraints(max_length=253, pattern=NAME)]
 LabelKey = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_KEY)]
@@ -459,57 +463,63 @@ _ANSIBLE_VARS = {
 
 def _from_ansible_yaml(path: Path, tree: CommentedMap) -> dict[str, Any]:
     """An Ansible YAML inventory as deployer's inventory data: top-level groups (usually just
-    'all') with ``hosts``, ``children`` and ``vars``; a group's members include its children's.
-    Variables apply all < parent group < child group < host, as in Ansible."""
-    hosts: dict[str, dict[str, Any]] = {}
-    groups: dict[str, list[str]] = {}
+    'all') with ``hosts``, ``children`` and ``vars``; a group mentioned in several places is
+    one group. Read iteratively (any nesting is safe); see :func:`_resolved` for the rest."""
+    written = _Written(path)
     problems: list[ManifestError] = []
-
-    def walk(name: str, group: Any, mark: Mark, inherited: dict[str, Any]) -> list[str]:
-        if group is None:
-            return []
-        if not isinstance(group, CommentedMap):
-            problems.append(_ansible_problem(path, mark, f"group {name!r}", group))
-            return []
-        variables = {**inherited, **_mapping(path, group, "vars", problems)}
-        members: list[str] = []
-        for host, host_vars in _mapping(path, group, "hosts", problems).items():
+    read_as: dict[int, str] = {}  # each group mapping read, by id: the group it was read as
+    pending = [(str(name), tree[name], child_marks(tree, name)[0]) for name in tree]
+    pending.reverse()
+    while pending:
+        name, node, mark = pending.pop()
+        group = written.group(name, mark)
+        if node is None:
+            continue
+        if not isinstance(node, CommentedMap):
+            problems.append(_ansible_problem(path, mark, f"group {name!r}", node))
+            continue
+        if id(node) in read_as:  # a YAML alias to a group's mapping
+            if read_as[id(node)] != name:
+                problems.append(
+                    ManifestError(
+                        f"group {name!r} is group {read_as[id(node)]!r} again, through a YAML "
+                        "alias",
+                        location=mark.render(path),
+                        hint="write each group out; to nest a group, list it under 'children'",
+                    )
+                )
+            continue
+        read_as[id(node)] = name
+        group.vars.update(_mapping(path, node, "vars", problems))
+        for host, host_vars in _mapping(path, node, "hosts", problems).items():
             if not isinstance(host_vars, dict | None):
-                mark = child_marks(group["hosts"], host)[1]
-                problems.append(_ansible_problem(path, mark, f"host {host!r}", host_vars))
-                continue
-            hosts.setdefault(host, {}).update({**variables, **(host_vars or {})})
-            members.append(host)
-        children = group.get("children")
+                value_mark = child_marks(node["hosts"], host)[1]
+                problems.append(_ansible_problem(path, value_mark, f"host {host!r}", host_vars))
+            else:
+                written.add_host(group, host, host_vars or {})
+        children = node.get("children")
         if children is not None and not isinstance(children, CommentedMap):
-            mark = child_marks(group, "children")[1]
+            mark = child_marks(node, "children")[1]
             problems.append(_ansible_problem(path, mark, "children", children))
             children = None
-        for child, child_group in (children or {}).items():
+        listed = []
+        for child in children or {}:
             child_mark = child_marks(children, child)[0]
-            members.extend(walk(child, child_group, child_mark, variables))
-        for key in group:
+            group.children.setdefault(str(child), child_mark)
+            listed.append((str(child), children[child], child_mark))
+        pending.extend(reversed(listed))
+        for key in node:
             if key not in ("hosts", "children", "vars"):
                 problems.append(
                     ManifestError(
                         f"{name}.{key}: unknown key in an Ansible group",
-                        location=child_marks(group, key)[0].render(path),
+                        location=child_marks(node, key)[0].render(path),
                         hint="an Ansible group holds hosts, children and vars",
                     )
                 )
-        unique = list(dict.fromkeys(members))
-        if name not in RESERVED_GROUPS:
-            groups[name] = unique
-        return unique
-
-    for name in tree:
-        walk(str(name), tree[name], child_marks(tree, name)[0], {})
     if problems:
         raise _combined(problems)
-    return {
-        "hosts": {name: _host(name, variables, path) for name, variables in hosts.items()},
-        "groups": groups,
-    }
+    return _resolved(written)
 
 
 def _mapping(
@@ -562,18 +572,17 @@ def _from_ini(path: Path) -> dict[str, Any]:
     """An Ansible INI inventory: ``[group]`` sections of ``NAME key=value ...`` host lines,
     ``[group:vars]`` sections of ``key=value`` lines and ``[group:children]`` sections of group
     names; lines before any section are ungrouped hosts. Comments start with '#' or ';'.
-    Read through :func:`deployer.inputs.read_text` (a regular file of bounded size)."""
+    Read through :func:`deployer.inputs.read_text` (a regular file of bounded size); see
+    :func:`_resolved` for the rest."""
     try:
-        lines = inputs.read_text(path, inputs.INVENTORY).splitlines()
+        text = inputs.read_text(path, inputs.INVENTORY)
     except FileNotFoundError:
         raise _no_such_file(path) from None
-    hosts: dict[str, dict[str, Any]] = {}
-    members: dict[str, list[str]] = {}
-    children: dict[str, list[str]] = {}
-    group_vars: dict[str, dict[str, str]] = {}
+    written = _Written(path)
     section, part = "ungrouped", "hosts"
-    for number, raw in enumerate(lines, start=1):
-        location = f"{path}:{number}:1"
+    for number, raw in enumerate(text.splitlines()):
+        mark = Mark(number, 0)
+        location = mark.render(path)
         if len(raw) > MAX_INI_LINE:
             raise ManifestError(
                 f"line of {len(raw):,} characters; at most {MAX_INI_LINE:,}",
@@ -593,7 +602,7 @@ def _from_ini(path: Path) -> dict[str, Any]:
                     hint="write [group], [group:vars] or [group:children]",
                 )
             section, part = header.group(1), header.group(2) or "hosts"
-            members.setdefault(section, [])
+            written.group(section, mark)
             continue
         try:
             words = shlex.split(line, comments=True)
@@ -601,8 +610,12 @@ def _from_ini(path: Path) -> dict[str, Any]:
             raise ManifestError(
                 f"cannot parse: {exc}", location=location, hint="check the quoting on this line"
             ) from None
+        if not words:
+            continue
+        group = written.group(section, mark)
         if part == "children":
-            children.setdefault(section, []).append(words[0])
+            group.children.setdefault(words[0], mark)
+            written.group(words[0], mark)
             continue
         pairs = words if part == "vars" else words[1:]
         variables = {}
@@ -616,32 +629,170 @@ def _from_ini(path: Path) -> dict[str, Any]:
                 )
             variables[key] = value
         if part == "vars":
-            group_vars.setdefault(section, {}).update(variables)
+            group.vars.update(variables)
         else:
-            hosts.setdefault(words[0], {}).update(variables)
-            members.setdefault(section, []).append(words[0])
-    groups = {name: _ini_members(name, members, children) for name in members}
-    resolved: dict[str, dict[str, Any]] = {}
-    for name, variables in hosts.items():
-        merged: dict[str, Any] = dict(group_vars.get("all", {}))
-        for group, names in groups.items():
-            if name in names and group != "all":
-                merged.update(group_vars.get(group, {}))
-        resolved[name] = _host(name, {**merged, **variables}, path)
+            written.add_host(group, words[0], variables)
+    return _resolved(written)
+
+
+# --- Ansible's groups --------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """One Ansible group as written, every mention of it merged."""
+
+    mark: Mark
+    """Where the group is first mentioned."""
+    hosts: dict[str, None] = field(default_factory=dict)
+    """Its own hosts, in the order written (the keys)."""
+    vars: dict[str, Any] = field(default_factory=dict)
+    children: dict[str, Mark] = field(default_factory=dict)
+    """Its child groups in the order written, each with where it is first listed here."""
+
+
+@dataclass
+class _Written:
+    """An Ansible inventory as written, in either format."""
+
+    path: Path
+    groups: dict[str, _Group] = field(default_factory=dict)
+    """Every group mentioned, in the order first mentioned."""
+    host_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Every host's own variables, hosts in the order first mentioned."""
+
+    def group(self, name: str, mark: Mark) -> _Group:
+        """The group ``name``, first mentioned at ``mark`` if it is new."""
+        if name not in self.groups:
+            self.groups[name] = _Group(mark)
+        return self.groups[name]
+
+    def add_host(self, group: _Group, name: str, variables: dict[str, Any]) -> None:
+        group.hosts[name] = None
+        self.host_vars.setdefault(name, {}).update(variables)
+
+
+def _resolved(written: _Written) -> dict[str, Any]:
+    """Deployer's inventory data for an Ansible inventory: a group's members are its own hosts
+    and then its children's, each once; a host's variables are 'all''s, then its groups' from
+    the outermost in (by depth below 'all', then by name), then its own, as in Ansible.
+
+    Raises ManifestError for a group that contains itself (``group cycle: a -> b -> a``) and
+    groups too large once nested (:data:`MAX_MEMBERSHIPS`).
+    """
+    path, groups = written.path, written.groups
+    order = _children_first(path, groups)
+    members = _members(path, groups, order)
+    depth = dict.fromkeys(groups, 1)
+    depth["all"] = 0
+    for name in reversed(order):  # parents before children
+        for child in groups[name].children:
+            depth[child] = max(depth[child], depth[name] + 1)
+    in_groups: dict[str, list[str]] = {host: [] for host in written.host_vars}
+    for name, hosts in members.items():
+        for host in hosts:
+            in_groups[host].append(name)
+    common = groups["all"].vars if "all" in groups else {}
+    resolved = {}
+    for host, own in written.host_vars.items():
+        variables = dict(common)
+        for name in sorted(in_groups[host], key=lambda g: (depth[g], g)):
+            variables.update(groups[name].vars)
+        resolved[host] = _host(host, {**variables, **own}, path)
     return {
         "hosts": resolved,
-        "groups": {name: names for name, names in groups.items() if name not in RESERVED_GROUPS},
+        "groups": {name: members[name] for name in groups if name not in RESERVED_GROUPS},
     }
 
 
-def _ini_members(
-    group: str, members: dict[str, list[str]], children: dict[str, list[str]]
-) -> list[str]:
-    found = list(members.get(group, []))
-    for child in children.get(group, []):
-        if child != group:
-            found.extend(_ini_members(child, members, children))
-    return list(dict.fromkeys(found))
+def _children_first(path: Path, groups: dict[str, _Group]) -> list[str]:
+    """Every group, each after all of its children. 'all' has as children, besides those
+    written, every group that is no other group's child (as in Ansible), so a group listing
+    'all' as a child closes a cycle too.
+
+    Raises ManifestError for a cycle: named, and located where the file, read from the top,
+    closes it (its last-written link). Iterative (a depth-first walk with its own stack): any
+    depth of nesting is safe.
+    """
+    listed = {child for group in groups.values() for child in group.children}
+    implicit = {name: group.mark for name, group in groups.items() if name not in listed}
+    implicit.pop("all", None)
+
+    def children(name: str) -> list[tuple[str, Mark]]:
+        written = list(groups[name].children.items())
+        return written + list(implicit.items()) if name == "all" else written
+
+    order: list[str] = []
+    done: set[str] = set()
+    for root in ["all", *groups] if "all" in groups else groups:
+        if root in done:
+            continue
+        trail, on_trail = [root], {root}
+        pending = [iter(children(root))]
+        while pending:
+            step = next(pending[-1], None)
+            if step is None:
+                pending.pop()
+                finished = trail.pop()
+                on_trail.discard(finished)
+                done.add(finished)
+                order.append(finished)
+                continue
+            child = step[0]
+            if child in on_trail:
+                raise _cycle(path, groups, trail[trail.index(child) :])
+            if child not in done:
+                trail.append(child)
+                on_trail.add(child)
+                pending.append(iter(children(child)))
+    return order
+
+
+def _cycle(path: Path, groups: dict[str, _Group], circle: list[str]) -> ManifestError:
+    """The error for groups ``circle`` (each a child of the one before, the first a child of the
+    last): spelled from the group its last-written link leads to, located at that link. An
+    implicit link (from 'all') is never last: it is not written at all."""
+    links = [(circle[i - 1], name) for i, name in enumerate(circle)]
+    written = [(parent, child) for parent, child in links if child in groups[parent].children]
+    parent, child = max(written, key=lambda link: groups[link[0]].children[link[1]])
+    start = circle.index(child)
+    names = circle[start:] + circle[:start] + [child]
+    return ManifestError(
+        f"group cycle: {' -> '.join(names)}",
+        location=groups[parent].children[child].render(path),
+        hint="a group cannot contain itself, directly or through other groups: remove "
+        f"{child!r} from the children of {parent!r}",
+    )
+
+
+def _members(path: Path, groups: dict[str, _Group], order: list[str]) -> dict[str, list[str]]:
+    """Every group's hosts but 'all''s (every host): its own, then its children's, each once.
+
+    Raises ManifestError when the hosts gathered, counted once per group they are gathered
+    into, pass :data:`MAX_MEMBERSHIPS`: deep nesting of many hosts would otherwise take
+    time and memory that grow with depth times hosts."""
+    members: dict[str, list[str]] = {}
+    counted = 0
+    for name in order:
+        if name == "all":
+            continue
+        group = groups[name]
+        found = dict(group.hosts)
+        counted += len(found)
+        for child in group.children:
+            counted += len(members[child])
+            if counted > MAX_MEMBERSHIPS:
+                break
+            found.update(dict.fromkeys(members[child]))
+        if counted > MAX_MEMBERSHIPS:
+            raise ManifestError(
+                f"group {name!r}: the groups add up to more than {MAX_MEMBERSHIPS:,} hosts "
+                "(a host counts once in every group it is in, through child groups too)",
+                location=group.mark.render(path),
+                hint="use fewer or flatter groups, or split the inventory",
+            )
+        members[name] = list(found)
+    return members
 
 
 # --- shared ------------------------------------------------------------------------------------

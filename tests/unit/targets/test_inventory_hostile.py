@@ -11,7 +11,7 @@ import pytest
 
 from deployer.errors import ManifestError
 from deployer.targets.ssh import load_inventory
-from deployer.targets.ssh.inventory import MAX_INI_LINE
+from deployer.targets.ssh.inventory import MAX_INI_LINE, MAX_MEMBERSHIPS
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -107,3 +107,189 @@ def test_a_line_as_long_as_allowed_is_read(tmp_path: Path) -> None:
     inventory = load_inventory(write(tmp_path, "hosts", line + "\n"))
 
     assert len(inventory.hosts["gpu1"].labels["label"]) == MAX_INI_LINE - 11
+
+
+# --- cycles in Ansible groups ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "position", "cycle"),
+    [
+        (
+            "hosts.ini",
+            "[app]\nh1\n[web:children]\napp\n[app:children]\nweb\n",
+            ":6:1",
+            "web -> app -> web",
+        ),
+        ("hosts.ini", "[web]\nh1\n[web:children]\nweb\n", ":4:1", "web -> web"),
+        (
+            "hosts.ini",
+            "[a]\nh1\n[a:children]\nb\n[b:children]\nc\n[c:children]\na\n",
+            ":8:1",
+            "a -> b -> c -> a",
+        ),
+        ("hosts.ini", "[web]\nh1\n[web:children]\nall\n", ":4:1", "all -> web -> all"),
+        (
+            "hosts.yml",
+            """\
+            all:
+              children:
+                web:
+                  children:
+                    app:
+                app:
+                  hosts:
+                    h1:
+                  children:
+                    web:
+            """,
+            ":10:9",
+            "web -> app -> web",
+        ),
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    h1:\n  children:\n    web:\n      children:\n        web:\n",
+            ":7:9",
+            "web -> web",
+        ),
+    ],
+    ids=["ini", "ini-itself", "ini-three", "ini-all", "yaml", "yaml-itself"],
+)
+def test_a_group_containing_itself_is_one_error_where_the_cycle_closes(
+    tmp_path: Path, name: str, text: str, position: str, cycle: str
+) -> None:
+    path = write(tmp_path, name, text)
+
+    with pytest.raises(ManifestError) as info:
+        load_inventory(path)
+
+    assert len(info.value.problems) == 1
+    assert str(info.value) == f"{path}{position}: group cycle: {cycle}"
+    assert info.value.hint is not None
+    assert info.value.hint.startswith("a group cannot contain itself")
+
+
+def chain_ini(depth: int, closing: str | None = None) -> str:
+    links = "".join(f"[g{i}:children]\ng{i + 1}\n" for i in range(depth))
+    end = f"[g{depth}:children]\n{closing}\n" if closing else ""
+    return f"{links}[g{depth}]\nh1\n{end}"
+
+
+def chain_yaml(depth: int) -> str:
+    links = "".join(f"    g{i}:\n      children:\n        g{i + 1}:\n" for i in range(depth))
+    return f"all:\n  children:\n{links}    g{depth}:\n      hosts:\n        h1:\n"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("hosts.ini", chain_ini(5000)), ("hosts.yml", chain_yaml(5000))],
+    ids=["ini", "yaml"],
+)
+def test_5000_nested_groups_load(tmp_path: Path, name: str, text: str) -> None:
+    inventory = load_inventory(write(tmp_path, name, text))
+
+    assert len(inventory.groups) == 5001
+    assert inventory.groups["g0"] == ["h1"]
+
+
+@pytest.mark.timeout(60)
+def test_a_cycle_5000_groups_long_is_spelled_out(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.ini", chain_ini(5000, closing="g0"))
+
+    with pytest.raises(ManifestError) as info:
+        load_inventory(path)
+
+    cycle = " -> ".join(f"g{i}" for i in range(5001)) + " -> g0"
+    assert str(info.value) == f"{path}:{2 * 5000 + 4}:1: group cycle: {cycle}"
+
+
+@pytest.mark.timeout(20)
+def test_groups_sharing_children_are_resolved_once_each(tmp_path: Path) -> None:
+    # Each level has two children that share one grandchild: walking every path would take
+    # 2**40 steps.
+    levels = "".join(
+        f"[g{i}:children]\ng{i + 1}a\ng{i + 1}b\n"
+        f"[g{i + 1}a:children]\ng{i + 1}\n[g{i + 1}b:children]\ng{i + 1}\n"
+        for i in range(40)
+    )
+    inventory = load_inventory(write(tmp_path, "hosts.ini", levels + "[g40]\nh1\n"))
+
+    assert inventory.groups["g0"] == ["h1"]
+
+
+@pytest.mark.timeout(60)
+def test_nested_groups_too_large_to_resolve_are_one_error(tmp_path: Path) -> None:
+    depth = MAX_MEMBERSHIPS // 5000 + 5
+    hosts = "".join(f"h{i}\n" for i in range(5000))
+    path = write(tmp_path, "hosts.ini", chain_ini(depth).replace("h1\n", hosts))
+
+    found = problem(path)
+
+    assert found.reason.startswith("group 'g")
+    assert f"the groups add up to more than {MAX_MEMBERSHIPS:,} hosts" in found.reason
+    assert found.location is not None
+    assert found.location.startswith(f"{path}:")
+    assert found.hint == "use fewer or flatter groups, or split the inventory"
+
+
+def test_a_group_written_in_two_places_is_one_group(tmp_path: Path) -> None:
+    text = """\
+    all:
+      children:
+        app:
+          hosts:
+            h1:
+        web:
+          children:
+            app:
+          hosts:
+            h2:
+    """
+    inventory = load_inventory(write(tmp_path, "hosts.yml", text))
+
+    assert inventory.groups == {"app": ["h1"], "web": ["h2", "h1"]}
+
+
+def test_ansible_variables_apply_outermost_group_first_then_the_host(tmp_path: Path) -> None:
+    text = """\
+    [gpu:children]
+    big
+
+    [big]
+    gpu2 ansible_host=10.0.0.12 speed=host
+
+    [gpu]
+    gpu1 ansible_host=10.0.0.11
+
+    [big:vars]
+    speed=big
+
+    [gpu:vars]
+    speed=gpu
+    size=gpu
+
+    [all:vars]
+    size=all
+    zone=all
+    """
+    hosts = load_inventory(write(tmp_path, "hosts.ini", text)).hosts
+
+    assert hosts["gpu1"].labels == {"size": "gpu", "zone": "all", "speed": "gpu"}
+    assert hosts["gpu2"].labels == {"size": "gpu", "zone": "all", "speed": "host"}
+
+
+def test_a_yaml_alias_to_another_group_is_refused(tmp_path: Path) -> None:
+    text = """\
+    all:
+      children:
+        web: &web
+          hosts:
+            h1:
+        app: *web
+    """
+    path = write(tmp_path, "hosts.yml", text)
+
+    found = problem(path)
+
+    assert str(found) == f"{path}:6:5: group 'app' is group 'web' again, through a YAML alias"
