@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import (
     BaseModel,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -81,6 +82,8 @@ MAX_INI_LINE = 16 * inputs.KiB
 #: Most host memberships the groups of an Ansible inventory add up to, child groups' hosts
 #: counted in each parent: a bound on the time and memory resolving nested groups takes.
 MAX_MEMBERSHIPS = 1_000_000
+#: Most names a hint lists.
+_LISTED = 20
 
 Name = Annotated[str, StringConstraints(max_length=253, pattern=NAME)]
 LabelKey = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_KEY)]
@@ -139,10 +142,35 @@ class Inventory(Spec):
     groups: dict[Name, list[str]] = Field(default_factory=dict)
     """Named lists of host names defined under 'hosts'; 'all' and 'ungrouped' are reserved."""
 
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file the inventory was read from; None for one built in code."""
+        return self._source
+
+    def __eq__(self, other: object) -> bool:
+        """Equal hosts and groups: where an inventory was read from is not part of it."""
+        if not isinstance(other, Inventory):
+            return NotImplemented
+        return (self.hosts, self.groups) == (other.hosts, other.groups)
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields: never hashable
+
     @model_validator(mode="after")
     def _references(self) -> Inventory:
-        """Group members and jump hosts must name defined hosts; raised located at the value."""
+        """At least one host; group members and jump hosts must name defined hosts; raised
+        located at the value."""
         errors: list[InitErrorDetails] = []
+        if not self.hosts:
+            errors.append(
+                _error(
+                    ("hosts",),
+                    self.hosts,
+                    "the inventory has no hosts",
+                    "add a host: hosts: {NAME: {address: ADDRESS}}",
+                )
+            )
         for group, members in self.groups.items():
             if group in RESERVED_GROUPS:
                 errors.append(
@@ -174,16 +202,25 @@ class Inventory(Spec):
         ``replicas`` of ``hosts`` (in the order given), of ``group`` (in the order written), or,
         with neither, of every host (by name).
 
-        Pure. Raises ManifestError with a hint for an unknown host or group, a host listed twice,
-        or fewer hosts than replicas.
+        Pure. Raises ManifestError with a hint, naming the inventory file, for an unknown host or
+        group, a host listed twice, a selection of no host at all (an empty ``hosts`` list, a
+        group without hosts), or fewer hosts than replicas. Only ``replicas=0`` (a caller
+        checking the selection) gives an empty list.
         """
+        where = self._where()
         if hosts is not None:
+            if not hosts:
+                raise ManifestError(
+                    f"target.hosts: an empty list selects none of the {len(self.hosts)} "
+                    f"host(s) of {where}",
+                    hint=_listing(list(self.hosts), f"list hosts of {where}", ""),
+                )
             names, source = hosts, f"the {len(hosts)} host(s) listed"
             for name in hosts:
                 if name not in self.hosts:
                     raise ManifestError(
                         f"target.hosts: unknown host {name!r}",
-                        hint=_did_you_mean(name, list(self.hosts), "hosts in the inventory"),
+                        hint=_did_you_mean(name, list(self.hosts), f"hosts in {where}"),
                     )
             if len(set(hosts)) != len(hosts):
                 twice = next(n for n in hosts if hosts.count(n) > 1)
@@ -195,9 +232,16 @@ class Inventory(Spec):
             if group not in self.groups:
                 raise ManifestError(
                     f"target.group: unknown group {group!r}",
-                    hint=_did_you_mean(group, list(self.groups), "groups in the inventory"),
+                    hint=_did_you_mean(group, list(self.groups), f"groups in {where}"),
                 )
             names, source = self.groups[group], f"group {group!r} has {len(self.groups[group])}"
+            if not names:
+                with_hosts = [g for g, members in self.groups.items() if members]
+                raise ManifestError(
+                    f"target.group: group {group!r} of {where} has no hosts",
+                    hint=f"add hosts to group {group!r} in the inventory, or "
+                    + _listing(with_hosts, "choose a group with hosts", "no group has any"),
+                )
         else:
             names, source = sorted(self.hosts), f"the inventory has {len(self.hosts)} host(s)"
         if len(names) < replicas:
@@ -284,6 +328,9 @@ class Inventory(Spec):
             if self.hosts[name].jump_host is not None and self._jump_chain(name) is None
         ]
 
+    def _where(self) -> str:
+        return f"inventory {self._source}" if self._source is not None else "the inventory"
+
     def _unknown(
         self, loc: tuple[str | int, ...], name: str, *, jump: bool = False
     ) -> InitErrorDetails:
@@ -298,8 +345,8 @@ def load_inventory(path: Path) -> Inventory:
     made absolute (:meth:`Inventory.resolve_key_files`) but not checked.
 
     Raises one ManifestError listing every problem found, each located ``FILE:LINE:COLUMN``:
-    also for a named pipe, a device or a file larger than :data:`deployer.inputs.INVENTORY`
-    allows (refused before anything is read).
+    also for an inventory without hosts, and for a named pipe, a device or a file larger than
+    :data:`deployer.inputs.INVENTORY` allows (refused before anything is read).
     """
     try:
         inputs.check_file(path, inputs.INVENTORY)
@@ -363,7 +410,9 @@ def _validated(path: Path, document: Document | None, data: Any) -> Inventory:
         if document is None:
             raise _combined(_converted_problems(path, exc)) from None
         raise _combined(_schema_problems(path, document, exc)) from None
-    return inventory.resolve_key_files(Path(os.path.abspath(path)).parent)
+    resolved = inventory.resolve_key_files(Path(os.path.abspath(path)).parent)
+    resolved._source = path
+    return resolved
 
 
 def _no_such_file(path: Path) -> ManifestError:
@@ -465,7 +514,7 @@ def _from_ansible_yaml(path: Path, tree: CommentedMap) -> dict[str, Any]:
     """An Ansible YAML inventory as deployer's inventory data: top-level groups (usually just
     'all') with ``hosts``, ``children`` and ``vars``; a group mentioned in several places is
     one group. Read iteratively (any nesting is safe); see :func:`_resolved` for the rest."""
-    written = _Written(path)
+    written = _Written(path, "add a host: 'all: {hosts: {NAME: {ansible_host: ADDRESS}}}'")
     problems: list[ManifestError] = []
     read_as: dict[int, str] = {}  # each group mapping read, by id: the group it was read as
     pending = [(str(name), tree[name], child_marks(tree, name)[0]) for name in tree]
@@ -578,7 +627,7 @@ def _from_ini(path: Path) -> dict[str, Any]:
         text = inputs.read_text(path, inputs.INVENTORY)
     except FileNotFoundError:
         raise _no_such_file(path) from None
-    written = _Written(path)
+    written = _Written(path, "add a host line: 'NAME ansible_host=ADDRESS'")
     section, part = "ungrouped", "hosts"
     for number, raw in enumerate(text.splitlines()):
         mark = Mark(number, 0)
@@ -656,6 +705,8 @@ class _Written:
     """An Ansible inventory as written, in either format."""
 
     path: Path
+    no_hosts_hint: str
+    """What to add to an inventory without hosts, in this format."""
     groups: dict[str, _Group] = field(default_factory=dict)
     """Every group mentioned, in the order first mentioned."""
     host_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -677,11 +728,15 @@ def _resolved(written: _Written) -> dict[str, Any]:
     and then its children's, each once; a host's variables are 'all''s, then its groups' from
     the outermost in (by depth below 'all', then by name), then its own, as in Ansible.
 
-    Raises ManifestError for a group that contains itself (``group cycle: a -> b -> a``) and
-    groups too large once nested (:data:`MAX_MEMBERSHIPS`).
+    Raises ManifestError for a group that contains itself (``group cycle: a -> b -> a``), an
+    inventory without hosts, and groups too large once nested (:data:`MAX_MEMBERSHIPS`).
     """
     path, groups = written.path, written.groups
     order = _children_first(path, groups)
+    if not written.host_vars:
+        raise ManifestError(
+            "the inventory has no hosts", location=f"{path}:1:1", hint=written.no_hosts_hint
+        )
     members = _members(path, groups, order)
     depth = dict.fromkeys(groups, 1)
     depth["all"] = 0
@@ -809,8 +864,17 @@ def _error(loc: tuple[str | int, ...], value: Any, message: str, hint: str) -> I
 def _did_you_mean(name: str, valid: list[str], what: str) -> str:
     close = difflib.get_close_matches(name.lower(), [v.lower() for v in valid], n=1, cutoff=0.6)
     by_lower = {v.lower(): v for v in valid}
-    listing = f"{what}: {', '.join(valid)}" if valid else f"there are no {what}"
+    listing = _listing(valid, what, f"there are no {what}")
     return f"did you mean '{by_lower[close[0]]}'? {listing}" if close else listing
+
+
+def _listing(names: list[str], what: str, none: str) -> str:
+    """``what: a, b, c`` with at most :data:`_LISTED` names; ``none`` when there are none."""
+    if not names:
+        return none
+    shown = ", ".join(names[:_LISTED])
+    more = f", ... ({len(names)} in all)" if len(names) > _LISTED else ""
+    return f"{what}: {shown}{more}"
 
 
 def _combined(problems: list[ManifestError]) -> ManifestError:

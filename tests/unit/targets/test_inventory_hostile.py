@@ -4,14 +4,43 @@ silent empty answer, a hang, a traceback or all the memory."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from deployer.errors import ManifestError
-from deployer.targets.ssh import load_inventory
+from deployer.targets.ssh import Inventory, load_inventory
 from deployer.targets.ssh.inventory import MAX_INI_LINE, MAX_MEMBERSHIPS
+from deployer.targets.ssh.provision import select_hosts
+
+ROOT = Path(__file__).resolve().parents[3]
+
+HEADER = "apiVersion: deployer/v1alpha1\nkind: Inventory\n"
+DEPLOYER_YAML = (
+    HEADER
+    + """\
+hosts:
+  gpu1: {address: 10.0.0.11}
+  gpu2: {address: 10.0.0.12}
+groups:
+  gpu: [gpu1, gpu2]
+  web: []
+"""
+)
+
+INI = """\
+[gpu]
+gpu1 ansible_host=10.0.0.11
+
+[web]
+
+[web:vars]
+role=frontend
+"""
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -25,6 +54,12 @@ def problem(path: Path) -> ManifestError:
     with pytest.raises(ManifestError) as info:
         load_inventory(path)
     return info.value.problems[0]
+
+
+def selection_error(inventory: Inventory, *args: object) -> ManifestError:
+    with pytest.raises(ManifestError) as info:
+        inventory.select(*args)  # type: ignore[arg-type]
+    return info.value
 
 
 # --- what is read ---------------------------------------------------------------------------------
@@ -293,3 +328,123 @@ def test_a_yaml_alias_to_another_group_is_refused(tmp_path: Path) -> None:
     found = problem(path)
 
     assert str(found) == f"{path}:6:5: group 'app' is group 'web' again, through a YAML alias"
+
+
+# --- no hosts at all ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "position", "hint"),
+    [
+        ("hosts.ini", "", ":1:1", "add a host line"),
+        ("hosts.ini", "# only a comment\n", ":1:1", "add a host line"),
+        ("hosts.ini", "[web]\n[web:vars]\nrole=frontend\n[web:children]\napp\n", ":1:1", "add"),
+        ("hosts.yml", "all:\n", ":1:1", "add a host: 'all: {hosts:"),
+        ("hosts.yml", "all:\n  children:\n    web:\n      vars: {a: b}\n", ":1:1", "add a host"),
+        (
+            "hosts.yaml",
+            "apiVersion: deployer/v1alpha1\nkind: Inventory\nhosts: {}\n",
+            ":3:1",
+            "add a host: hosts: {NAME: {address: ADDRESS}}",
+        ),
+    ],
+    ids=["empty-ini", "comment-only-ini", "groups-only-ini", "null-all", "groups-only", "deployer"],
+)
+def test_an_inventory_without_hosts_is_an_error_at_the_file(
+    tmp_path: Path, name: str, text: str, position: str, hint: str
+) -> None:
+    path = write(tmp_path, name, text)
+
+    found = problem(path)
+
+    assert found.location == f"{path}{position}"
+    assert found.reason.endswith("the inventory has no hosts")
+    assert found.hint is not None
+    assert found.hint.startswith(hint)
+
+
+def test_an_inventory_built_in_code_without_hosts_is_refused() -> None:
+    with pytest.raises(ValidationError, match="the inventory has no hosts"):
+        Inventory(hosts={})
+
+
+# --- selections of no host ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "text"), [("hosts.yaml", DEPLOYER_YAML), ("hosts.ini", INI)])
+@pytest.mark.parametrize("replicas", [1, 0])
+def test_a_group_without_hosts_selects_nothing_and_says_so(
+    tmp_path: Path, name: str, text: str, replicas: int
+) -> None:
+    path = write(tmp_path, name, text)
+    inventory = load_inventory(path)
+
+    error = selection_error(inventory, None, "web", replicas)
+
+    assert str(error) == f"target.group: group 'web' of inventory {path} has no hosts"
+    assert error.hint == (
+        "add hosts to group 'web' in the inventory, or choose a group with hosts: gpu"
+    )
+
+
+def test_an_empty_host_list_selects_nothing_and_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.yaml", DEPLOYER_YAML)
+
+    error = selection_error(load_inventory(path), [], None, 1)
+
+    assert (
+        str(error)
+        == f"target.hosts: an empty list selects none of the 2 host(s) of inventory {path}"
+    )
+    assert error.hint == f"list hosts of inventory {path}: gpu1, gpu2"
+
+
+def test_unknown_hosts_and_groups_name_the_inventory_file_in_the_hint(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.yaml", DEPLOYER_YAML)
+    inventory = load_inventory(path)
+
+    group = selection_error(inventory, None, "gpus", 1)
+    host = selection_error(inventory, ["gpu01"], None, 1)
+
+    assert group.hint == f"did you mean 'gpu'? groups in inventory {path}: gpu, web"
+    assert host.hint == f"did you mean 'gpu1'? hosts in inventory {path}: gpu1, gpu2"
+
+
+def test_the_inventory_file_survives_resolving_key_files(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.yaml", DEPLOYER_YAML)
+    inventory = load_inventory(path).resolve_key_files(tmp_path)
+
+    assert inventory.source == path
+    assert str(path) in str(selection_error(inventory, None, "web", 1))
+
+
+def test_provision_options_that_select_no_host_name_the_file_and_the_group(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "hosts.ini", INI)
+
+    with pytest.raises(ManifestError) as info:
+        select_hosts(load_inventory(path), None, "web")
+
+    assert info.value.message == f"--group: group 'web' of inventory {path} has no hosts"
+
+
+@pytest.mark.timeout(60)
+def test_deployer_provision_of_an_empty_group_exits_1_naming_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.ini", INI)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "deployer", "provision", str(path), "--group", "web"],
+        cwd=ROOT,
+        env={**os.environ, "DEPLOYER_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    output = " ".join((proc.stdout + proc.stderr).split())  # undo the terminal's line wrapping
+    assert "group 'web'" in output
+    assert str(path) in output
+    assert "has no hosts" in output
