@@ -12,6 +12,12 @@ An inventory is read from one file in one of three formats, all giving the same
 
 Loading only reads the file; nothing here connects to a host. :meth:`Inventory.select` picks the
 hosts a target uses and :meth:`Inventory.to_ansible` renders what ansible-runner takes.
+
+Neither gives an empty answer: an inventory without hosts, and a selection of none, are errors
+that name the file. Hostile input is one located error, never a hang, a traceback or all the
+memory: the file is read through :mod:`deployer.inputs` (a regular file of bounded size), Ansible
+groups are walked iteratively with cycles refused (``group cycle: web -> app -> web``), and lines,
+hosts, jump chains and nested group sizes have limits (the ``MAX_*`` constants).
 """
 
 from __future__ import annotations
@@ -76,14 +82,22 @@ _DNS_NAME = re.compile(
 _JUMP = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>[^@\s:\[\]]+)(?::(?P<port>\d{1,5}))?$")
 #: Groups Ansible defines itself.
 RESERVED_GROUPS = ("all", "ungrouped")
+#: An Ansible host range (``web[01:20]``), which deployer does not expand.
+_HOST_RANGE = re.compile(r"\[[^\]]*:[^\]]*\]")
+#: Most jump hosts on the way to one host: ssh's ProxyJump lists every hop for every host.
+MAX_JUMPS = 16
 #: Longest line of an INI inventory (a host and its variables); longer ones are refused before
 #: they are parsed.
 MAX_INI_LINE = 16 * inputs.KiB
 #: Most host memberships the groups of an Ansible inventory add up to, child groups' hosts
 #: counted in each parent: a bound on the time and memory resolving nested groups takes.
 MAX_MEMBERSHIPS = 1_000_000
+#: Most hosts an inventory may have: loading takes time in proportion (a few seconds at most).
+MAX_HOSTS = 10_000
 #: Most names a hint lists.
 _LISTED = 20
+#: Most unknown host names reported one by one (each is compared with every host's name).
+_REPORTED = 20
 
 Name = Annotated[str, StringConstraints(max_length=253, pattern=NAME)]
 LabelKey = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_KEY)]
@@ -171,6 +185,9 @@ class Inventory(Spec):
                     "add a host: hosts: {NAME: {address: ADDRESS}}",
                 )
             )
+        if len(self.hosts) > MAX_HOSTS:
+            errors.append(_error(("hosts",), len(self.hosts), *_too_many_hosts()))
+        unknown: list[tuple[tuple[str | int, ...], str, bool]] = []
         for group, members in self.groups.items():
             if group in RESERVED_GROUPS:
                 errors.append(
@@ -181,16 +198,39 @@ class Inventory(Spec):
                         "rename the group",
                     )
                 )
+            listed: set[str] = set()
             for index, member in enumerate(members):
                 if member not in self.hosts:
-                    errors.append(self._unknown(("groups", group, index), member))
+                    unknown.append((("groups", group, index), member, False))
+                elif member in listed:
+                    errors.append(
+                        _error(
+                            ("groups", group, index),
+                            member,
+                            f"host {member!r} is listed twice",
+                            "list each host once; replicas run one per host",
+                        )
+                    )
+                listed.add(member)
         for name, host in self.hosts.items():
             jump = host.jump_host
             if jump is None or jump in self.hosts:
                 continue
             if not _JUMP.match(jump) or not re.search(r"[@.:]", jump):
-                errors.append(self._unknown(("hosts", name, "jumpHost"), jump, jump=True))
-        errors.extend(self._jump_cycles())
+                unknown.append((("hosts", name, "jumpHost"), jump, True))
+        errors.extend(self._unknown(loc, n, jump=j) for loc, n, j in unknown[:_REPORTED])
+        if len(unknown) > _REPORTED:  # each costs a search of every host name: say how many
+            loc, name, _ = unknown[_REPORTED]
+            more = len(unknown) - _REPORTED - 1
+            errors.append(
+                _error(
+                    loc,
+                    name,
+                    f"unknown host {name!r}, and {more:,} more unknown host(s) after it",
+                    "name hosts defined under 'hosts'; check that this is the inventory meant",
+                )
+            )
+        errors.extend(self._jump_problems())
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
@@ -222,8 +262,8 @@ class Inventory(Spec):
                         f"target.hosts: unknown host {name!r}",
                         hint=_did_you_mean(name, list(self.hosts), f"hosts in {where}"),
                     )
-            if len(set(hosts)) != len(hosts):
-                twice = next(n for n in hosts if hosts.count(n) > 1)
+            twice = _first_repeated(hosts)
+            if twice is not None:
                 raise ManifestError(
                     f"target.hosts: host {twice!r} is listed twice",
                     hint="list each host once; replicas run one per host",
@@ -316,17 +356,56 @@ class Inventory(Spec):
             jump = hop.jump_host
         return list(reversed(chain))
 
-    def _jump_cycles(self) -> list[InitErrorDetails]:
-        return [
-            _error(
-                ("hosts", name, "jumpHost"),
-                self.hosts[name].jump_host,
-                "jump hosts go round in a circle",
-                "one host in the chain must be reachable without a jump host",
-            )
-            for name in self.hosts
-            if self.hosts[name].jump_host is not None and self._jump_chain(name) is None
-        ]
+    def _jump_hops(self) -> dict[str, int | None]:
+        """How many hops :meth:`_jump_chain` gives each host (0: reached directly); None for a
+        host whose jump hosts go round in a circle. Iterative and linear in the hosts: each host
+        is walked once."""
+        hops: dict[str, int | None] = {}
+        for start in self.hosts:
+            path: list[str] = []
+            on_path: set[str] = set()
+            name = start
+            while name not in hops and name not in on_path:
+                jump = self.hosts[name].jump_host
+                if jump is None or jump not in self.hosts:
+                    hops[name] = 0 if jump is None else 1
+                    break
+                path.append(name)
+                on_path.add(name)
+                name = jump
+            below = hops.get(name)  # None: the walk came back to a host on its own path
+            for hop in reversed(path):
+                below = None if below is None else below + 1
+                hops[hop] = below
+        return hops
+
+    def _jump_problems(self) -> list[InitErrorDetails]:
+        """Jump hosts in a circle, at every host whose chain reaches it; chains longer than
+        :data:`MAX_JUMPS`, at the first host past the limit on each."""
+        problems = []
+        every = self._jump_hops()
+        for name in self.hosts:
+            hops = every[name]
+            if hops is None:
+                problems.append(
+                    _error(
+                        ("hosts", name, "jumpHost"),
+                        self.hosts[name].jump_host,
+                        "jump hosts go round in a circle",
+                        "one host in the chain must be reachable without a jump host",
+                    )
+                )
+            elif hops == MAX_JUMPS + 1:
+                problems.append(
+                    _error(
+                        ("hosts", name, "jumpHost"),
+                        self.hosts[name].jump_host,
+                        f"{hops} jump hosts on the way to this host; at most {MAX_JUMPS}",
+                        "ssh connects through every hop in turn: reach the host through fewer "
+                        "jump hosts",
+                    )
+                )
+        return problems
 
     def _where(self) -> str:
         return f"inventory {self._source}" if self._source is not None else "the inventory"
@@ -541,11 +620,13 @@ def _from_ansible_yaml(path: Path, tree: CommentedMap) -> dict[str, Any]:
         read_as[id(node)] = name
         group.vars.update(_mapping(path, node, "vars", problems))
         for host, host_vars in _mapping(path, node, "hosts", problems).items():
-            if not isinstance(host_vars, dict | None):
-                value_mark = child_marks(node["hosts"], host)[1]
+            key_mark, value_mark = child_marks(node["hosts"], host)
+            if _HOST_RANGE.search(host):
+                problems.append(_host_range(host, key_mark.render(path)))
+            elif not isinstance(host_vars, dict | None):
                 problems.append(_ansible_problem(path, value_mark, f"host {host!r}", host_vars))
             else:
-                written.add_host(group, host, host_vars or {})
+                written.add_host(group, host, host_vars or {}, key_mark)
         children = node.get("children")
         if children is not None and not isinstance(children, CommentedMap):
             mark = child_marks(node, "children")[1]
@@ -679,8 +760,10 @@ def _from_ini(path: Path) -> dict[str, Any]:
             variables[key] = value
         if part == "vars":
             group.vars.update(variables)
+        elif _HOST_RANGE.search(words[0]):
+            raise _host_range(words[0], location)
         else:
-            written.add_host(group, words[0], variables)
+            written.add_host(group, words[0], variables, mark)
     return _resolved(written)
 
 
@@ -718,7 +801,12 @@ class _Written:
             self.groups[name] = _Group(mark)
         return self.groups[name]
 
-    def add_host(self, group: _Group, name: str, variables: dict[str, Any]) -> None:
+    def add_host(self, group: _Group, name: str, variables: dict[str, Any], mark: Mark) -> None:
+        """Add host ``name`` (written at ``mark``) to ``group``; raises ManifestError for the
+        host past :data:`MAX_HOSTS`."""
+        if name not in self.host_vars and len(self.host_vars) >= MAX_HOSTS:
+            message, hint = _too_many_hosts()
+            raise ManifestError(message, location=mark.render(self.path), hint=hint)
         group.hosts[name] = None
         self.host_vars.setdefault(name, {}).update(variables)
 
@@ -850,6 +938,22 @@ def _members(path: Path, groups: dict[str, _Group], order: list[str]) -> dict[st
     return members
 
 
+def _too_many_hosts() -> tuple[str, str]:
+    return (
+        f"more than {MAX_HOSTS:,} hosts",
+        f"deployer reads inventories of at most {MAX_HOSTS:,} hosts; give it one of the hosts "
+        "it deploys to",
+    )
+
+
+def _host_range(name: str, location: str) -> ManifestError:
+    return ManifestError(
+        f"host {name!r}: host ranges are not supported",
+        location=location,
+        hint="list each host by name",
+    )
+
+
 # --- shared ------------------------------------------------------------------------------------
 
 
@@ -875,6 +979,15 @@ def _listing(names: list[str], what: str, none: str) -> str:
     shown = ", ".join(names[:_LISTED])
     more = f", ... ({len(names)} in all)" if len(names) > _LISTED else ""
     return f"{what}: {shown}{more}"
+
+
+def _first_repeated(names: list[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def _combined(problems: list[ManifestError]) -> ManifestError:

@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from deployer.errors import ManifestError
-from deployer.targets.ssh import Inventory, load_inventory
-from deployer.targets.ssh.inventory import MAX_INI_LINE, MAX_MEMBERSHIPS
+from deployer.targets.ssh import Host, Inventory, load_inventory
+from deployer.targets.ssh.inventory import MAX_HOSTS, MAX_INI_LINE, MAX_JUMPS, MAX_MEMBERSHIPS
 from deployer.targets.ssh.provision import select_hosts
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -448,3 +448,138 @@ def test_deployer_provision_of_an_empty_group_exits_1_naming_the_file(tmp_path: 
     assert "group 'web'" in output
     assert str(path) in output
     assert "has no hosts" in output
+
+
+# --- limits and odd values ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "position", "host"),
+    [
+        ("hosts", "[web]\nweb[1:1000000000] ansible_host=10.0.0.1\n", ":2:1", "web[1:1000000000]"),
+        (
+            "hosts.yml",
+            "all:\n  hosts:\n    web[01:50].example.com:\n",
+            ":3:5",
+            "web[01:50].example.com",
+        ),
+    ],
+    ids=["ini", "yaml"],
+)
+def test_host_ranges_are_refused_not_expanded(
+    tmp_path: Path, name: str, text: str, position: str, host: str
+) -> None:
+    path = write(tmp_path, name, text)
+
+    found = problem(path)
+
+    assert str(found) == f"{path}{position}: host {host!r}: host ranges are not supported"
+    assert found.hint == "list each host by name"
+
+
+@pytest.mark.parametrize(
+    ("port", "message"),
+    [
+        ("9" * 5000, "hosts.gpu1.port: Unable to parse input string as an integer"),
+        ("99999999999999999999", "hosts.gpu1.port: Input should be less than or equal to 65535"),
+        ("-1", "hosts.gpu1.port: Input should be greater than or equal to 1"),
+        ("1e400", "hosts.gpu1.port: Input should be a valid integer"),
+    ],
+    ids=["5000-digits", "huge", "negative", "float"],
+)
+def test_absurd_ports_are_errors_naming_the_host(tmp_path: Path, port: str, message: str) -> None:
+    path = write(tmp_path, "hosts", f"gpu1 ansible_port={port}\n")
+
+    found = problem(path)
+
+    assert found.location == str(path)
+    assert found.reason.startswith(message)
+    assert found.hint == "SSH port, 1 to 65535 (default 22)."
+
+
+@pytest.mark.timeout(30)
+def test_more_hosts_than_deployer_reads_is_an_error_at_the_first_one_too_many(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "hosts", "".join(f"h{i}\n" for i in range(MAX_HOSTS + 5)))
+
+    found = problem(path)
+
+    assert str(found) == f"{path}:{MAX_HOSTS + 1}:1: more than {MAX_HOSTS:,} hosts"
+    assert found.hint is not None
+    assert f"at most {MAX_HOSTS:,} hosts" in found.hint
+
+
+def test_more_hosts_than_deployer_reads_is_refused_in_code_too() -> None:
+    hosts = {f"h{i}": Host(address="10.0.0.1") for i in range(MAX_HOSTS + 1)}
+
+    with pytest.raises(ValidationError, match="more than"):
+        Inventory(hosts=hosts)
+
+
+def jump_chain(length: int) -> dict[str, Host]:
+    hosts = {"h0": Host(address="10.0.0.1")}
+    hosts.update(
+        {f"h{i}": Host(address="10.0.0.1", jump_host=f"h{i - 1}") for i in range(1, length)}
+    )
+    return hosts
+
+
+def test_a_chain_of_jump_hosts_as_long_as_allowed_is_used() -> None:
+    inventory = Inventory(hosts=jump_chain(MAX_JUMPS + 1))
+
+    assert inventory.jump_options(f"h{MAX_JUMPS}")[1].count(",") == MAX_JUMPS - 1
+
+
+@pytest.mark.timeout(20)
+def test_a_long_chain_of_jump_hosts_is_one_error_found_in_linear_time() -> None:
+    with pytest.raises(ValidationError) as info:
+        Inventory(hosts=jump_chain(MAX_HOSTS))
+
+    (error,) = info.value.errors()
+    assert error["loc"] == ("hosts", f"h{MAX_JUMPS + 1}", "jumpHost")
+    assert (
+        error["msg"] == f"{MAX_JUMPS + 1} jump hosts on the way to this host; at most {MAX_JUMPS}"
+    )
+
+
+@pytest.mark.timeout(20)
+def test_a_long_circle_of_jump_hosts_is_found_in_linear_time() -> None:
+    hosts = jump_chain(MAX_HOSTS)
+    hosts["h0"] = Host(address="10.0.0.1", jump_host=f"h{MAX_HOSTS - 1}")
+
+    with pytest.raises(ValidationError) as info:
+        Inventory(hosts=hosts)
+
+    messages = {error["msg"] for error in info.value.errors()}
+    assert messages == {"jump hosts go round in a circle"}
+
+
+@pytest.mark.timeout(20)
+def test_many_unknown_group_members_are_summed_up(tmp_path: Path) -> None:
+    hosts = "".join(f"  host{i}: {{address: 10.0.0.1}}\n" for i in range(500))
+    members = ", ".join(f"x{i}" for i in range(3000))
+    text = f"{HEADER}hosts:\n{hosts}groups:\n  g: [{members}]\n"
+    path = write(tmp_path, "hosts.yaml", text)
+
+    with pytest.raises(ManifestError) as info:
+        load_inventory(path)
+
+    reasons = [p.reason for p in info.value.problems]
+    assert len(reasons) == 21
+    assert reasons[0] == "groups.g[0]: unknown host 'x0'"
+    assert (
+        reasons[-1] == "groups.g[20]: unknown host 'x20', and 2,979 more unknown host(s) after it"
+    )
+    hint = info.value.problems[0].hint
+    assert hint is not None
+    assert hint.endswith("host19, ... (500 in all)")
+
+
+def test_a_host_listed_twice_in_a_group_is_located(tmp_path: Path) -> None:
+    path = write(tmp_path, "hosts.yaml", DEPLOYER_YAML.replace("[gpu1, gpu2]", "[gpu1, gpu1]"))
+
+    found = problem(path)
+
+    assert str(found) == f"{path}:7:15: groups.gpu[1]: host 'gpu1' is listed twice"
+    assert found.hint == "list each host once; replicas run one per host"
