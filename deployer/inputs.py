@@ -34,11 +34,18 @@ class FileKind:
     """What the file is, for messages: 'manifest', 'inventory', ..."""
     limit: int
     """Largest size in bytes deployer reads."""
+    max_nodes: int = 20_000
+    """For YAML: most values one document may hold, each alias counted as what it repeats."""
+
+    @property
+    def a(self) -> str:
+        """The noun with its article, for messages: 'a manifest', 'an inventory'."""
+        return f"{'an' if self.noun[0] in 'aeiou' else 'a'} {self.noun}"
 
 
 MANIFEST = FileKind("manifest", 1 * MiB)
-INVENTORY = FileKind("inventory", 4 * MiB)
-LOCKFILE = FileKind("lockfile", 16 * MiB)
+INVENTORY = FileKind("inventory", 4 * MiB, max_nodes=100_000)
+LOCKFILE = FileKind("lockfile", 16 * MiB, max_nodes=100_000)
 SECRET = FileKind("secret file", 64 * KiB)
 MODEL_CONFIG = FileKind("model config", 16 * MiB)
 TEXT = FileKind("calibration or evaluation text", 256 * MiB)
@@ -151,7 +158,7 @@ def read_json(path: Path, kind: FileKind) -> Any:
         raise ManifestError(
             f"JSON nested more than {JSON_MAX_DEPTH} levels deep",
             location=str(path),
-            hint=f"this is not a {kind.noun} deployer can use",
+            hint=f"this is not {kind.a} deployer can use",
         )
     return value
 
@@ -181,7 +188,7 @@ def _check_type(path: Path, kind: FileKind, mode: int) -> None:
     raise ManifestError(
         f"is {what}, not a regular file",
         location=str(path),
-        hint=f"deployer reads a {kind.noun} from a regular file; give the file's own path",
+        hint=f"deployer reads {kind.a} from a regular file; give the file's own path",
     )
 
 
@@ -190,7 +197,7 @@ def _check_size(path: Path, kind: FileKind, size: int) -> None:
         raise ManifestError(
             f"{kind.noun} is larger than {human_bytes(kind.limit)}, the most deployer reads",
             location=str(path),
-            hint=f"a {kind.noun} is at most {human_bytes(kind.limit)}; check that this is the "
+            hint=f"{kind.a} is at most {human_bytes(kind.limit)}; check that this is the "
             "file you meant",
         )
 

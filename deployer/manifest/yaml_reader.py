@@ -23,6 +23,7 @@ any tree is built, so the cost of reading is linear in the file's size.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,8 +56,9 @@ SKIPPED_SUFFIXES = (".lock.yaml", ".lock.yml")
 
 SYNTAX_HINT = "check indentation and quoting near this line"
 
-#: Most nodes one document may hold, each alias counted as the subtree it repeats.
-MAX_NODES = 20_000
+#: Most nodes one manifest may hold, each alias counted as the subtree it repeats (other kinds
+#: of file have their own, :attr:`deployer.inputs.FileKind.max_nodes`).
+MAX_NODES = inputs.MANIFEST.max_nodes
 #: Deepest nesting of mappings and lists in one document.
 MAX_DEPTH = 64
 #: Longest integer, in digits: 2**63 has 19.
@@ -142,7 +144,7 @@ def read_documents(
     except ManifestError as exc:
         yield exc
         return
-    yield from _documents(path, text)
+    yield from _documents(path, text, kind)
 
 
 def read_plain(path: Path, kind: inputs.FileKind) -> Any:
@@ -150,7 +152,7 @@ def read_plain(path: Path, kind: inputs.FileKind) -> Any:
     same limits as manifests. Raises FileNotFoundError when nothing is there and the first
     :class:`ManifestError` found otherwise (several documents are one)."""
     text = inputs.read_text(path, kind)
-    documents = list(_documents(path, text))
+    documents = list(_documents(path, text, kind))
     for found in documents:
         if isinstance(found, ManifestError):
             raise found
@@ -158,15 +160,15 @@ def read_plain(path: Path, kind: inputs.FileKind) -> Any:
         raise ManifestError(
             f"{len(documents)} YAML documents in one {kind.noun}",
             location=str(path),
-            hint=f"a {kind.noun} is one YAML document",
+            hint=f"{kind.a} is one YAML document",
         )
     return plain(documents[0].tree) if documents else None  # type: ignore[union-attr]
 
 
-def _documents(path: Path, text: str) -> Iterator[Document | ManifestError]:
+def _documents(path: Path, text: str, kind: inputs.FileKind) -> Iterator[Document | ManifestError]:
     index = 0
     yaml = YAML(typ="rt")
-    yaml.Parser = _GuardedParser
+    yaml.Parser = functools.partial(_GuardedParser, kind=kind)
     # What YAML.load_all does first: the scanner records a %YAML directive here.
     yaml.doc_infos.append(DocInfo(requested_version=version(yaml.version)))
     # The constructor and composer are driven by hand (as YAML.load_all does) to keep each
@@ -351,8 +353,9 @@ class _GuardedParser(RoundTripParser):
     tags and integer length. One pass, constant work per event; it raises :class:`_Refused`
     before the composer (which recurses) gets deep or the constructor gets big."""
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, *, kind: inputs.FileKind) -> None:
         super().__init__(loader)
+        self._kind = kind
         self._new_document()
 
     def _new_document(self) -> None:
@@ -361,6 +364,7 @@ class _GuardedParser(RoundTripParser):
         #: Finished anchors and the nodes each stands for.
         self._anchors: dict[str, int] = {}
         self._nodes = 0
+        self._aliased = False
 
     def get_event(self) -> Any:
         event = super().get_event()
@@ -373,6 +377,7 @@ class _GuardedParser(RoundTripParser):
                 self._anchors[event.anchor] = 1
             self._add(event, 1)
         elif isinstance(event, AliasEvent):
+            self._aliased = True
             self._add(event, self._alias_size(event))
         elif isinstance(event, CollectionStartEvent):
             _check_collection_tag(event)
@@ -407,13 +412,21 @@ class _GuardedParser(RoundTripParser):
         self._nodes += size
         if grow:
             self._grow(size)
-        if self._nodes > MAX_NODES:
+        most = self._kind.max_nodes
+        if self._nodes <= most:
+            return
+        if self._aliased:
             raise _Refused(
-                f"more than {MAX_NODES:,} values with aliases expanded",
+                f"more than {most:,} values with aliases expanded",
                 event.start_mark,
                 "anchors and aliases may repeat a value a few times, not multiply it; "
                 "write the values out",
             )
+        raise _Refused(
+            f"more than {most:,} values in one document",
+            event.start_mark,
+            f"{self._kind.a} holds at most {most:,} values; split it into several",
+        )
 
     def _grow(self, size: int) -> None:
         if self._open:

@@ -433,7 +433,7 @@ def load_inventory(path: Path) -> Inventory:
         raise _no_such_file(path) from None
     if path.suffix not in YAML_SUFFIXES:
         return _validated(path, None, _from_ini(path))
-    documents = list(read_documents(path))
+    documents = list(read_documents(path, inputs.INVENTORY))
     problems = [d for d in documents if isinstance(d, ManifestError)]
     if problems:
         raise _combined(problems)

@@ -141,6 +141,13 @@ def test_yaml_1_2_directive_and_plain_tags_are_accepted(tmp_path: Path) -> None:
     assert (deployment.name, deployment.spec.serving.max_model_len) == ("demo", 2048)
 
 
+def test_a_big_document_without_aliases_is_told_to_split(tmp_path: Path) -> None:
+    error = only_problem(tmp_path, HEADER + "".join(f"k{i}: v\n" for i in range(MAX_NODES)))
+
+    assert error.reason == f"more than {MAX_NODES:,} values in one document"
+    assert error.hint == f"a manifest holds at most {MAX_NODES:,} values; split it into several"
+
+
 def test_lockfiles_are_read_with_the_same_limits(tmp_path: Path) -> None:
     path = tmp_path / "m.lock.yaml"
     path.write_text(laughs(8).replace(HEADER, ""))
