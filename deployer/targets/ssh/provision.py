@@ -127,14 +127,16 @@ def select_hosts(inventory: Inventory, hosts: list[str] | None, group: str | Non
     """Names of the hosts to provision: those listed, a group's, or every host. Pure; raises
     ManifestError for an unknown host or group."""
     try:
-        if hosts:
+        if hosts is not None:  # an empty list (--hosts ",") selects nothing: an error, not all
             inventory.select(hosts, None, len(hosts))
             return list(hosts)
         if group is not None:
             inventory.select(None, group, 0)  # checks the group exists
             return list(inventory.groups[group])
     except ManifestError as exc:  # worded for a manifest's target: say which option instead
-        raise ManifestError(exc.reason.replace("target.", "--", 1), hint=exc.hint) from None
+        raise ManifestError(
+            exc.reason.replace("target.", "--", 1), location=exc.location, hint=exc.hint
+        ) from None
     return sorted(inventory.hosts)
 
 

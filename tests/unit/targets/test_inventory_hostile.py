@@ -583,3 +583,13 @@ def test_a_host_listed_twice_in_a_group_is_located(tmp_path: Path) -> None:
 
     assert str(found) == f"{path}:7:15: groups.gpu[1]: host 'gpu1' is listed twice"
     assert found.hint == "list each host once; replicas run one per host"
+
+
+def test_provision_hosts_option_with_no_names_selects_nothing_not_everything(
+    tmp_path: Path,
+) -> None:
+    # `deployer provision INV --hosts ","` gives an empty list: an error, never every host.
+    path = write(tmp_path, "hosts.ini", INI)
+
+    with pytest.raises(ManifestError, match="selects none of the"):
+        select_hosts(load_inventory(path), [], None)
