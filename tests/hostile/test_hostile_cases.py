@@ -355,7 +355,6 @@ _NAMES = {
     "logs-never-deployed": ["logs", "never-deployed"],
     "status-unknown-name": ["status", "nope"],
     "key-dotdot-path": ["key", "../x"],
-    "destroy-unknown-name": ["destroy", "nope"],
 }
 for _name, _args in _NAMES.items():
 
@@ -363,6 +362,12 @@ for _name, _args in _NAMES.items():
         return Scenario(list(args), tmp, creates_nothing=True)
 
     case(_name)(_unknown)
+
+
+@case("destroy-dotdot-path")
+def _destroy_dotdot(tmp: Path) -> Scenario:
+    # Not a look-up (destroy records a run), so its state folder may appear; nothing outside.
+    return Scenario(["destroy", "../../x"], tmp)
 
 
 # A state URL naming someone else's database, or a folder that does not exist.
@@ -494,10 +499,15 @@ class EchoHub:
             def _answer(self) -> None:
                 echoed = f"{self.requestline}\n{self.headers}"
                 owner.requests.append(echoed)
-                body = json.dumps({"error": "nope", "request": echoed}).encode()
+                # Where the hub client looks for a server's message: the JSON 'error' and
+                # 'errors' fields and the X-Error-Message header.
+                body = json.dumps(
+                    {"error": f"refused {echoed}", "errors": [{"message": echoed}]}
+                ).encode()
+                authorization = self.headers.get("Authorization", "")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("X-Echo-Authorization", self.headers.get("Authorization", ""))
+                self.send_header("X-Error-Message", f"bad credentials: {authorization}")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
