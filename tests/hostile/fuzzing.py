@@ -1098,6 +1098,8 @@ def _extreme(rng: random.Random, tree: dict[str, Any]) -> str:
         if not isinstance(child, dict | list):
             return "extreme: (not in this example) " + ".".join(map(str, path))
         node = child
+    if not isinstance(node, dict):  # an earlier mutation made it a list
+        return "extreme: (not a mapping here) " + ".".join(map(str, path))
     value = rng.choice(values)
     node[path[-1]] = value
     return f"extreme: {'.'.join(map(str, path))} -> {_short(value)}"
