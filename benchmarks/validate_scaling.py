@@ -1,14 +1,15 @@
 """Validate time against manifest size; aim: linear, a steady multiple of parsing the YAML alone.
 
-Manifests of growing size (up to just under the 1 MiB a manifest may have) in three shapes: a
-long smoke list, a big serving.args map, and an alias-heavy one (every smoke check's expectation
-written as an alias of one anchored mapping, so aliases grow with the file and stay within what
-a manifest may hold). For each: bytes, seconds to validate (deployer.api.validate in this
-process, the median of --repeat runs), seconds per KiB, and the same text parsed by PyYAML's
-yaml.safe_load (the pure-Python SafeLoader, as deployer's ruamel parser is pure Python) as the
-baseline. Linear cost shows as a flat seconds-per-KiB column and a flat ratio to the baseline;
-the last table divides each shape's largest size's seconds per KiB by its smallest's (1.0:
-linear).
+Manifests of growing size in three shapes: a long smoke list, a big serving.args map, and an
+alias-heavy one (every smoke check's expectation written as an alias of one anchored mapping, so
+aliases grow with the file). The largest of each shape is the biggest deployer accepts (under
+960 KiB, and within the number of values a manifest may hold, aliases expanded); the others are
+1/64 to 1/2 of it, and one past the limit shows what a refusal costs. For each: bytes, seconds
+to validate (deployer.api.validate in this process, the median of --repeat runs), seconds per
+KiB, and the same text parsed by PyYAML's yaml.safe_load (the pure-Python SafeLoader, as
+deployer's ruamel parser is pure Python) as the baseline. Linear cost shows as a flat
+seconds-per-KiB column and a flat ratio to the baseline; the last table divides each shape's
+seconds per KiB at its largest size by that at its smallest (1.0: linear).
 
     .venv/bin/python benchmarks/validate_scaling.py [--quick] [--repeat N]
 """
@@ -32,8 +33,11 @@ from deployer import api
 from deployer.errors import ManifestError
 
 KiB = 1024
-SIZES_KIB = [8, 32, 128, 512, 960]
-QUICK_SIZES_KIB = [4, 16, 64]
+#: Sizes are fractions of the largest manifest of each shape deployer accepts within MAX_KIB.
+MAX_KIB = 960
+FRACTIONS = [1 / 64, 1 / 16, 1 / 4, 1 / 2, 1]
+QUICK_MAX_KIB = 64
+QUICK_FRACTIONS = [1 / 16, 1 / 4, 1]
 
 HEADER = """\
 apiVersion: deployer/v1alpha1
@@ -136,23 +140,50 @@ def validate_seconds(path: Path, repeat: int) -> tuple[float, str]:
     return median_seconds(once, repeat), verdict
 
 
+def accepted(shape: Callable[[int], str], count: int, folder: Path) -> bool:
+    path = folder / "probe.yaml"
+    path.write_text(shape(count))
+    return validate_seconds(path, 1)[1] == "valid"
+
+
+def largest(shape: Callable[[int], str], max_bytes: int, folder: Path) -> int:
+    """The most items of ``shape`` within ``max_bytes`` that deployer still accepts (a manifest
+    also has a limit on its number of values): found by bisection, to within 2%."""
+    count, _ = sized(shape, max_bytes)
+    if accepted(shape, count, folder):
+        return count
+    low, high = 1, count
+    while high - low > max(1, low // 50):
+        middle = (low + high) // 2
+        if accepted(shape, middle, folder):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one run each")
+    parser.add_argument("--quick", action="store_true", help="up to 64 KiB, one run each")
     parser.add_argument("--repeat", type=int, default=None, help="runs per size (default 3)")
     args = parser.parse_args()
-    sizes = QUICK_SIZES_KIB if args.quick else SIZES_KIB
+    max_bytes = (QUICK_MAX_KIB if args.quick else MAX_KIB) * KiB
+    fractions = QUICK_FRACTIONS if args.quick else FRACTIONS
     repeat = args.repeat or (1 if args.quick else 3)
     rows = []
     per_kib: dict[str, list[float]] = {}
+    refusals = []
     with tempfile.TemporaryDirectory() as tmp:
-        warm = Path(tmp) / "warm-up.yaml"  # deployer imports some validators on first use
+        folder = Path(tmp)
+        warm = folder / "warm-up.yaml"  # deployer imports some validators on first use
         warm.write_text(smoke_list(2))
         validate_seconds(warm, 1)
         for name, shape in SHAPES.items():
-            for size in sizes:
-                count, text = sized(shape, size * KiB)
-                path = Path(tmp) / f"{name.replace(' ', '-')}-{size}.yaml"
+            top = largest(shape, max_bytes, folder)
+            for fraction in fractions:
+                count = max(1, int(top * fraction))
+                text = shape(count)
+                path = folder / f"{name.replace(' ', '-')}-{count}.yaml"
                 path.write_text(text)
                 nbytes = path.stat().st_size
                 seconds, verdict = validate_seconds(path, repeat)
@@ -160,6 +191,14 @@ def main() -> None:
                 kib = nbytes / KiB
                 per_kib.setdefault(name, []).append(seconds / kib)
                 rows.append((name, count, nbytes, seconds, seconds / kib, baseline, verdict))
+            if not args.quick:
+                # Past the limit: how long the refusal takes (the guard counts as it parses).
+                count, text = sized(shape, max_bytes)
+                if count > top:
+                    path = folder / f"{name.replace(' ', '-')}-over.yaml"
+                    path.write_text(text)
+                    seconds, verdict = validate_seconds(path, repeat)
+                    refusals.append((name, count, path.stat().st_size, seconds, verdict))
     print(
         f"{'shape':<11} {'items':>6} {'bytes':>9} {'validate s':>10} {'s/KiB':>9} "
         f"{'safe_load s':>11} {'ratio':>6}  verdict"
@@ -169,16 +208,22 @@ def main() -> None:
             f"{name:<11} {count:>6} {nbytes:>9,} {seconds:>10.4f} {spk:>9.5f} "
             f"{baseline:>11.4f} {seconds / baseline:>6.1f}  {verdict}"
         )
+    for name, count, nbytes, seconds, verdict in refusals:
+        print(f"{name:<11} {count:>6} {nbytes:>9,} {seconds:>10.4f}  (over the limit) {verdict}")
     print()
     table(
         [
             (
-                f"{name}: s/KiB at {sizes[-1]} KiB / at {sizes[0]} KiB",
+                f"{name}: s/KiB at the largest / at the smallest",
                 f"{values[-1] / values[0]:.2f}  (1.0: linear)",
             )
             for name, values in per_kib.items()
         ]
-        + [("runs per size", f"{repeat} (median)"), ("baseline", "PyYAML yaml.safe_load")]
+        + [
+            ("sizes", f"up to {max_bytes // KiB} KiB or the most values a manifest may hold"),
+            ("runs per size", f"{repeat} (median)"),
+            ("baseline", "PyYAML yaml.safe_load (pure-Python SafeLoader)"),
+        ]
     )
 
 
