@@ -10,8 +10,9 @@ manifest whose model folder's ``config.json`` is mutated. See ``fuzzing.py`` for
 
 Environment:
 
-- ``DEPLOYER_FUZZ_CASES``: cases in all, shared among the four targets 70/16/6/8 (default 550:
-  two to three minutes on two cores while failures are being confirmed, less once none are);
+- ``DEPLOYER_FUZZ_CASES``: cases in all, shared among the four targets 70/16/6/8 (default 1500:
+  about two minutes on two cores; each kind of failure adds the time of its confirmation, and a
+  hang 20 s a case);
 - ``DEPLOYER_FUZZ_SEED``: the seed (default fixed, so CI runs the same cases every time);
 - ``DEPLOYER_FUZZ_RUNNER``: ``fork`` (default: a fork server screens; a fresh ``python -m
   deployer`` reruns two failing cases of each symptom, and its verdict is the one reported) or
@@ -47,7 +48,7 @@ from tests.hostile.fuzzing import (
 )
 from tests.hostile.runners import ForkServer, runner_kind, symptom
 
-CASES = int(os.environ.get("DEPLOYER_FUZZ_CASES", "550"))
+CASES = int(os.environ.get("DEPLOYER_FUZZ_CASES", "1500"))
 SEED = int(os.environ.get("DEPLOYER_FUZZ_SEED", str(DEFAULT_SEED)))
 WORKERS = 2
 
