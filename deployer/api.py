@@ -22,6 +22,7 @@ from deployer.errors import (
     EngineStartError,
     NotFoundError,
     SmokeFailedError,
+    StateError,
     UnsupportedError,
 )
 from deployer.events import EventBus, EventKind
@@ -1010,8 +1011,18 @@ def _reader(settings: Settings) -> StateStore | None:
     """The state store for commands that only read: None when there is none yet. Creates no
     folder, file or table, and reads a database the user may not write."""
     from deployer.state import StateStore
+    from deployer.state.database import missing_sqlite_file
 
-    return StateStore.open_existing(settings.database_url)
+    store = StateStore.open_existing(settings.database_url)
+    # No database in deployer's own home means nothing deployed yet; a database named explicitly
+    # (--state-url, DEPLOYER_STATE_URL) that is not there is a mistake worth saying.
+    missing = missing_sqlite_file(settings.state_url) if settings.state_url else None
+    if store is None and missing is not None:
+        raise StateError(
+            f"state database {missing} does not exist",
+            hint="check --state-url / DEPLOYER_STATE_URL (deployer apply creates the database)",
+        )
+    return store
 
 
 def _get(store: StateStore, name: str) -> DeploymentRecord:

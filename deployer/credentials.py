@@ -43,7 +43,7 @@ def resolve_secret(ref: SecretRef, *, field: str, base_dir: Path) -> str:
             )
         return secrets.register(value)
     assert ref.file is not None
-    path = (base_dir / Path(ref.file).expanduser()).resolve()
+    path = (base_dir / inputs.expand_user(ref.file)).resolve()
     try:
         value = inputs.read_text(path, inputs.SECRET).strip()
     except FileNotFoundError:

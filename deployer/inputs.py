@@ -64,6 +64,12 @@ _FILE_TYPES = (
 )
 
 
+def expand_user(value: str | Path) -> Path:
+    """``value`` with a leading ``~`` or ``~user`` expanded; a user this machine does not know
+    leaves it as written (a path that then does not exist), never an exception."""
+    return Path(os.path.expanduser(value))
+
+
 def check_file(path: Path, kind: FileKind) -> int:
     """The size of the regular file at ``path`` (symlinks followed), after checking it is one
     and within ``kind``'s limit. For files deployer hashes or hands on rather than reads.

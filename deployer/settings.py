@@ -33,8 +33,8 @@ class Settings:
         env_cache = os.environ.get("DEPLOYER_CACHE")
         cache = Path(env_cache) if env_cache else default_cache_dir()
         return cls(
-            home=resolved_home.expanduser().absolute(),
-            cache=cache.expanduser().absolute(),
+            home=Path(os.path.expanduser(resolved_home)).absolute(),
+            cache=Path(os.path.expanduser(cache)).absolute(),
             state_url=state_url or os.environ.get("DEPLOYER_STATE_URL"),
         )
 

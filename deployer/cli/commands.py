@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from deployer import api
-from deployer.cli.context import STATE, boundary
+from deployer.cli.context import STATE, boundary, shown
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
 from deployer.errors import ManifestError
@@ -51,9 +51,9 @@ def validate(
             print_json(console, {"valid": False, "problems": problems})
             raise typer.Exit(1) from exc
         for problem in exc.problems:
-            err.print(f"[bold red]error:[/] {escape(problem.message)}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {shown(problem.message)}", soft_wrap=True)
             if problem.hint:
-                err.print(f"  [yellow]hint:[/] {escape(problem.hint)}", soft_wrap=True)
+                err.print(f"  [yellow]hint:[/] {shown(problem.hint)}", soft_wrap=True)
         err.print(f"{len(exc.problems)} problem(s) found")
         raise typer.Exit(1) from exc
     with boundary():

@@ -62,11 +62,11 @@ def boundary() -> Iterator[None]:
             list(exc.problems) if isinstance(exc, ManifestError) else [exc]
         )
         for problem in problems:
-            _say(f"[bold red]error:[/] {_clean(problem.message)}")
+            _say(f"[bold red]error:[/] {shown(problem.message)}")
             if problem.details:
                 STATE.err.print(mask(problem.details), markup=False, soft_wrap=True)
             if problem.hint:
-                _say(f"[yellow]hint:[/] {_clean(problem.hint)}")
+                _say(f"[yellow]hint:[/] {shown(problem.hint)}")
         _debug_traceback()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -76,7 +76,7 @@ def boundary() -> Iterator[None]:
         _debug_traceback()
         reason = exc.strerror or str(exc)
         text = f"{exc.filename}: {reason}" if exc.filename else reason
-        _say(f"[bold red]error:[/] {_clean(text)}")
+        _say(f"[bold red]error:[/] {shown(text)}")
         _say(
             "[yellow]hint:[/] check the file or folder named and its permissions; "
             "--debug shows where it happened"
@@ -85,15 +85,23 @@ def boundary() -> Iterator[None]:
     except Exception as exc:
         _debug_traceback()
         _say(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {_clean(str(exc))}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {shown(str(exc))}\n"
             "This is a bug in deployer. Run again with --debug for the traceback and report it."
         )
         sys.exit(70)
 
 
-def _clean(text: str) -> str:
-    """``text`` with secrets masked, safe inside rich markup."""
-    return escape(mask(text))
+#: Longest message text shown; a value echoed from hostile input (200,000 characters) is cut.
+MAX_SHOWN = 1000
+
+
+def shown(text: str) -> str:
+    """``text`` as an error line shows it: secrets masked, at most :data:`MAX_SHOWN` characters,
+    safe inside rich markup."""
+    text = mask(text)
+    if len(text) > MAX_SHOWN:
+        text = f"{text[:MAX_SHOWN]}... ({len(text) - MAX_SHOWN:,} more characters)"
+    return escape(text)
 
 
 def _say(markup: str) -> None:

@@ -7,6 +7,7 @@ goes to stderr.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -75,7 +76,7 @@ def _parse_spec(spec: str) -> tuple[str, Path]:
     org, _, name = repo_id.partition("/")
     if not sep or not folder or not org or not name or "/" in name:
         raise typer.BadParameter(f"expected ORG/NAME=FOLDER, got {spec!r}", param_hint="--repo")
-    return repo_id, Path(folder).expanduser()
+    return repo_id, Path(os.path.expanduser(folder))
 
 
 def _print_request(request: MirrorRequest) -> None:

@@ -51,7 +51,15 @@ def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModel
     except FileNotFoundError:
         raise NotFoundError(f"{config_file} disappeared while it was read") from None
     except ManifestError as exc:
-        raise ManifestError(f"{config_file} is not valid JSON: {exc.reason}") from None
+        raise ManifestError(
+            f"{config_file} is not valid JSON: {exc.reason}",
+            hint="a model folder's config.json is the transformers config saved with the weights",
+        ) from None
+    if not isinstance(config, dict):
+        raise ManifestError(
+            f"{config_file} is not a JSON object",
+            hint="a model folder's config.json is the transformers config saved with the weights",
+        )
 
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
         raise ManifestError(
@@ -69,10 +77,11 @@ def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModel
         stat = file.stat()
         total += stat.st_size
         digest.update(f"{file.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    architectures = config.get("architectures") or [None]
+    architectures = config.get("architectures")
+    first = architectures[0] if isinstance(architectures, list) and architectures else None
     return LocalModelFacts(
         path=path,
-        architecture=architectures[0],
+        architecture=first if isinstance(first, str) else None,
         files=len(files),
         total_bytes=total,
         fingerprint=digest.hexdigest(),

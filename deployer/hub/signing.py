@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deployer import inputs
 from deployer.errors import ManifestError, UnsafeModelError
 from deployer.manifest.models import SignatureSpec
 
@@ -123,7 +124,7 @@ def _verifier(spec: SignatureSpec, base_dir: Path) -> Config:
 
 
 def _readable(base_dir: Path, value: str, field: str) -> Path:
-    path = (base_dir / Path(value).expanduser()).resolve()
+    path = (base_dir / inputs.expand_user(value)).resolve()
     if not path.is_file():
         raise ManifestError(f"{field}: {path} is not a readable file", hint=f"fix {field}")
     return path

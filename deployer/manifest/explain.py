@@ -120,7 +120,12 @@ def _suggest(key: str, schema: _Schema) -> str:
         return SCHEMA_HINT
     valid = _valid_keys(schema.owner)
     by_lower = {k.lower(): k for k in valid}
-    close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
+    # difflib is quadratic in the key's length: a key no one would mistype gets no suggestion.
+    close = (
+        difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
+        if len(key) <= 64
+        else []
+    )
     listing = f"valid keys: {', '.join(valid)}"
     return f"did you mean '{by_lower[close[0]]}'? {listing}" if close else listing
 

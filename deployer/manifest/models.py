@@ -76,6 +76,8 @@ def _host(value: str) -> str:
 PathText = Annotated[str, AfterValidator(_path_text)]
 #: An address to bind or reach: an IP address or a host name.
 HostText = Annotated[str, AfterValidator(_host)]
+#: An inventory's host or group name.
+HostName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 #: Short free text that ends up in requests and reports (names, titles).
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -448,9 +450,9 @@ class SshTarget(Spec):
     kind: Literal["ssh"]
     inventory: PathText
     """Path of an inventory file (deployer's YAML or an Ansible inventory)."""
-    hosts: list[str] | None = None
+    hosts: Annotated[list[HostName], Field(max_length=10_000)] | None = None
     """Inventory host names to deploy to; not with 'group'."""
-    group: str | None = None
+    group: HostName | None = None
     """An inventory group to deploy to; not with 'hosts'."""
     replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     """Engine instances to run, at least 1."""

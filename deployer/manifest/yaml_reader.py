@@ -77,6 +77,10 @@ _SCALAR_TAGS = {
 }
 _COLLECTION_TAGS = ("map", "seq")
 _PLAIN_INT = re.compile(r"[-+]?[0-9][0-9_]*")
+#: A %YAML directive: read from the text first, as ruamel fails on versions it does not know.
+_YAML_DIRECTIVE = re.compile(r"^%YAML[ \t]+(\S*)", re.MULTILINE)
+#: Lone surrogates ("\ud800" in a double-quoted string): not text any file or process takes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Mark(NamedTuple):
@@ -166,6 +170,15 @@ def read_plain(path: Path, kind: inputs.FileKind) -> Any:
 
 
 def _documents(path: Path, text: str, kind: inputs.FileKind) -> Iterator[Document | ManifestError]:
+    for directive in _YAML_DIRECTIVE.finditer(text):
+        if directive.group(1) != "1.2":
+            line = text.count("\n", 0, directive.start())
+            yield ManifestError(
+                f"%YAML {directive.group(1)} directive: deployer reads YAML 1.2",
+                location=Mark(line, 0).render(path),
+                hint="remove the %YAML line (YAML 1.2 is the default)",
+            )
+            return
     index = 0
     yaml = YAML(typ="rt")
     yaml.Parser = functools.partial(_GuardedParser, kind=kind)
@@ -451,6 +464,12 @@ def _check_directives(event: DocumentStartEvent) -> None:
 
 
 def _check_scalar(event: ScalarEvent) -> None:
+    if _SURROGATE.search(event.value):
+        raise _Refused(
+            "a lone surrogate (\\ud800 to \\udfff) is not a character",
+            event.start_mark,
+            "write the character itself, or its \\U escape, in UTF-8",
+        )
     tag = event.tag
     if tag is not None and tag != "!":
         _check_own_tag(tag, event)

@@ -64,7 +64,7 @@ def resolve(
         return ResolvedText(DATA_DIR / name, expected, f"built-in {pinned.builtin}")
     # PinnedText guarantees both for a file; the defaults only satisfy the type checker.
     file, pinned_sha256 = pinned.file or "", pinned.sha256 or ""
-    path = Path(file).expanduser()
+    path = inputs.expand_user(file)
     path = path if path.is_absolute() else base_dir / path
     try:
         inputs.check_file(path, inputs.TEXT)

@@ -119,6 +119,15 @@ def open_readonly_database(url: str) -> Database | None:
     return Database(reader=engine, writer=engine, label=str(path), path=path, readonly=True)
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names when that file does not exist; None for anything else (a
+    file that exists, an in-memory database, another database). Touches nothing."""
+    path = _sqlite_path(_parse(url))
+    if path is None or path.exists():
+        return None
+    return path
+
+
 def use_wal(db: Database) -> None:
     """Switch a writable SQLite file to WAL (a no-op when it is WAL already or not SQLite).
 
@@ -197,7 +206,7 @@ def _sqlite_path(parsed: URL) -> Path | None:
     database = parsed.database
     if not database or database == ":memory:":
         return None
-    return Path(database).expanduser().absolute()
+    return Path(os.path.expanduser(database)).absolute()
 
 
 def _prepare_file(path: Path) -> None:

@@ -349,6 +349,41 @@ def _deep_config(tmp: Path) -> Scenario:
     return Scenario(["plan", str(manifest)], tmp, checks=[names("config.json")])
 
 
+@case("plan-model-config-architectures-not-a-list")
+def _architectures_number(tmp: Path) -> Scenario:
+    # Found by the fuzzer (model-config case 614): a TypeError in the local folder's facts.
+    manifest = local_manifest(tmp)
+    config = json.loads((tmp / "model" / "config.json").read_text())
+    (tmp / "model" / "config.json").write_text(json.dumps({**config, "architectures": -1}))
+    return Scenario(["plan", str(manifest)], tmp, checks=[names("architectures")])
+
+
+# Found by the fuzzer: a YAML version ruamel does not know (an AssertionError inside it), and
+# lone surrogates that validate took and plan could not encode.
+for _command in ("validate", "plan"):
+
+    def _yaml_13(tmp: Path, command: str = _command) -> Scenario:
+        manifest = local_manifest(tmp)
+        manifest.write_text("%YAML 1.3\n---\n" + manifest.read_text())
+        return Scenario([command, str(manifest)], tmp, checks=[names("%YAML 1.3")])
+
+    def _surrogates(tmp: Path, command: str = _command) -> Scenario:
+        manifest = local_manifest(
+            tmp, ("enforce-eager: true", 'enforce-eager: true\n      x: "\\udfff\\ud800"')
+        )
+        return Scenario([command, str(manifest)], tmp, checks=[names("surrogate")])
+
+    case(f"yaml-1.3-directive-{_command}")(_yaml_13)
+    case(f"lone-surrogates-in-engine-args-{_command}")(_surrogates)
+
+
+@case("lock-token-file-of-an-unknown-user")
+def _unknown_user_home(tmp: Path) -> Scenario:
+    # Found by the fuzzer (manifest case 1848): '~nosuchuser/...' made pathlib raise.
+    manifest = hub_manifest(tmp, "http://127.0.0.1:9", "{file: ~nosuchuser/token}")
+    return Scenario(["lock", str(manifest)], tmp, checks=[names("~nosuchuser/token")])
+
+
 # Names of deployments that do not exist, some of them paths: refused, nothing created.
 _NAMES = {
     "logs-dotdot-path": ["logs", "../../x"],

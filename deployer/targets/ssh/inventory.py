@@ -966,7 +966,12 @@ def _error(loc: tuple[str | int, ...], value: Any, message: str, hint: str) -> I
 
 
 def _did_you_mean(name: str, valid: list[str], what: str) -> str:
-    close = difflib.get_close_matches(name.lower(), [v.lower() for v in valid], n=1, cutoff=0.6)
+    # difflib is quadratic in the name's length: a name no one would mistype gets no suggestion.
+    close = (
+        difflib.get_close_matches(name.lower(), [v.lower() for v in valid], n=1, cutoff=0.6)
+        if len(name) <= 253
+        else []
+    )
     by_lower = {v.lower(): v for v in valid}
     listing = _listing(valid, what, f"there are no {what}")
     return f"did you mean '{by_lower[close[0]]}'? {listing}" if close else listing

@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deployer import atomic
+from deployer import atomic, inputs
 from deployer.errors import ManifestError, NotFoundError
 from deployer.events import EventBus
 from deployer.targets.ssh.ansible import HostResult, PlaybookResult, run_playbook
@@ -110,7 +110,7 @@ def playbooks_dir() -> Path:
     package runs from. Raises NotFoundError when it has no provision.yml."""
     configured = os.environ.get(PLAYBOOKS_ENV)
     folder = (
-        Path(configured).expanduser()
+        inputs.expand_user(configured)
         if configured
         else Path(__file__).resolve().parents[3] / "playbooks"
     )

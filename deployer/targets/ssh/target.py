@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from deployer import runner, secrets
+from deployer import inputs, runner, secrets
 from deployer.digests import sha256_file
 from deployer.engines.install import EnginePackage
 from deployer.engines.wheelhouse import Wheelhouse, prepare_wheelhouse
@@ -111,7 +111,7 @@ class SshTarget:
     def __init__(self, settings: Settings, spec: SshTargetSpec, base_dir: Path) -> None:
         self.settings = settings
         self.spec = spec
-        path = Path(spec.inventory).expanduser()
+        path = inputs.expand_user(spec.inventory)
         self.inventory_path = path if path.is_absolute() else base_dir / path
         self._inventory: Inventory | None = None
 

@@ -93,6 +93,16 @@ def test_deep_nesting_is_refused_before_the_parser_recurses(tmp_path: Path, body
             "remove the %YAML line (YAML 1.2 is the default)",
         ),
         (
+            "%YAML 1.3\n---\n" + VALID,
+            "%YAML 1.3 directive: deployer reads YAML 1.2",
+            "remove the %YAML line (YAML 1.2 is the default)",
+        ),
+        (
+            VALID + 'x: "\\udfff\\ud800"\n',
+            "a lone surrogate (\\ud800 to \\udfff) is not a character",
+            "write the character itself, or its \\U escape, in UTF-8",
+        ),
+        (
             "%TAG !e! tag:example.com,2000:\n---\n" + VALID,
             "%TAG directives are not supported",
             "remove the %TAG line; manifests are plain YAML without tags",
@@ -118,7 +128,16 @@ def test_deep_nesting_is_refused_before_the_parser_recurses(tmp_path: Path, body
             "quote it if it is meant as text",
         ),
     ],
-    ids=["yaml-1.1", "tag-directive", "bad-int-tag", "binary", "python-object", "huge-int"],
+    ids=[
+        "yaml-1.1",
+        "yaml-1.3",
+        "surrogates",
+        "tag-directive",
+        "bad-int-tag",
+        "binary",
+        "python-object",
+        "huge-int",
+    ],
 )
 def test_directives_tags_and_huge_numbers_are_one_located_error(
     tmp_path: Path, text: str, reason: str, hint: str
