@@ -76,7 +76,7 @@ _SCALAR_TAGS = {
     "null": re.compile(r"~|null|Null|NULL|"),
 }
 _COLLECTION_TAGS = ("map", "seq")
-_PLAIN_INT = re.compile(r"[-+]?[0-9][0-9_]*")
+_PLAIN_INT = re.compile(r"[-+]?(0x[0-9a-fA-F_]+|0o[0-7_]+|[0-9][0-9_]*)")
 #: A %YAML directive: read from the text first, as ruamel fails on versions it does not know.
 _YAML_DIRECTIVE = re.compile(r"^%YAML[ \t]+(\S*)", re.MULTILINE)
 #: Lone surrogates ("\ud800" in a double-quoted string): not text any file or process takes.
@@ -398,7 +398,7 @@ class _GuardedParser(RoundTripParser):
                 raise _Refused(
                     f"nested more than {MAX_DEPTH} levels deep",
                     event.start_mark,
-                    "a manifest nests a few levels; flatten this value",
+                    f"{self._kind.a} nests a few levels; flatten this value",
                 )
             self._add(event, 1, grow=False)  # its parent grows when it ends, by all it holds
             self._open.append((event.anchor, 1))
@@ -481,10 +481,12 @@ def _check_scalar(event: ScalarEvent) -> None:
                 f"write a valid {name} after !!{name}, or drop the tag",
             )
     plain_scalar = event.style is None and tag is None
+    integer = _PLAIN_INT.fullmatch(event.value)
     if (
         (plain_scalar or tag == _YAML_TAG + "int")
-        and _PLAIN_INT.fullmatch(event.value)
-        and len(event.value.lstrip("+-").replace("_", "")) > MAX_INT_DIGITS
+        and integer
+        and len(integer.group(1).removeprefix("0x").removeprefix("0o").replace("_", ""))
+        > MAX_INT_DIGITS
     ):
         raise _Refused(
             f"integer {event.value[:12]}... has {len(event.value)} digits, more than deployer "
