@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -150,7 +151,9 @@ def read_json(path: Path, kind: FileKind) -> Any:
     """
     text = read_text(path, kind)
     try:
-        value = json.loads(text)
+        value = json.loads(
+            text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant
+        )
     except RecursionError:
         value = None
         deep = True
@@ -167,6 +170,24 @@ def read_json(path: Path, kind: FileKind) -> Any:
             hint=f"this is not {kind.a} deployer can use",
         )
     return value
+
+
+def _bounded_int(text: str) -> int:
+    """JSON integers beyond 64 bits are no size or count a model has; they only overflow."""
+    if len(text.lstrip("-")) > 19 or not -(2**63) <= (number := int(text)) < 2**63:
+        raise ValueError(f"number {text[:12]}... is out of range (at most 2**63)")
+    return number
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:12]} is out of range")
+    return number
+
+
+def _no_constant(text: str) -> float:
+    raise ValueError(f"{text} is not a JSON number")
 
 
 def json_depth(value: Any) -> int:

@@ -372,9 +372,11 @@ class Fetcher:
             return
         try:
             config = inputs.read_json(self.store.blob_path(sha), inputs.MODEL_CONFIG)
-        except (OSError, ManifestError) as exc:
+        except ManifestError as exc:
+            raise PermanentError(f"config.json of {self.model.repo}: {exc.reason}") from None
+        except OSError as exc:
             raise PermanentError(
-                f"config.json of {self.model.repo} is not valid JSON: {exc}"
+                f"config.json of {self.model.repo}: cannot read: {exc.strerror or exc}"
             ) from exc
         safety.check_remote_code(
             config, trust_remote_code=self.model.trust_remote_code, config_path="config.json"

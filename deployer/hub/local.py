@@ -52,7 +52,7 @@ def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModel
         raise NotFoundError(f"{config_file} disappeared while it was read") from None
     except ManifestError as exc:
         raise ManifestError(
-            f"{config_file} is not valid JSON: {exc.reason}",
+            f"{config_file}: {exc.reason}",
             hint="a model folder's config.json is the transformers config saved with the weights",
         ) from None
     if not isinstance(config, dict):

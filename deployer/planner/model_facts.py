@@ -206,9 +206,7 @@ def facts_from_folder(folder: Path) -> ModelFacts:
             hint="a model folder holds the transformers config.json beside its weights",
         ) from None
     except ManifestError as exc:
-        raise PlanError(
-            f"{config_path} cannot be read as JSON: {exc.reason}", hint=_CONFIG_HINT
-        ) from None
+        raise PlanError(f"{config_path}: {exc.reason}", hint=_CONFIG_HINT) from None
     if not isinstance(config, dict):
         raise PlanError(f"{config_path} is not a JSON object", hint=_CONFIG_HINT)
     headers = [read_header(path) for path in _weight_files(folder)]

@@ -358,6 +358,17 @@ def _architectures_number(tmp: Path) -> Scenario:
     return Scenario(["plan", str(manifest)], tmp, checks=[names("architectures")])
 
 
+@case("plan-model-config-integer-of-400-digits")
+def _config_huge_number(tmp: Path) -> Scenario:
+    # Found by the fuzz benchmark (seed 7, model-config case 79): an OverflowError in planning.
+    manifest = local_manifest(tmp)
+    config = (tmp / "model" / "config.json").read_text()
+    (tmp / "model" / "config.json").write_text(
+        config.rstrip().removesuffix("}") + ', "intermediate_size": 1' + "0" * 400 + "}"
+    )
+    return Scenario(["plan", str(manifest)], tmp, checks=[names("out of range")])
+
+
 # Found by the fuzzer: a YAML version ruamel does not know (an AssertionError inside it), and
 # lone surrogates that validate took and plan could not encode.
 for _command in ("validate", "plan"):

@@ -111,6 +111,32 @@ def test_json_nested_beyond_the_limit_is_refused(tmp_path: Path) -> None:
             inputs.read_json(path, inputs.MODEL_CONFIG)
 
 
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("1" + "0" * 400, "not valid JSON: number 100000000000... is out of range (at most 2**63)"),
+        (str(2**63), "not valid JSON: number 922337203685... is out of range (at most 2**63)"),
+        ("1e400", "not valid JSON: number 1e400 is out of range"),
+        ("NaN", "not valid JSON: NaN is not a JSON number"),
+        ("-Infinity", "not valid JSON: -Infinity is not a JSON number"),
+    ],
+)
+def test_json_numbers_no_model_has_are_refused(tmp_path: Path, number: str, reason: str) -> None:
+    # A 400-digit intermediate_size made the planner's float division overflow.
+    path = tmp_path / "config.json"
+    path.write_text(f'{{"model_type": "llama", "intermediate_size": {number}}}')
+
+    with pytest.raises(ManifestError) as caught:
+        inputs.read_json(path, inputs.MODEL_CONFIG)
+
+    assert caught.value.reason == reason
+    path.write_text(f'{{"intermediate_size": {2**63 - 1}, "rope_theta": 1e6}}')
+    assert inputs.read_json(path, inputs.MODEL_CONFIG) == {
+        "intermediate_size": 2**63 - 1,
+        "rope_theta": 1e6,
+    }
+
+
 def test_invalid_json_is_a_located_error(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text("{not json")
