@@ -93,6 +93,14 @@ def test_a_missing_model_folder_says_how_to_get_the_demo(home: Path, tmp_path: P
     )
     result = deployer("apply", str(manifest), home=home)
     assert_one_line_error(result, "does not exist", "deployer demo prepare")
+    # The failed first apply is a deployment status knows, not a key left on disk for nobody.
+    [entry] = json.loads(deployer("status", "-o", "json", home=home).stdout)
+    assert (entry["name"], entry["status"]) == (NAME, "failed")
+    assert "does not exist" in entry["message"]
+    key = home / "deployments" / NAME / "api-key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert deployer("destroy", NAME, home=home).code == 0
+    assert not key.exists()
 
 
 @pytest.mark.parametrize("command", [["logs", "ghost"], ["destroy", "ghost"], ["smoke", "ghost"]])
