@@ -1014,10 +1014,12 @@ def _reader(settings: Settings) -> StateStore | None:
     from deployer.state.database import missing_sqlite_file
 
     store = StateStore.open_existing(settings.database_url)
+    if store is not None or settings.state_url is None:
+        return store
     # No database in deployer's own home means nothing deployed yet; a database named explicitly
     # (--state-url, DEPLOYER_STATE_URL) that is not there is a mistake worth saying.
-    missing = missing_sqlite_file(settings.state_url) if settings.state_url else None
-    if store is None and missing is not None:
+    missing = missing_sqlite_file(settings.state_url)
+    if missing is not None:
         raise StateError(
             f"state database {missing} does not exist",
             hint="check --state-url / DEPLOYER_STATE_URL (deployer apply creates the database)",

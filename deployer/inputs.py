@@ -190,6 +190,19 @@ def _no_constant(text: str) -> float:
     raise ValueError(f"{text} is not a JSON number")
 
 
+def read_json_object(path: Path, kind: FileKind) -> dict[str, Any]:
+    """:func:`read_json` of a file that must hold one JSON object (a model's ``config.json``).
+
+    Raises :class:`ManifestError` as :func:`read_json` does, and for any other JSON value.
+    """
+    value = read_json(path, kind)
+    if not isinstance(value, dict):
+        raise ManifestError(
+            "not a JSON object", location=str(path), hint=f"this is not {kind.a} deployer can use"
+        )
+    return value
+
+
 def json_depth(value: Any) -> int:
     """How deeply ``value`` (parsed JSON) nests: 0 for a scalar. Iterative: any depth is safe."""
     deepest = 0

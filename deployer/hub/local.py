@@ -47,7 +47,7 @@ def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModel
             hint="point spec.model.path at the folder that holds config.json",
         )
     try:
-        config = inputs.read_json(config_file, inputs.MODEL_CONFIG)
+        config = inputs.read_json_object(config_file, inputs.MODEL_CONFIG)
     except FileNotFoundError:
         raise NotFoundError(f"{config_file} disappeared while it was read") from None
     except ManifestError as exc:
@@ -55,11 +55,6 @@ def inspect_folder(path: Path, *, trust_remote_code: bool = False) -> LocalModel
             f"{config_file}: {exc.reason}",
             hint="a model folder's config.json is the transformers config saved with the weights",
         ) from None
-    if not isinstance(config, dict):
-        raise ManifestError(
-            f"{config_file} is not a JSON object",
-            hint="a model folder's config.json is the transformers config saved with the weights",
-        )
 
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
         raise ManifestError(

@@ -199,7 +199,7 @@ def facts_from_folder(folder: Path) -> ModelFacts:
     """
     config_path = folder / "config.json"
     try:
-        config = inputs.read_json(config_path, inputs.MODEL_CONFIG)
+        config = inputs.read_json_object(config_path, inputs.MODEL_CONFIG)
     except FileNotFoundError:
         raise PlanError(
             f"{folder} has no config.json",
@@ -207,8 +207,6 @@ def facts_from_folder(folder: Path) -> ModelFacts:
         ) from None
     except ManifestError as exc:
         raise PlanError(f"{config_path}: {exc.reason}", hint=_CONFIG_HINT) from None
-    if not isinstance(config, dict):
-        raise PlanError(f"{config_path} is not a JSON object", hint=_CONFIG_HINT)
     headers = [read_header(path) for path in _weight_files(folder)]
     return facts_from_config(config, headers)
 

@@ -223,25 +223,23 @@ def _prepare_file(path: Path) -> None:
 
 
 def _configure_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    _configure(dbapi_connection, "PRAGMA foreign_keys = ON")
+
+
+def _configure_readonly(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # Belt and braces: SQLite itself refuses any write on this connection.
+    _configure(dbapi_connection, "PRAGMA query_only = ON")
+
+
+def _configure(dbapi_connection: DBAPIConnection, pragma: str) -> None:
+    """Every SQLite connection's settings: the busy timeout, and ``pragma``."""
     conn = cast(sqlite3.Connection, dbapi_connection)
     # Stop the driver from issuing its own BEGIN; _begin issues ours.
     conn.isolation_level = None
     cursor = conn.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
-
-
-def _configure_readonly(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    conn = cast(sqlite3.Connection, dbapi_connection)
-    conn.isolation_level = None
-    cursor = conn.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # Belt and braces: SQLite itself refuses any write on this connection.
-        cursor.execute("PRAGMA query_only = ON")
+        cursor.execute(pragma)
     finally:
         cursor.close()
 

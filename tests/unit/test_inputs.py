@@ -154,3 +154,15 @@ def test_every_kind_has_a_limit_a_person_can_read() -> None:
         "model config": 16 * 1024**2,
         "calibration or evaluation text": 256 * 1024**2,
     }
+
+
+def test_a_json_object_is_required_where_one_is_expected(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text("[1, 2]")
+
+    with pytest.raises(ManifestError) as caught:
+        inputs.read_json_object(path, inputs.MODEL_CONFIG)
+
+    assert (caught.value.location, caught.value.reason) == (str(path), "not a JSON object")
+    path.write_text('{"model_type": "llama"}')
+    assert inputs.read_json_object(path, inputs.MODEL_CONFIG) == {"model_type": "llama"}
