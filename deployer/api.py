@@ -35,9 +35,12 @@ from deployer.kube import render as kube_render
 from deployer.kube.helm import find_helm
 from deployer.kube.values import chart_values, describe_pin
 from deployer.manifest.loader import LoadedManifest, load_manifest, load_manifests
-from deployer.manifest.models import ARTIFACT_METHODS, SmokeCheck
-from deployer.manifest.models import KubernetesTarget as KubernetesTargetSpec
-from deployer.manifest.models import SshTarget as SshTargetSpec
+from deployer.manifest.models import (
+    ARTIFACT_METHODS,
+    KubernetesTargetSpec,
+    SmokeCheck,
+    SshTargetSpec,
+)
 from deployer.manifest.schema import json_schema
 from deployer.pipeline import Pipeline
 from deployer.planner import (

@@ -438,13 +438,13 @@ class ResourcesSpec(Spec):
 # --- targets -----------------------------------------------------------------------------------
 
 
-class LocalTarget(Spec):
+class LocalTargetSpec(Spec):
     """This machine."""
 
     kind: Literal["local"]
 
 
-class SshTarget(Spec):
+class SshTargetSpec(Spec):
     """Hosts reached over SSH, from an inventory."""
 
     kind: Literal["ssh"]
@@ -458,13 +458,13 @@ class SshTarget(Spec):
     """Engine instances to run, at least 1."""
 
     @model_validator(mode="after")
-    def _hosts_or_group(self) -> SshTarget:
+    def _hosts_or_group(self) -> SshTargetSpec:
         if self.hosts is not None and self.group is not None:
             raise ValueError("give 'hosts' or 'group', not both")
         return self
 
 
-class KubernetesTarget(Spec):
+class KubernetesTargetSpec(Spec):
     """A Kubernetes cluster, through a kubeconfig context."""
 
     kind: Literal["kubernetes"]
@@ -476,7 +476,9 @@ class KubernetesTarget(Spec):
     """Pods serving the model, at least 1."""
 
 
-Target = Annotated[LocalTarget | SshTarget | KubernetesTarget, Field(discriminator="kind")]
+TargetSpec = Annotated[
+    LocalTargetSpec | SshTargetSpec | KubernetesTargetSpec, Field(discriminator="kind")
+]
 
 # --- smoke checks ------------------------------------------------------------------------------
 
@@ -578,7 +580,7 @@ class DeploymentSpec(Spec):
     """Engine settings."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """Accelerator type and count."""
-    target: Target = Field(default_factory=lambda: LocalTarget(kind="local"))
+    target: TargetSpec = Field(default_factory=lambda: LocalTargetSpec(kind="local"))
     """Where to run: 'kind: local' (default), 'ssh' or 'kubernetes'."""
     smoke: list[SmokeCheck] = Field(default_factory=list)
     """Requests sent after every deploy; each answer must meet its expectations."""

@@ -22,7 +22,7 @@ from deployer.errors import CommandError, DeployerError, EngineStartError
 from deployer.events import EventBus
 from deployer.kube.helm import Helm
 from deployer.kube.render import chart_dir
-from deployer.manifest.models import KubernetesTarget as KubernetesTargetSpec
+from deployer.manifest.models import KubernetesTargetSpec
 from deployer.planner import Observed
 from deployer.targets.kubernetes.cluster import Cluster
 

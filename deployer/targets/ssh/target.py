@@ -44,7 +44,7 @@ from deployer.errors import (
     PlanError,
 )
 from deployer.events import EventBus
-from deployer.manifest.models import SshTarget as SshTargetSpec
+from deployer.manifest.models import SshTargetSpec
 from deployer.planner import Observed, Plan, ReplicaState
 from deployer.planner.accelerators import Accelerator, MiB, cpu_accelerator, identify
 from deployer.planner.plan import Device

@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 
 from deployer.errors import ManifestError
 from deployer.manifest import load_manifest
-from deployer.manifest.models import SshTarget
+from deployer.manifest.models import SshTargetSpec
 from deployer.targets.ssh import Host, Inventory, load_inventory
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -486,7 +486,7 @@ def test_to_ansible_loads_back_as_the_same_inventory(tmp_path: Path) -> None:
 def test_the_example_manifest_targets_the_example_inventory() -> None:
     manifest = load_manifest(EXAMPLES / "mistral-7b-instruct.yaml")
     target = manifest.deployment.spec.target
-    assert isinstance(target, SshTarget)
+    assert isinstance(target, SshTargetSpec)
 
     inventory = load_inventory(manifest.resolve_path(target.inventory))
     (host,) = inventory.select(target.hosts, target.group, target.replicas)

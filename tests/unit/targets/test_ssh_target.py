@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deployer.errors import PermanentError, PlanError
-from deployer.manifest.models import SshTarget as SshTargetSpec
+from deployer.manifest.models import SshTargetSpec
 from deployer.settings import Settings
 from deployer.targets.local.supervisor import read_env_file
 from deployer.targets.ssh.inventory import Host
