@@ -61,6 +61,8 @@ class DeploymentRecord:
     updated_at: datetime
     #: The most recent run started for this deployment (set by ``StateStore.start_run``).
     last_run_id: int | None
+    #: The target as applied (see ``deployments.target_spec``); None for older records.
+    target_spec: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)

@@ -150,12 +150,12 @@ class StateStore:
     def get_deployment(self, name: str) -> DeploymentRecord | None:
         """The deployment called ``name``, or None when the store has never seen it."""
         with self._read(f"read deployment {name}") as conn:
-            row = conn.execute(select(_d).where(_d.c.name == mask(name))).one_or_none()
+            row = conn.execute(self._select(_d).where(_d.c.name == mask(name))).one_or_none()
         return None if row is None else _deployment(row)
 
     def list_deployments(self, include_destroyed: bool = False) -> list[DeploymentRecord]:
         """Every deployment by name; destroyed ones only with ``include_destroyed``."""
-        query = select(_d).order_by(_d.c.name)
+        query = self._select(_d).order_by(_d.c.name)
         if not include_destroyed:
             query = query.where(_d.c.status != DeploymentStatus.DESTROYED.value)
         with self._read("list deployments") as conn:
@@ -174,10 +174,12 @@ class StateStore:
         endpoint: str | None = None,
         served_model_name: str | None = None,
         message: str | None = None,
+        target_spec: dict[str, object] | None = None,
     ) -> DeploymentRecord:
         """Create the deployment or replace its fields, and return what is stored.
 
-        Every field takes the value given (an omitted one becomes None); ``created_at`` and
+        Every field takes the value given (an omitted one becomes None), but for
+        ``target_spec``, which an omitted one leaves as it was; ``created_at`` and
         ``last_run_id`` are kept, ``updated_at`` becomes now. Idempotent apart from
         ``updated_at``.
         """
@@ -194,6 +196,10 @@ class StateStore:
             "message": _mask(message),
             "updated_at": now,
         }
+        if target_spec is not None:
+            # Kept from the first apply on: a later write without one (a failed first apply's
+            # record) does not forget where the deployment runs.
+            values["target_spec"] = target_spec
         with self._write(f"save deployment {key}") as conn:
             updated = conn.execute(update(_d).where(_d.c.name == key).values(values)).rowcount
             if not updated:
@@ -579,6 +585,7 @@ def _deployment(row: Row[Any]) -> DeploymentRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_run_id=row.last_run_id,
+        target_spec=row._mapping.get("target_spec"),
     )
 
 

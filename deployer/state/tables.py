@@ -32,7 +32,8 @@ from sqlalchemy.types import TypeDecorator
 
 #: Bump when the tables change, with a migration; a database from a newer deployer is refused.
 #: 2: ``runs.process_created`` and the ``application`` marker.
-SCHEMA_VERSION = 2
+#: 3: ``deployments.target_spec``.
+SCHEMA_VERSION = 3
 
 #: ``deployer_meta``'s ``application`` value: the mark of a deployer state database.
 APPLICATION = "deployer"
@@ -118,6 +119,10 @@ deployments = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("last_run_id", Integer, ForeignKey("runs.id", ondelete="SET NULL")),
+    #: The resolved target spec (``kind`` and its fields, paths absolute) as applied: what
+    #: ``status``, ``logs`` and ``destroy`` reach, without re-reading a manifest that may have
+    #: moved or changed. None for deployments recorded before version 3.
+    Column("target_spec", JSON, info={"since": 3}),
 )
 
 steps = Table(
