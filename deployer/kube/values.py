@@ -86,6 +86,7 @@ class EngineValues(_Values):
     env: dict[str, str]
     port: int
     startup_seconds: int
+    spec_digest: str = ""
 
 
 class AcceleratorValues(_Values):
@@ -185,6 +186,7 @@ def chart_values(
             env=dict(sorted(plan.engine.env.items())),
             port=deployment.spec.serving.port or DEFAULT_PORT,
             startup_seconds=startup_seconds(deployment, model_bytes),
+            spec_digest=plan.engine.spec_digest,
         ),
         accelerator=AcceleratorValues(
             type=plan.accelerator,

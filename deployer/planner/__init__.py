@@ -7,6 +7,7 @@ from deployer.planner.plan import (
     PlannedStep,
     ReplicaState,
     StepAction,
+    TargetSteps,
     make_plan,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "PlannedStep",
     "ReplicaState",
     "StepAction",
+    "TargetSteps",
     "make_plan",
 ]

@@ -68,6 +68,49 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a target runs the engine: its device, and the accelerator the plan sizes for
+    (None: a GPU target that says 'auto' and whose GPUs nothing has reported yet)."""
+
+    device: Device
+    accelerator: Accelerator | None
+
+
+@dataclass(frozen=True)
+class TargetSteps:
+    """The steps a target adds to a plan and how it does the common ones, as its driver
+    reports them (``Target.plan_steps``): plain data, so the plan stays pure and ``deployer
+    plan`` prints exactly what ``apply`` will carry out."""
+
+    #: Before the model: ssh provisions the hosts that were never provisioned.
+    before: tuple[PlannedStep, ...] = ()
+    #: False where the target gets the model itself (a cluster's pods fetch it).
+    fetches_model: bool = True
+    #: The engine step; None checks that the engine is installed on this machine, and a
+    #: target that brings its own engine (a cluster's image) sets ``checks_engine`` False.
+    engine: PlannedStep | None = None
+    checks_engine: bool = True
+    #: Between the engine and the deploy: kubernetes renders the chart and writes Secrets.
+    prepare: tuple[PlannedStep, ...] = ()
+    #: How deploy does it, for its reason ("helm upgrade --install --wait --atomic").
+    deploy_how: str = ""
+    #: What the ready step waits for.
+    ready: str = "wait for /health"
+    #: Where the smoke checks go, for their reason (" on 2 endpoint(s)").
+    smoke_where: str = ""
+    #: The address clients use, when it is not the engine's bind host and port (a Service).
+    endpoint: str | None = None
+    #: The address the engine binds where the target decides it (a pod: all interfaces).
+    bind_host: str | None = None
+    #: Each replica's endpoint by host, on targets with several hosts (ssh).
+    replica_endpoints: tuple[tuple[str, str], ...] = ()
+    #: What else changes what runs, for the spec digest (a chart, the whole manifest).
+    digest_extra: tuple[tuple[str, str], ...] = ()
+    #: The deploy step's reason when the target was not observed (an offline plan).
+    unobserved: str = "not running"
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything :func:`make_plan` needs besides the manifest, gathered by the caller."""
 
@@ -98,6 +141,10 @@ class Facts:
     gate_step: PlannedStep | None = None
     #: The quantized checkpoint's weight bytes when it is in the store (else estimated).
     quantized_weight_bytes: int | None = None
+    #: What the target adds to the plan (None: this machine's defaults).
+    target_steps: TargetSteps | None = None
+    #: The smoke checks passed for this very manifest last time (a skip when nothing changes).
+    smoke_passed: bool = False
 
 
 class _PlanModel(BaseModel):
@@ -117,6 +164,11 @@ class EnginePlan(_PlanModel):
     device: Device
     module: str
     args: list[str]
+    #: Where the engine listens and what it serves, as decided (never parsed back from args).
+    host: str
+    port: int
+    model_path: str
+    health_path: str
     #: Environment variables for the engine (no secrets).
     env: dict[str, str]
     #: The variable that carries the API key, filled in by the target from the key file.
@@ -193,10 +245,11 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         )
         count, tp = capacity.count, capacity.tensor_parallel
 
+    bind_host = (facts.target_steps.bind_host if facts.target_steps else None) or serving.host
     decided = vllm.VllmSettings(
         model_path=facts.model_path,
         served_model_name=deployment.served_model_name,
-        host=serving.host,
+        host=bind_host,
         port=facts.port,
         tensor_parallel_size=tp,
         kv_cache_bytes=int(kv_cache) if kv_cache is not None else None,
@@ -205,15 +258,16 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     )
     args = vllm.build_args(serving, decided)
     env = dict(sorted(serving.env.items()))
-    digest = _digest(
-        {
-            "engine": [facts.engine_package, facts.engine_version],
-            "args": args,
-            "env": env,
-            "model": facts.model_fingerprint,
-            "key": [facts.api_key_source, facts.api_key_digest],
-        }
-    )
+    inputs: dict[str, object] = {
+        "engine": [facts.engine_package, facts.engine_version],
+        "args": args,
+        "env": env,
+        "model": facts.model_fingerprint,
+        "key": [facts.api_key_source, facts.api_key_digest],
+    }
+    if facts.target_steps is not None and facts.target_steps.digest_extra:
+        inputs["target"] = dict(facts.target_steps.digest_extra)
+    digest = _digest(inputs)
     engine = EnginePlan(
         engine=serving.engine,
         package=facts.engine_package,
@@ -221,12 +275,17 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         device=facts.device,
         module=vllm.ENTRYPOINT_MODULE,
         args=args,
+        host=bind_host,
+        port=facts.port,
+        model_path=facts.model_path,
+        health_path=vllm.HEALTH_PATH,
         env=env,
         api_key_env=vllm.API_KEY_ENV,
         api_key_source=facts.api_key_source,
         spec_digest=digest,
     )
     host = _client_host(serving.host)
+    target_steps = facts.target_steps or TargetSteps()
     return Plan(
         deployment=deployment.name,
         target=spec.target.kind,
@@ -238,7 +297,8 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         tensor_parallel_size=tp,
         kv_cache_bytes=decided.kv_cache_bytes,
         max_model_len=serving.max_model_len,
-        endpoint=f"http://{host}:{facts.port}/v1",
+        endpoint=target_steps.endpoint or f"http://{host}:{facts.port}/v1",
+        replica_endpoints=dict(target_steps.replica_endpoints),
         engine=engine,
         capacity=capacity,
         steps=_steps(deployment, facts, digest, args),
@@ -310,48 +370,76 @@ def _describe_model(deployment: ModelDeployment) -> str:
 def _steps(
     deployment: ModelDeployment, facts: Facts, digest: str, args: list[str]
 ) -> list[PlannedStep]:
-    observed = facts.observed
-    if observed is None or not observed.running:
-        deploy = PlannedStep(name="deploy", action=StepAction.CREATE, reason="not running")
-    elif observed.spec_digest != digest:
-        deploy = PlannedStep(
-            name="deploy",
-            action=StepAction.UPDATE,
-            reason="restart: " + describe_change(observed.args, tuple(args)),
-        )
-    elif not observed.healthy:
-        # Still starting, or stuck: the supervisor restarts a crashed engine, and the ready step
-        # reports one that never answers. Restarting here would only throw a warm start away.
-        deploy = PlannedStep(
-            name="deploy",
+    """The plan's steps in the order apply runs them: what the target does first, the model,
+    quantization, the engine, what the target prepares, deploy, ready, smoke."""
+    target = facts.target_steps or TargetSteps()
+    deploy = _deploy_step(facts.observed, digest, args, target)
+    checks = len(deployment.spec.smoke)
+    if not checks:
+        smoke = PlannedStep(name="smoke", action=StepAction.SKIP, reason="no smoke checks declared")
+    elif deploy.action == StepAction.SKIP and facts.smoke_passed:
+        smoke = PlannedStep(
+            name="smoke",
             action=StepAction.SKIP,
-            reason=f"already running at {digest[:12]} (pid {observed.pid}), not ready yet",
+            reason="passed for this manifest already; re-run with: "
+            f"deployer smoke {deployment.name}",
         )
     else:
-        deploy = PlannedStep(
+        smoke = PlannedStep(
+            name="smoke", action=StepAction.CHECK, reason=f"{checks} check(s){target.smoke_where}"
+        )
+    model = facts.model_step or PlannedStep(
+        name="model", action=StepAction.CHECK, reason=f"use {facts.model_path}"
+    )
+    quantize = [step for step in (facts.quantize_step, facts.gate_step) if step is not None]
+    engine = target.engine or PlannedStep(
+        name="engine",
+        action=StepAction.CHECK,
+        reason=f"{facts.engine_package} {facts.engine_version} for {facts.device}",
+    )
+    return [
+        *target.before,
+        *([model] if target.fetches_model else []),
+        *quantize,
+        *([engine] if target.checks_engine else []),
+        *target.prepare,
+        deploy,
+        PlannedStep(name="ready", action=StepAction.CHECK, reason=target.ready),
+        smoke,
+    ]
+
+
+def _deploy_step(
+    observed: Observed | None, digest: str, args: list[str], target: TargetSteps
+) -> PlannedStep:
+    """Create, restart or leave alone, by what runs now and its spec digest."""
+    prefix = f"{target.deploy_how}: " if target.deploy_how else ""
+    if observed is None:
+        return PlannedStep(
+            name="deploy", action=StepAction.CREATE, reason=f"{prefix}{target.unobserved}"
+        )
+    if not observed.running:
+        return PlannedStep(name="deploy", action=StepAction.CREATE, reason=f"{prefix}not running")
+    if observed.spec_digest != digest:
+        return PlannedStep(
+            name="deploy",
+            action=StepAction.UPDATE,
+            reason=f"{prefix}restart: " + describe_change(observed.args, tuple(args)),
+        )
+    where = f" (pid {observed.pid})" if observed.pid is not None else ""
+    if not observed.healthy:
+        # Still starting, or stuck: the supervisor restarts a crashed engine, and the ready step
+        # reports one that never answers. Restarting here would only throw a warm start away.
+        return PlannedStep(
             name="deploy",
             action=StepAction.SKIP,
-            reason=f"already running at {digest[:12]} (pid {observed.pid})",
+            reason=f"already running at {digest[:12]}{where}, not ready yet",
         )
-    checks = len(deployment.spec.smoke)
-    quantize = [step for step in (facts.quantize_step, facts.gate_step) if step is not None]
-    return [
-        facts.model_step
-        or PlannedStep(name="model", action=StepAction.CHECK, reason=f"use {facts.model_path}"),
-        *quantize,
-        PlannedStep(
-            name="engine",
-            action=StepAction.CHECK,
-            reason=f"{facts.engine_package} {facts.engine_version} for {facts.device}",
-        ),
-        deploy,
-        PlannedStep(name="ready", action=StepAction.CHECK, reason="wait for /health"),
-        PlannedStep(
-            name="smoke",
-            action=StepAction.CHECK if checks else StepAction.SKIP,
-            reason=f"{checks} check(s)" if checks else "no smoke checks declared",
-        ),
-    ]
+    return PlannedStep(
+        name="deploy",
+        action=StepAction.SKIP,
+        reason=f"already running at {digest[:12]}{where}: unchanged",
+    )
 
 
 def describe_change(before: tuple[str, ...], after: tuple[str, ...]) -> str:

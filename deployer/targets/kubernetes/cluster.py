@@ -117,6 +117,14 @@ class Cluster:
 
     def deployment_ready(self, namespace: str, name: str) -> tuple[int, int]:
         """(ready replicas, desired replicas) of a Deployment; (0, 0) when it does not exist."""
+        ready, desired, _, _ = self.deployment_state(namespace, name)
+        return ready, desired
+
+    def deployment_state(
+        self, namespace: str, name: str, container: str = "vllm"
+    ) -> tuple[int, int, dict[str, str], tuple[str, ...]]:
+        """(ready replicas, desired replicas, annotations, ``container``'s args) of a
+        Deployment; (0, 0, {}, ()) when it does not exist."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -126,10 +134,21 @@ class Cluster:
             )
         except ApiException as exc:
             if exc.status == 404:
-                return 0, 0
+                return 0, 0, {}, ()
             raise
         ready = found.status.ready_replicas if found.status else None
-        return ready or 0, (found.spec.replicas if found.spec else None) or 0
+        desired = (found.spec.replicas if found.spec else None) or 0
+        annotations = (found.metadata.annotations if found.metadata else None) or {}
+        pod = found.spec.template.spec if found.spec and found.spec.template else None
+        args = next(
+            (
+                tuple(c.args or ())
+                for c in (pod.containers if pod else None) or []
+                if c.name == container
+            ),
+            (),
+        )
+        return ready or 0, desired, dict(annotations), args
 
     def pod_logs(self, namespace: str, release: str, lines: int) -> list[str]:
         """The last ``lines`` lines of the engine container of each pod of ``release``, each

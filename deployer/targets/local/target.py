@@ -20,25 +20,29 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import psutil
 
 from deployer import atomic, credentials, runner, secrets
-from deployer.engines.install import EnginePackage, find_engine
+from deployer.engines.install import EnginePackage, detect_device, find_engine
 from deployer.errors import (
     EngineStartError,
     HealthTimeoutError,
     NotFoundError,
     PortInUseError,
+    UnsupportedError,
 )
 from deployer.events import EventBus
-from deployer.planner import Observed, Plan
+from deployer.manifest.models import LocalTargetSpec, ModelDeployment
+from deployer.planner import Observed, Plan, TargetSteps
+from deployer.planner.accelerators import cpu_accelerator, host_memory_bytes, lookup
+from deployer.planner.plan import Placement
 from deployer.settings import Settings
-from deployer.targets.base import Endpoint
+from deployer.targets.base import DeployRequest, Endpoint, StepRunner
 
 RUNTIME = "runtime.json"
 LAUNCH = "launch.json"
@@ -50,10 +54,47 @@ STOP_TIMEOUT = 10.0
 
 
 class LocalTarget:
-    kind = "local"
+    kind: ClassVar[str] = "local"
+    observes_offline: ClassVar[bool] = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    @classmethod
+    def from_spec(cls, spec: LocalTargetSpec, settings: Settings, base_dir: Path) -> LocalTarget:
+        return cls(settings)
+
+    def spec_record(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    def preflight(self) -> None:
+        pass  # this machine is always here
+
+    # --- planning ------------------------------------------------------------------------------
+
+    def placement(self, accelerator: str) -> Placement:
+        """This machine: the CPU when asked for, else what it has."""
+        device = "cpu" if accelerator.lower() == "cpu" else detect_device()
+        if device == "cpu":
+            return Placement("cpu", cpu_accelerator(host_memory_bytes()))
+        return Placement(device, None if accelerator == "auto" else lookup(accelerator))
+
+    def default_port(self, name: str, host: str) -> int:
+        """The port it used last time, else a free one on ``host``."""
+        previous = self.previous_port(name)
+        if previous is not None:
+            return previous
+        return free_port("127.0.0.1" if host == "0.0.0.0" else host)  # noqa: S104
+
+    def plan_steps(self, deployment: ModelDeployment, port: int, *, offline: bool) -> TargetSteps:
+        return TargetSteps()
+
+    def step_runners(self) -> Mapping[str, StepRunner]:
+        return {}
+
+    @contextlib.contextmanager
+    def smoke_endpoints(self, name: str, plan: Plan | None = None) -> Iterator[list[str]]:
+        yield [plan.endpoint if plan is not None else self.endpoint(name).base_url]
 
     # --- facts ---------------------------------------------------------------------------------
 
@@ -101,14 +142,15 @@ class LocalTarget:
 
     # --- changes -------------------------------------------------------------------------------
 
-    def deploy(self, plan: Plan, events: EventBus, api_key: str) -> None:
-        """Start the engine for ``plan`` under a new supervisor, stopping a previous one first."""
+    def deploy(self, request: DeployRequest) -> None:
+        """Start the engine as planned under a new supervisor, stopping a previous one first."""
+        plan, events, api_key = request.plan, request.events, request.api_key
         name = plan.deployment
         folder = self._dir(name)
         if self._runtime(name) is not None:
             events.log("stopping the running engine", step="deploy")
             self._stop(name)
-        port = int(plan.endpoint.rsplit(":", 1)[1].split("/", 1)[0])
+        port = plan.engine.port
         host = _bind_host(plan)
         ensure_port_free(host, port)
         engine = find_engine(
@@ -150,8 +192,8 @@ class LocalTarget:
         )
         events.log(f"engine starting on port {port} (supervisor pid {proc.pid})", step="deploy")
 
-    def wait_ready(self, plan: Plan, events: EventBus, timeout: float) -> None:
-        name = plan.deployment
+    def wait_ready(self, request: DeployRequest, timeout: float) -> None:
+        name, events = request.name, request.events
         folder = self._dir(name)
         runtime = self._runtime(name)
         if runtime is None:
@@ -206,9 +248,14 @@ class LocalTarget:
         (folder / LAUNCH).unlink(missing_ok=True)
         return existed
 
-    def logs(self, name: str, lines: int, follow: bool) -> Iterator[str]:
+    def logs(self, name: str, lines: int, follow: bool, host: str | None = None) -> Iterator[str]:
         """The last ``lines`` lines of the engine's log, then (with ``follow``) new ones as they
         come. Reads only: creates nothing, keeps at most ``lines`` lines in memory."""
+        if host is not None:
+            raise UnsupportedError(
+                f"{name} does not run on SSH hosts; --host applies to ssh targets only",
+                hint=f"deployer logs {name}",
+            )
         path = self._folder(name) / ENGINE_LOG
         if not path.is_file():
             raise NotFoundError(
@@ -291,8 +338,7 @@ def _port_holder(port: int) -> str:
 
 
 def _bind_host(plan: Plan) -> str:
-    args = plan.engine.args
-    return args[args.index("--host") + 1]
+    return plan.engine.host
 
 
 def _process(pid: int | None, create_time: float | None = None) -> psutil.Process | None:

@@ -24,10 +24,10 @@ import json
 import re
 import shlex
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -44,12 +44,19 @@ from deployer.errors import (
     PlanError,
 )
 from deployer.events import EventBus
-from deployer.manifest.models import SshTargetSpec
-from deployer.planner import Observed, Plan, ReplicaState
-from deployer.planner.accelerators import Accelerator, MiB, cpu_accelerator, identify
-from deployer.planner.plan import Device
+from deployer.manifest.models import ModelDeployment, SshTargetSpec
+from deployer.planner import Observed, Plan, PlannedStep, ReplicaState, StepAction, TargetSteps
+from deployer.planner.accelerators import (
+    Accelerator,
+    MiB,
+    cpu_accelerator,
+    host_memory_bytes,
+    identify,
+    lookup,
+)
+from deployer.planner.plan import Device, Placement
 from deployer.settings import Settings
-from deployer.targets.base import Endpoint
+from deployer.targets.base import DeployRequest, Endpoint, StepRunner
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
 from deployer.targets.ssh.inventory import Host, Inventory, load_inventory
 from deployer.targets.ssh.provision import GpuFacts, load_facts, playbooks_dir
@@ -62,6 +69,8 @@ DEFAULT_BIND_HOST = "127.0.0.1"
 HOST_ARGS = ("--model", "--host", "--port")
 SUPERVISOR_MODULE = "deployer.targets.local.supervisor"
 SEPARATOR = "--- deployer: end of runtime.json ---"
+#: The port an engine listens on when the manifest names none (vLLM's default).
+DEFAULT_PORT = 8000
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,8 @@ class Replica:
 class SshTarget:
     """Replicas on inventory hosts. Blocks in every method; see the module docstring."""
 
-    kind = "ssh"
+    kind: ClassVar[str] = "ssh"
+    observes_offline: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, spec: SshTargetSpec, base_dir: Path) -> None:
         self.settings = settings
@@ -114,6 +124,82 @@ class SshTarget:
         path = inputs.expand_user(spec.inventory)
         self.inventory_path = path if path.is_absolute() else base_dir / path
         self._inventory: Inventory | None = None
+
+    @classmethod
+    def from_spec(cls, spec: SshTargetSpec, settings: Settings, base_dir: Path) -> SshTarget:
+        return cls(settings, spec, base_dir)
+
+    def spec_record(self) -> dict[str, Any]:
+        record = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        record["inventory"] = str(self.inventory_path.absolute())
+        return record
+
+    def preflight(self) -> None:
+        self.replicas()  # the inventory and its selection: each host is reached by its step
+
+    # --- planning ------------------------------------------------------------------------------
+
+    def placement(self, accelerator: str) -> Placement:
+        """What the hosts have, as provision found it: their device for 'auto', and for the
+        CPU their memory (not this machine's). Before provision: a GPU unless 'cpu'."""
+        device: Device = "cpu" if accelerator.lower() == "cpu" else "cuda"
+        spec: Accelerator | None
+        if device == "cpu":
+            spec = cpu_accelerator(host_memory_bytes())
+        else:
+            spec = None if accelerator == "auto" else lookup(accelerator)
+        hardware = self.hardware()
+        if hardware is not None:
+            host_device, host_accelerator = hardware
+            if accelerator == "auto":
+                device = host_device
+            if device == host_device and (accelerator == "auto" or device == "cpu"):
+                spec = host_accelerator or spec
+        return Placement(device, spec)
+
+    def default_port(self, name: str, host: str) -> int:
+        return DEFAULT_PORT
+
+    def plan_steps(self, deployment: ModelDeployment, port: int, *, offline: bool) -> TargetSteps:
+        missing = self.unprovisioned()
+        provision = (
+            PlannedStep(
+                name="provision",
+                action=StepAction.CREATE,
+                reason=f"not provisioned yet: {', '.join(missing)}",
+            )
+            if missing
+            else PlannedStep(
+                name="provision",
+                action=StepAction.SKIP,
+                reason="every host's facts are recorded (deployer provision)",
+            )
+        )
+        endpoints = tuple((r.name, r.base_url(port)) for r in self.replicas())
+        return TargetSteps(
+            before=(provision,),
+            engine=PlannedStep(
+                name="engine",
+                action=StepAction.SKIP,
+                reason="installed on the hosts by the deploy playbook",
+            ),
+            smoke_where=f" on {len(endpoints)} endpoint(s)",
+            endpoint=endpoints[0][1],
+            replica_endpoints=endpoints,
+            unobserved="not observed (deployer plan does not contact the hosts; apply does, "
+            "and deploy.yml leaves an unchanged engine alone)",
+        )
+
+    def step_runners(self) -> Mapping[str, StepRunner]:
+        return {"provision": lambda request: self.provision(self.unprovisioned(), request.events)}
+
+    @contextlib.contextmanager
+    def smoke_endpoints(self, name: str, plan: Plan | None = None) -> Iterator[list[str]]:
+        """Every replica answers for itself: each host is checked."""
+        if plan is not None:
+            yield list(plan.replica_endpoints.values())
+            return
+        yield [r.endpoint for r in self.observe(name).replicas if r.endpoint]
 
     # --- hosts ---------------------------------------------------------------------------------
 
@@ -215,13 +301,6 @@ class SshTarget:
             replicas=states,
         )
 
-    def previous_port(self, name: str) -> int | None:
-        return None
-
-    def endpoints(self, port: int) -> list[str]:
-        """Each replica's OpenAI base URL, in replica order."""
-        return [replica.base_url(port) for replica in self.replicas()]
-
     def endpoint(self, name: str) -> Endpoint:
         replica = self.replicas()[0]
         runtime, _ = self._runtime(replica, name)
@@ -240,13 +319,13 @@ class SshTarget:
 
     # --- changes -------------------------------------------------------------------------------
 
-    def deploy(self, plan: Plan, events: EventBus, api_key: str) -> None:
+    def deploy(self, request: DeployRequest) -> None:
         """Run deploy.yml on every replica. Idempotent on the hosts: an unchanged launch leaves
         the running engine alone. Raises the first failing host's error."""
+        plan, events = request.plan, request.events
         replicas = self.replicas()
-        port = _arg(plan.engine.args, "--port")
-        model_path = Path(_arg(plan.engine.args, "--model"))
-        extravars = self.deploy_vars(plan, api_key, model_path, int(port))
+        model_path = Path(plan.engine.model_path)
+        extravars = self.deploy_vars(plan, request.api_key, model_path, plan.engine.port)
         wheelhouse = self._wheelhouse(plan, replicas, events)
         if wheelhouse is not None:
             extravars["deployer_wheelhouse"] = {
@@ -283,14 +362,15 @@ class SshTarget:
             "model_server_model_files": file_hashes(model_path),
             "model_server_runtime_facts": runtime,
         }
-        bind = _arg(plan.engine.args, "--host")
+        bind = plan.engine.host
         if bind != DEFAULT_BIND_HOST:
             variables["model_server_bind_host"] = bind
         return variables
 
-    def wait_ready(self, plan: Plan, events: EventBus, timeout: float) -> None:
+    def wait_ready(self, request: DeployRequest, timeout: float) -> None:
         """Poll every replica's /health from this machine until all answer 200."""
-        port = int(_arg(plan.engine.args, "--port"))
+        plan, events = request.plan, request.events
+        port = plan.engine.port
         pending = {r.name: r for r in self.replicas()}
         started = time.monotonic()
         with httpx.Client(timeout=2.0) as client:
@@ -640,10 +720,6 @@ def file_hashes(folder: Path) -> list[dict[str, str]]:
         {"path": str(path.relative_to(folder)), "sha256": sha256_file(path)}
         for path in sorted(p for p in folder.rglob("*") if p.is_file())
     ]
-
-
-def _arg(args: list[str], option: str) -> str:
-    return args[args.index(option) + 1]
 
 
 def _url_host(address: str) -> str:

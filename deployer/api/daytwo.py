@@ -1,0 +1,229 @@
+"""Day two: ``status``, ``history``, ``smoke``, ``destroy``, ``logs`` and ``key`` of recorded
+deployments. Each reaches its deployment through the target spec the state recorded at apply,
+so a manifest that has moved or changed since does not matter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer import credentials
+from deployer.api.deploy import smoke_each
+from deployer.api.runs import get, open_reader, open_store, recorded, unknown
+from deployer.errors import DeployerError, NotFoundError, SmokeFailedError
+from deployer.events import EventBus
+from deployer.manifest.loader import load_manifest
+from deployer.planner import Observed, ReplicaState, StepAction
+from deployer.settings import Settings, check_name
+from deployer.smoke import SmokeReport
+from deployer.state import DeploymentRecord, DeploymentStatus, RunRecord, StepRecord
+from deployer.targets import registry
+from deployer.targets.base import Target
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """A deployment as recorded, with what its target reports right now."""
+
+    record: DeploymentRecord
+    running: bool
+    healthy: bool
+    pid: int | None
+    detail: str | None
+    #: Each host's facts, for deployments on several hosts (ssh).
+    replicas: tuple[ReplicaState, ...] = ()
+    #: The deployment's latest run; a run whose process is gone reads as interrupted.
+    last_run: RunRecord | None = None
+
+
+def record_target(record: DeploymentRecord, settings: Settings) -> Target:
+    """The driver of a recorded deployment, from the target spec recorded at apply (older
+    records: from the manifest they were applied from)."""
+    if record.target_spec is not None:
+        return registry.from_record(record.target_spec, settings)
+    if record.target_kind == "local" or not record.manifest_path:
+        if record.target_kind != "local":
+            raise NotFoundError(
+                f"no target recorded for {record.name}", hint="deployer apply MANIFEST records it"
+            )
+        return registry.from_record({"kind": "local"}, settings)
+    loaded = load_manifest(Path(record.manifest_path))
+    return registry.driver(loaded.deployment.spec.target, settings, loaded.base_dir)
+
+
+def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
+    """Recorded deployments with live facts from their targets; ``name`` narrows to one."""
+    if name is not None:
+        check_name(name)
+    store = open_reader(settings)
+    if store is None:
+        if name is not None:
+            raise unknown(name, [])
+        return []
+    try:
+        records = [get(store, name)] if name else store.list_deployments()
+        last_runs = {r.name: next(iter(store.list_runs(r.name, limit=1)), None) for r in records}
+    finally:
+        store.close()
+    views = []
+    for record in records:
+        observed = _observe(record, settings)
+        views.append(
+            DeploymentView(
+                record=record,
+                running=bool(observed and observed.running),
+                healthy=bool(observed and observed.healthy),
+                pid=observed.pid if observed else None,
+                detail=observed.detail if observed else None,
+                replicas=observed.replicas if observed else (),
+                last_run=last_runs[record.name],
+            )
+        )
+    return views
+
+
+def _observe(record: DeploymentRecord, settings: Settings) -> Observed | None:
+    """Live facts of a recorded deployment (an unreachable host or cluster is a detail, not an
+    error); None for a destroyed one."""
+    if record.status == DeploymentStatus.DESTROYED:
+        return None
+    try:
+        return record_target(record, settings).observe(record.name)
+    except DeployerError as exc:
+        return Observed(running=False, detail=exc.message)
+
+
+def history(
+    settings: Settings, name: str, limit: int = 10
+) -> list[tuple[RunRecord, list[StepRecord]]]:
+    """The latest runs of ``name`` with their steps, newest first."""
+    check_name(name)
+    store = open_reader(settings)
+    if store is None:
+        raise unknown(name, [])
+    try:
+        get(store, name)
+        return [(run, store.list_steps(run.id)) for run in store.list_runs(name, limit=limit)]
+    finally:
+        store.close()
+
+
+def smoke(
+    name: str, settings: Settings, events: EventBus, manifest: Path | None = None
+) -> SmokeReport:
+    """Run the smoke checks of ``name`` again (from ``manifest`` or the one it was applied from).
+
+    Records the run (failed when a check fails, interrupted on Ctrl-C) and the outcome as the
+    deployment's health; raises SmokeFailedError when a check fails.
+    """
+    check_name(name)
+    store = open_store(settings)
+    try:
+        record = get(store, name)
+        path = manifest or (Path(record.manifest_path) if record.manifest_path else None)
+        if path is None:
+            raise NotFoundError(f"no manifest recorded for {name}", hint="pass --manifest PATH")
+        loaded = load_manifest(path)
+        if loaded.deployment.name != name:
+            raise NotFoundError(
+                f"{path} describes {loaded.deployment.name}, not {name}",
+                hint="pass the manifest of this deployment with --manifest",
+            )
+        target = record_target(record, settings)
+        spec = loaded.deployment.spec
+        key = (
+            credentials.api_key(
+                spec.serving.api_key,
+                key_dir=settings.deployment_dir(name),
+                base_dir=loaded.base_dir,
+            ).value
+            if spec.serving.api_key
+            else credentials.stored_api_key(settings.deployment_dir(name))
+        )
+        with (
+            target.smoke_endpoints(name) as endpoints,
+            recorded(store, name, "smoke", events) as pipeline,
+        ):
+            if not endpoints:
+                raise NotFoundError(
+                    f"deployment {name} is not running", hint=f"deployer status {name}"
+                )
+            report = pipeline.step(
+                "smoke",
+                StepAction.CHECK,
+                f"{len(spec.smoke)} check(s) on {len(endpoints)} endpoint(s)",
+                lambda: smoke_each(
+                    endpoints, loaded.deployment.served_model_name, spec.smoke, key, events
+                ),
+            )
+            store.set_status(
+                name,
+                DeploymentStatus.HEALTHY if report.passed else DeploymentStatus.UNHEALTHY,
+                report.summary(),
+            )
+            if not report.passed:
+                raise SmokeFailedError(
+                    f"{name}: {report.summary()}",
+                    hint=f"inspect the engine with: deployer logs {name}",
+                    details=report.describe(),
+                )
+    finally:
+        store.close()
+    return report
+
+
+def destroy(name: str, settings: Settings, events: EventBus) -> bool:
+    """Stop ``name`` and forget its runtime files and key; keeps its history and logs.
+
+    Raises NotFoundError for a name deployer never deployed; returns False when it was already
+    stopped.
+    """
+    check_name(name)
+    store = open_store(settings)
+    try:
+        record = get(store, name)
+        with recorded(store, name, "destroy", events) as pipeline:
+            target = record_target(record, settings)
+            existed = pipeline.step(
+                "destroy", StepAction.DELETE, f"stop {name}", lambda: target.destroy(name, events)
+            )
+            store.set_status(name, DeploymentStatus.DESTROYED, "destroyed")
+        return bool(existed)
+    finally:
+        store.close()
+
+
+def logs(
+    name: str,
+    settings: Settings,
+    lines: int = 100,
+    follow: bool = False,
+    host: str | None = None,
+) -> Iterator[str]:
+    """The engine's log lines; on ssh targets every replica's (or ``host``'s), each line
+    prefixed with its host when there are several. Reads only: creates nothing."""
+    check_name(name)
+    store = open_reader(settings)
+    try:
+        record = store.get_deployment(name) if store is not None else None
+    finally:
+        if store is not None:
+            store.close()
+    if record is None:
+        target = registry.from_record({"kind": "local"}, settings)
+    else:
+        target = record_target(record, settings)
+    return target.logs(name, lines, follow, host=host)
+
+
+def api_key(name: str, settings: Settings) -> str:
+    """The generated API key of ``name``; NotFoundError when it has none."""
+    check_name(name)
+    key = credentials.stored_api_key(settings.deployment_dir(name))
+    if key is None:
+        raise NotFoundError(
+            f"{name} has no generated API key",
+            hint="it is not deployed, or its manifest references the key (spec.serving.apiKey)",
+        )
+    return key

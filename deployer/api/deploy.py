@@ -1,0 +1,333 @@
+"""``plan`` and ``apply``: the plan is the program, and one executor carries it out.
+
+``apply`` plans exactly as ``deployer plan`` does (observing the target this time), then runs
+the plan's steps in order, each through the pipeline (recorded, evented, retried when
+temporary). A step either is the target's own (``Target.step_runners``) or one of the common
+ones below. A step whose outcome changes the facts (provisioning hosts, building a quantized
+artifact) re-plans, and the executor goes on with the new plan's remaining steps.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deployer import credentials
+from deployer.api import facts as gather
+from deployer.api.runs import open_store, recorded
+from deployer.engines.install import EnginePackage, find_engine
+from deployer.errors import EngineStartError, NotFoundError, SmokeFailedError
+from deployer.events import EventBus
+from deployer.manifest.loader import LoadedManifest, load_manifest
+from deployer.manifest.models import ARTIFACT_METHODS, SmokeCheck
+from deployer.pipeline import Pipeline
+from deployer.planner import Plan, PlannedStep, StepAction
+from deployer.quantize import run as quantize_run
+from deployer.settings import Settings
+from deployer.smoke import SmokeReport, run_checks
+from deployer.state import DeploymentRecord, DeploymentStatus
+from deployer.targets import registry
+from deployer.targets.base import DeployRequest, StepRunner, Target
+
+if TYPE_CHECKING:
+    from deployer.state import StateStore
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    plan: Plan
+    changed: bool
+    smoke: SmokeReport | None
+    smoke_skipped_reason: str | None
+    endpoint: str
+    api_key_source: str
+    api_key_path: Path | None
+
+
+def target_of(loaded: LoadedManifest, settings: Settings) -> Target:
+    return registry.driver(loaded.deployment.spec.target, settings, loaded.base_dir)
+
+
+def plan(path: Path, settings: Settings) -> Plan:
+    """What ``apply`` would do now, without changing anything: no key is generated, and the hub,
+    hosts and clusters are not contacted (the lock, the store and deployer's catalog give the
+    model's facts)."""
+    loaded = load_manifest(path)
+    return gather.make(loaded, target_of(loaded, settings), settings, key=None, offline=True)
+
+
+def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
+    """Make the deployment in ``path`` real and prove it answers.
+
+    Idempotent: with nothing changed the engine is left alone (same process) and the smoke
+    checks that passed for this manifest are not re-run. A changed manifest restarts the engine.
+    Raises EngineStartError, HealthTimeoutError or SmokeFailedError (after recording the failure)
+    and ConcurrentRunError when another deployer is applying the same deployment.
+    """
+    loaded = load_manifest(path)
+    target = target_of(loaded, settings)
+    target.preflight()
+    store = open_store(settings)
+    try:
+        previous = store.get_deployment(loaded.deployment.name)
+        with recorded(
+            store,
+            loaded.deployment.name,
+            "apply",
+            events,
+            on_failure=lambda exc: _record_failed_first(store, loaded, target, exc),
+        ) as pipeline:
+            return _Apply(loaded, target, settings, store, pipeline, previous).run()
+    finally:
+        store.close()
+
+
+def _record_failed_first(
+    store: StateStore, loaded: LoadedManifest, target: Target, error: BaseException
+) -> None:
+    """A first apply that failed leaves a FAILED deployment, never a generated key or folder for
+    a deployment that ``status`` and ``destroy`` do not know: ``status`` shows why, a retry
+    keeps the same key, ``destroy`` removes it. A deployment already recorded keeps its own
+    record (its failure is the run's)."""
+    name = loaded.deployment.name
+    record = store.get_deployment(name)
+    if record is not None and record.status != DeploymentStatus.DESTROYED:
+        return
+    store.upsert_deployment(
+        name,
+        target_kind=target.kind,
+        target_spec=target.spec_record(),
+        status=DeploymentStatus.FAILED,
+        manifest_path=str(loaded.path),
+        message=f"first apply failed: {str(error) or type(error).__name__}",
+    )
+
+
+@dataclass
+class _Apply:
+    """One apply: the executor and the common steps."""
+
+    loaded: LoadedManifest
+    target: Target
+    settings: Settings
+    store: StateStore
+    pipeline: Pipeline
+    previous: DeploymentRecord | None
+    report: SmokeReport | None = None
+    results: dict[str, object] = field(default_factory=dict)
+
+    def run(self) -> ApplyResult:
+        deployment = self.loaded.deployment
+        self.key = credentials.api_key(
+            deployment.spec.serving.api_key,
+            key_dir=self.settings.deployment_dir(deployment.name),
+            base_dir=self.loaded.base_dir,
+        )
+        self.digest = gather.manifest_digest(self.loaded)
+        self.plan = self._plan()
+        common: dict[str, Callable[[PlannedStep], object]] = {
+            "fetch": self._fetch,
+            "model": lambda step: None,
+            "quantize": self._quantize,
+            "gate": self._gate,
+            "engine": self._engine,
+            "deploy": self._deploy,
+            "ready": self._ready,
+            "smoke": self._smoke,
+        }
+        own = self.target.step_runners()
+        done: set[str] = set()
+        while (step := next((s for s in self.plan.steps if s.name not in done), None)) is not None:
+            done.add(step.name)
+            if step.action == StepAction.SKIP:
+                self.pipeline.skip(step.name, step.reason)
+                continue
+            result = self.pipeline.step(
+                step.name, step.action, step.reason, functools.partial(self._run, step, own, common)
+            )
+            if step.name in ("provision", "quantize"):
+                # What the step made (the hosts' facts, the artifact) is what the rest plans by.
+                self.plan = self._plan()
+            self.results[step.name] = result
+        return self._finish()
+
+    def _run(
+        self,
+        step: PlannedStep,
+        own: Mapping[str, StepRunner],
+        common: Mapping[str, Callable[[PlannedStep], object]],
+    ) -> object:
+        """Step ``step``: the target's own runner, else the common one."""
+        if step.name in own:
+            return own[step.name](self.request())
+        return common[step.name](step)
+
+    def _plan(self) -> Plan:
+        previous = self.previous
+        passed = (
+            previous is not None
+            and previous.status == DeploymentStatus.HEALTHY
+            and previous.manifest_digest == self.digest
+        )
+        return gather.make(
+            self.loaded,
+            self.target,
+            self.settings,
+            key=self.key,
+            events=self.pipeline.events,
+            smoke_passed=passed,
+        )
+
+    def request(self) -> DeployRequest:
+        return DeployRequest(
+            deployment=self.loaded.deployment,
+            plan=self.plan,
+            api_key=self.key.value,
+            events=self.pipeline.events,
+            hub_token=gather.hub_token(self.loaded),
+            lock=gather.locked(self.loaded),
+        )
+
+    @property
+    def changed(self) -> bool:
+        return self.plan.step("deploy").action != StepAction.SKIP
+
+    # --- the common steps ----------------------------------------------------------------------
+
+    def _fetch(self, step: PlannedStep) -> object:
+        fetcher = gather.fetcher(self.loaded, self.settings, self.pipeline.events)
+        return fetcher.fetch(gather.locked(self.loaded))
+
+    def _job(self) -> quantize_run.QuantizeJob:
+        spec = self.loaded.deployment.spec.quantize
+        source = gather.model_source(self.loaded, self.settings, self.pipeline.events, offline=True)
+        job = quantize_run.job_for(
+            spec, source, settings=self.settings, base_dir=self.loaded.base_dir
+        )
+        if job is None:
+            raise NotFoundError(
+                f"cannot quantize {self.loaded.deployment.name}: its config.json is not in the "
+                "store",
+                hint=f"run: deployer fetch {self.loaded.path}",
+            )
+        return job
+
+    def _quantize(self, step: PlannedStep) -> object:
+        job = self._job()
+        return quantize_run.stored(job, self.settings) or quantize_run.ensure_artifact(
+            job, self.settings, self.pipeline.events
+        )
+
+    def _gate(self, step: PlannedStep) -> None:
+        job = self._job()
+        record = quantize_run.stored(job, self.settings)
+        if record is None:
+            raise NotFoundError(
+                f"the quantized artifact of {self.loaded.deployment.name} is not in the store",
+                hint=f"run: deployer quantize {self.loaded.path}",
+            )
+        quantize_run.check_gate(job, record)
+
+    def _engine(self, step: PlannedStep) -> object:
+        engine = self.plan.engine
+        return find_engine(
+            self.settings,
+            EnginePackage(
+                engine=engine.engine,
+                package=engine.package,
+                version=engine.version,
+                device=engine.device,
+            ),
+        )
+
+    def _deploy(self, step: PlannedStep) -> None:
+        self._save(DeploymentStatus.DEPLOYING, step.reason)
+        self.target.deploy(self.request())
+
+    def _ready(self, step: PlannedStep) -> None:
+        timeout = self.loaded.deployment.spec.serving.startup_timeout_seconds
+        try:
+            self.target.wait_ready(self.request(), timeout)
+        except EngineStartError as exc:
+            if self.changed:
+                self.target.destroy(self.loaded.deployment.name, self.pipeline.events)
+            self.store.set_status(self.loaded.deployment.name, DeploymentStatus.FAILED, exc.message)
+            raise
+
+    def _smoke(self, step: PlannedStep) -> SmokeReport:
+        with self.target.smoke_endpoints(self.loaded.deployment.name, self.plan) as endpoints:
+            self.report = smoke_each(
+                endpoints,
+                self.plan.served_model_name,
+                self.loaded.deployment.spec.smoke,
+                self.key.value,
+                self.pipeline.events,
+            )
+        return self.report
+
+    # --- the outcome ---------------------------------------------------------------------------
+
+    def _save(self, status: DeploymentStatus, message: str | None) -> None:
+        self.store.upsert_deployment(
+            self.loaded.deployment.name,
+            target_kind=self.target.kind,
+            target_spec=self.target.spec_record(),
+            status=status,
+            manifest_path=str(self.loaded.path),
+            manifest_digest=self.digest,
+            spec_digest=self.plan.engine.spec_digest,
+            endpoint=self.plan.endpoint,
+            served_model_name=self.plan.served_model_name,
+            message=message,
+        )
+
+    def _finish(self) -> ApplyResult:
+        name = self.loaded.deployment.name
+        report = self.report
+        smoke = self.plan.step("smoke")
+        skipped = smoke.reason if report is None else None
+        healthy = report is None or report.passed
+        self._save(
+            DeploymentStatus.HEALTHY if healthy else DeploymentStatus.UNHEALTHY,
+            report.summary() if report else skipped,
+        )
+        if report is not None and not report.passed:
+            raise SmokeFailedError(
+                f"{name} is running but {report.summary()}",
+                hint=f"the engine is left running; inspect it with: deployer logs {name}",
+                details=report.describe(),
+            )
+        return ApplyResult(
+            plan=self.plan,
+            changed=self.changed,
+            smoke=report,
+            smoke_skipped_reason=skipped,
+            endpoint=self.plan.endpoint,
+            api_key_source=self.key.source,
+            api_key_path=self.key.path,
+        )
+
+
+def smoke_each(
+    endpoints: list[str],
+    model: str,
+    checks: list[SmokeCheck],
+    api_key: str | None,
+    events: EventBus,
+) -> SmokeReport:
+    """Run ``checks`` against every endpoint from this machine; the first failing report, else
+    the last one."""
+    reports: list[SmokeReport] = []
+    for endpoint in endpoints:
+        events.log(f"smoke checks against {endpoint}", step="smoke")
+        report = run_checks(endpoint, model, checks, api_key=api_key, events=events)
+        if not report.passed:
+            return report
+        reports.append(report)
+    return reports[-1]
+
+
+__all__ = ["ARTIFACT_METHODS", "ApplyResult", "apply", "plan", "smoke_each", "target_of"]
