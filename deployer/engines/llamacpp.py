@@ -66,7 +66,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deployer.engines.gguf import GGUFModelFacts
+from deployer.engines.gguf_header import GGUFModelFacts
 from deployer.errors import PlanError
 from deployer.manifest.models import ArgValue
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from deployer.engines import llamacpp
-from deployer.engines.gguf import GGUFModelFacts
+from deployer.engines.gguf_header import GGUFModelFacts
 from deployer.engines.install import (
     MARKER_NAME,
     EnginePackage,

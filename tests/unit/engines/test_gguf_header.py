@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.engines import gguf
-from deployer.engines.gguf import (
+from deployer.engines import gguf_header as gguf
+from deployer.engines.gguf_header import (
     GGML_TYPES,
     GGML_TYPES_BY_NAME,
     ValueType,
@@ -532,3 +532,12 @@ def test_facts_name_the_bad_key(
         model_facts(header)
     assert fragment in info.value.message
     assert info.value.location == str(tmp_path / "f.gguf")
+
+
+def test_no_module_beside_gguf_import_shadows_what_it_imports() -> None:
+    """gguf_import.py runs as a script from deployer/engines, so that folder is first on its
+    sys.path: a gguf.py there would be imported instead of the gguf package."""
+    folder = Path(gguf.__file__).parent
+    for name in ("gguf", "torch", "transformers", "accelerate"):
+        assert not (folder / f"{name}.py").exists()
+        assert not (folder / name).is_dir()

@@ -1,5 +1,8 @@
 """Read a GGUF file's header, never its tensor data, and the model facts it states.
 
+(Not named ``gguf.py``: :mod:`deployer.engines.gguf_import` runs as a script from this folder,
+where a ``gguf.py`` would shadow the ``gguf`` package it imports.)
+
 GGUF (llama.cpp's model format), little-endian, versions 2 and 3 (the same layout; version 1
 had 32-bit counts and llama.cpp no longer loads it)::
 
@@ -24,8 +27,9 @@ byte offset and what was wrong.
 
 The ggml block sizes (elements per block, bytes per block) are those of ``ggml/src/ggml.c``
 ``type_traits`` in the llama.cpp that llama-cpp-python 0.3.36 vendors, and agree with
-``GGML_QUANT_SIZES`` of the ``gguf`` package 0.19.0 for every type it lists (it lacks ``Q2_0``);
-the integration test checks them against the installed engine's own ``libggml``.
+``GGML_QUANT_SIZES`` of the ``gguf`` package 0.19.0 for every type it lists but one (it lacks
+``Q2_0``, and gives ``Q8_1`` 40 bytes where ggml's block is 36); the integration test checks
+every one against the installed engine's own ``libggml``.
 
 :func:`model_facts` turns the metadata into what sizes memory: architecture, context length,
 block count, embedding length, heads, key/value head counts and lengths (with llama.cpp's
@@ -137,7 +141,9 @@ _TYPES = (
     GGMLType(6, "Q5_0", 32, 2 + 4 + 16),
     GGMLType(7, "Q5_1", 32, 2 + 2 + 4 + 16),
     GGMLType(8, "Q8_0", 32, 2 + 32),
-    GGMLType(9, "Q8_1", 32, 4 + 4 + 32),
+    # Two halves (d, s) and 32 quants: 36 (ggml-common.h asserts it). gguf 0.19.0 says 4 + 4 + 32;
+    # ggml only uses Q8_1 for activations, so no file is known to hold it.
+    GGMLType(9, "Q8_1", 32, 2 + 2 + 32),
     GGMLType(10, "Q2_K", _QK_K, 2 + 2 + _QK_K // 16 + _QK_K // 4),
     GGMLType(11, "Q3_K", _QK_K, 2 + _QK_K // 4 + _QK_K // 8 + 12),
     GGMLType(12, "Q4_K", _QK_K, 2 + 2 + _QK_K // 2 + 12),
