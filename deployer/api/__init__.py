@@ -4,7 +4,8 @@ core, grouped by job.
 - :mod:`~deployer.api.manifests`: validate, schema, lock, fetch, quantize;
 - :mod:`~deployer.api.deploy`: plan and apply (the plan executor);
 - :mod:`~deployer.api.daytwo`: status, history, smoke, destroy, logs, key;
-- :mod:`~deployer.api.kubernetes`: render and diff of Kubernetes artifacts;
+- :mod:`~deployer.api.gitops`: plan, diff and apply of files and folders, with prune;
+- :mod:`~deployer.api.kubernetes`: render of Kubernetes artifacts;
 - :mod:`~deployer.api.facts`: what the planner is given (the planner itself is pure);
 - :mod:`~deployer.api.runs`: the state store and the recording of runs.
 
@@ -14,9 +15,10 @@ events on the given bus, returns typed results, and raises
 and nothing here asks which target or engine it has: the registries do.
 """
 
+from deployer.api import gitops
 from deployer.api.daytwo import DeploymentView, api_key, destroy, history, logs, smoke, status
 from deployer.api.deploy import ApplyResult, apply, plan
-from deployer.api.kubernetes import KubeDiff, RenderReport, diff, render
+from deployer.api.kubernetes import RenderReport, render
 from deployer.api.manifests import (
     LockReport,
     QuantizeOutcome,
@@ -30,15 +32,14 @@ from deployer.api.manifests import (
 __all__ = [
     "ApplyResult",
     "DeploymentView",
-    "KubeDiff",
     "LockReport",
     "QuantizeOutcome",
     "RenderReport",
     "api_key",
     "apply",
     "destroy",
-    "diff",
     "fetch",
+    "gitops",
     "history",
     "lock",
     "logs",

@@ -55,7 +55,10 @@ def plan(path: Path, settings: Settings) -> Plan:
     """What ``apply`` would do now, without changing anything: no key is generated, and the hub,
     hosts and clusters are not contacted (the lock, the store and deployer's catalog give the
     model's facts)."""
-    loaded = load_manifest(path)
+    return plan_loaded(load_manifest(path), settings)
+
+
+def plan_loaded(loaded: LoadedManifest, settings: Settings) -> Plan:
     return gather.make(loaded, target_of(loaded, settings), settings, key=None, offline=True)
 
 
@@ -67,7 +70,11 @@ def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
     Raises EngineStartError, HealthTimeoutError or SmokeFailedError (after recording the failure)
     and ConcurrentRunError when another deployer is applying the same deployment.
     """
-    loaded = load_manifest(path)
+    return apply_loaded(load_manifest(path), settings, events)
+
+
+def apply_loaded(loaded: LoadedManifest, settings: Settings, events: EventBus) -> ApplyResult:
+    """``apply`` of a manifest already loaded (one document of a file or folder)."""
     target = target_of(loaded, settings)
     target.preflight()
     store = open_store(settings)
@@ -101,7 +108,7 @@ def _record_failed_first(
         target_kind=target.kind,
         target_spec=target.spec_record(),
         status=DeploymentStatus.FAILED,
-        manifest_path=str(loaded.path),
+        manifest_path=str(loaded.path.absolute()),
         message=f"first apply failed: {str(error) or type(error).__name__}",
     )
 
@@ -276,7 +283,7 @@ class _Apply:
             target_kind=self.target.kind,
             target_spec=self.target.spec_record(),
             status=status,
-            manifest_path=str(self.loaded.path),
+            manifest_path=str(self.loaded.path.absolute()),
             manifest_digest=self.digest,
             spec_digest=self.plan.engine.spec_digest,
             endpoint=self.plan.endpoint,
@@ -330,4 +337,13 @@ def smoke_each(
     return reports[-1]
 
 
-__all__ = ["ARTIFACT_METHODS", "ApplyResult", "apply", "plan", "smoke_each", "target_of"]
+__all__ = [
+    "ARTIFACT_METHODS",
+    "ApplyResult",
+    "apply",
+    "apply_loaded",
+    "plan",
+    "plan_loaded",
+    "smoke_each",
+    "target_of",
+]

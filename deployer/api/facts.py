@@ -36,12 +36,16 @@ def make(
     key: credentials.ApiKey | None,
     events: EventBus | None = None,
     offline: bool = False,
+    observe: bool | None = None,
     smoke_passed: bool = False,
 ) -> Plan:
     """The plan for ``loaded`` on ``target``. ``offline`` (``deployer plan``): nothing is
     contacted (the hub, hosts, a cluster); the lock, the store and deployer's catalog give the
     model's facts. A target that renders artifacts plans from the manifest and lock only, never
-    from this machine's store, so two machines plan the same bytes."""
+    from this machine's store, so two machines plan the same bytes. ``observe`` (default: when
+    not offline, or when observing needs no network) asks the target what runs."""
+    if observe is None:
+        observe = not offline or target.observes_offline
     if isinstance(target, Renders):
         with tempfile.TemporaryDirectory(prefix="deployer-render-") as empty:
             return _make(
@@ -51,7 +55,7 @@ def make(
                 key=key,
                 events=events,
                 offline=True,
-                observe=not offline,
+                observe=observe,
                 smoke_passed=smoke_passed,
             )
     return _make(
@@ -61,7 +65,7 @@ def make(
         key=key,
         events=events,
         offline=offline,
-        observe=not offline or target.observes_offline,
+        observe=observe,
         smoke_passed=smoke_passed,
     )
 

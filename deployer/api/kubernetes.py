@@ -1,4 +1,5 @@
-"""Kubernetes artifacts without a cluster (``render``) and against one (``diff``)."""
+"""Kubernetes artifacts without a cluster: ``render`` (``diff`` against a cluster is the
+kubernetes driver's, through :mod:`deployer.api.gitops`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from deployer.manifest.models import KubernetesTargetSpec
 from deployer.planner import Plan
 from deployer.settings import Settings
 from deployer.targets import registry
-from deployer.targets.kubernetes import Cluster, ObjectChange, compare
 
 
 @dataclass(frozen=True)
@@ -114,33 +114,3 @@ def _git_source(url: str, path: str | None, branch: str, out_dir: Path) -> kube_
             hint="pass --git-path PATH (the output folder's path inside that repository)",
         )
     return kube_render.GitSource(url=url, path=where.strip("/"), branch=branch)
-
-
-@dataclass(frozen=True)
-class KubeDiff:
-    """``deployer diff``: each rendered object against the cluster."""
-
-    context: str
-    namespace: str
-    changes: list[ObjectChange]
-
-    @property
-    def changed(self) -> bool:
-        return any(c.action != "unchanged" for c in self.changes)
-
-
-def diff(path: Path, settings: Settings) -> KubeDiff:
-    """What ``apply`` would change in the cluster: rendered objects vs live ones. Read-only.
-
-    Raises ClusterUnreachableError (one line naming the context) without a reachable cluster.
-    """
-    loaded = load_manifest(path)
-    request, _ = render_input(loaded, settings, {kube_render.Format.manifests})
-    rendered = kube_render.render(request, find_helm(settings))
-    objects = kube_render.load_objects(rendered.files[f"manifests/{request.name}.yaml"].decode())
-    spec = loaded.deployment.spec.target
-    assert isinstance(spec, KubernetesTargetSpec)  # render_input refused the others
-    cluster = Cluster(spec.context)
-    cluster.check_reachable()
-    changes = [compare(obj, cluster.live(obj, request.namespace)) for obj in objects]
-    return KubeDiff(context=cluster.name, namespace=request.namespace, changes=changes)

@@ -12,13 +12,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from deployer import api
-from deployer.cli.context import STATE, boundary, shown
+from deployer.cli.context import STATE, boundary, report_error, shown
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
 from deployer.errors import ManifestError
-from deployer.planner import ReplicaState
+from deployer.planner import Plan, ReplicaState
 from deployer.planner.capacity import CapacityPlan
+from deployer.smoke import SmokeReport
 from deployer.units import human_bytes
+
+#: ``diff`` (and ``render --check``): something would change.
+CHANGES_EXIT_CODE = 2
 
 if TYPE_CHECKING:
     from deployer.state.records import RunRecord
@@ -88,47 +92,62 @@ def schema(
 
 
 @app.command()
-def plan(manifest: ManifestArg, output: OutputOpt = Output.text) -> None:
+def plan(
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files or folders.")],
+    output: OutputOpt = Output.text,
+) -> None:
     """Show what apply would do, and why, without changing anything."""
     with boundary():
-        the_plan = api.plan(manifest, STATE.settings())
-        if output is Output.json:
-            print_json(STATE.console, the_plan.model_dump(mode="json"))
-            return
-        console = STATE.console
-        table = Table(title=f"plan for {the_plan.deployment}", show_header=False, box=None)
-        table.add_column(style="bold")
-        table.add_column()
-        table.add_row("model", escape(the_plan.model))
-        table.add_row("target", the_plan.target)
-        table.add_row(
-            "accelerator",
-            f"{the_plan.accelerator} x{the_plan.accelerator_count}"
-            f"  (tensor parallel {the_plan.tensor_parallel_size})",
-        )
-        kv = the_plan.kv_cache_bytes
-        if kv is None and the_plan.capacity is not None:
-            kv = the_plan.capacity.kv_cache_bytes_per_device
-        table.add_row("KV cache", human_bytes(kv) + (" per device" if kv else ""))
-        table.add_row("context", str(the_plan.max_model_len or "model default"))
-        table.add_row("engine", f"{the_plan.engine.package} {the_plan.engine.version}")
-        if the_plan.replica_endpoints:
-            for host, url in the_plan.replica_endpoints.items():
-                table.add_row("endpoint", f"{url}  [dim](host {escape(host)})[/]")
+        settings = STATE.settings()
+        if len(paths) == 1 and not paths[0].is_dir():
+            plans = [api.plan(paths[0], settings)]
         else:
-            table.add_row("endpoint", the_plan.endpoint)
-        table.add_row("argv", escape(" ".join(the_plan.engine.args)))
-        console.print(table)
-        if the_plan.capacity is not None:
-            _print_capacity(the_plan.capacity)
-        steps = Table(title="steps", box=None)
-        for column in ("step", "action", "why"):
-            steps.add_column(column)
-        for step in the_plan.steps:
-            steps.add_row(step.name, step.action.value, escape(step.reason))
-        console.print(steps)
-        for note in the_plan.notes:
-            console.print(f"[dim]note: {escape(note)}[/]")
+            plans = api.gitops.plans(paths, settings)
+        if output is Output.json:
+            dumped = [p.model_dump(mode="json") for p in plans]
+            print_json(STATE.console, dumped[0] if len(paths) == 1 and len(plans) == 1 else dumped)
+            return
+        for index, the_plan in enumerate(plans):
+            if index:
+                STATE.console.print()
+            _print_plan(the_plan)
+
+
+def _print_plan(the_plan: Plan) -> None:
+    console = STATE.console
+    table = Table(title=f"plan for {the_plan.deployment}", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model", escape(the_plan.model))
+    table.add_row("target", the_plan.target)
+    table.add_row(
+        "accelerator",
+        f"{the_plan.accelerator} x{the_plan.accelerator_count}"
+        f"  (tensor parallel {the_plan.tensor_parallel_size})",
+    )
+    kv = the_plan.kv_cache_bytes
+    if kv is None and the_plan.capacity is not None:
+        kv = the_plan.capacity.kv_cache_bytes_per_device
+    table.add_row("KV cache", human_bytes(kv) + (" per device" if kv else ""))
+    table.add_row("context", str(the_plan.max_model_len or "model default"))
+    table.add_row("engine", f"{the_plan.engine.package} {the_plan.engine.version}")
+    if the_plan.replica_endpoints:
+        for host, url in the_plan.replica_endpoints.items():
+            table.add_row("endpoint", f"{url}  [dim](host {escape(host)})[/]")
+    else:
+        table.add_row("endpoint", the_plan.endpoint)
+    table.add_row("argv", escape(" ".join(the_plan.engine.args)))
+    console.print(table)
+    if the_plan.capacity is not None:
+        _print_capacity(the_plan.capacity)
+    steps = Table(title="steps", box=None)
+    for column in ("step", "action", "why"):
+        steps.add_column(column)
+    for step in the_plan.steps:
+        steps.add_row(step.name, step.action.value, escape(step.reason))
+    console.print(steps)
+    for note in the_plan.notes:
+        console.print(f"[dim]note: {escape(note)}[/]")
 
 
 def _print_capacity(capacity: CapacityPlan) -> None:
@@ -164,44 +183,190 @@ def _print_capacity(capacity: CapacityPlan) -> None:
 
 @app.command()
 def apply(
-    manifest: ManifestArg,
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files or folders.")],
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every log line.")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Destroy deployments applied from these folders that they no longer declare.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --prune: only say what would be pruned.")
+    ] = False,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop at the first deployment that fails.")
+    ] = False,
+    output: OutputOpt = Output.text,
 ) -> None:
-    """Deploy a manifest, wait until it is healthy, and run its smoke checks."""
-    console = STATE.console
+    """Deploy manifests, wait until each is healthy, and run its smoke checks.
+
+    A folder is reconciled deployment by deployment, in order; one that fails does not stop the
+    others (unless --fail-fast), and the exit code is 0 only when every one succeeded.
+    """
+    console = STATE.err if output is Output.json else STATE.console
     with boundary():
-        console.print(f"[bold]apply[/] {escape(str(manifest))}")
+        if len(paths) == 1 and not paths[0].is_dir() and not prune:
+            console.print(f"[bold]apply[/] {escape(str(paths[0]))}")
+            with rendering(console, verbose=verbose) as events:
+                result = api.apply(paths[0], STATE.settings(), events)
+            if output is Output.json:
+                print_json(STATE.console, _apply_json(result))
+            else:
+                _print_applied(result)
+            return
         with rendering(console, verbose=verbose) as events:
-            result = api.apply(manifest, STATE.settings(), events)
-        name = result.plan.deployment
-        verb = "deployed" if result.changed else "unchanged"
-        console.print(
-            f"\n[green bold]{name} {verb}[/]: model [bold]{escape(result.plan.served_model_name)}"
-            f"[/] at [bold]{result.endpoint}[/]"
-        )
-        if result.api_key_path is not None:
-            console.print(
-                f"API key: [bold]deployer key {name}[/]  (kept in {result.api_key_path}, mode 0600)"
+            report = api.gitops.apply(
+                paths,
+                STATE.settings(),
+                events,
+                prune=prune,
+                dry_run=dry_run,
+                fail_fast=fail_fast,
+                on_start=lambda m: console.print(
+                    f"[bold]apply[/] {escape(str(m.path))} ({m.deployment.name})"
+                ),
             )
-            key_expr = f"$(deployer key {name})"
-        else:
-            console.print(f"API key: from {result.api_key_source}")
-            key_expr = "$YOUR_KEY"
-        body = json.dumps(
+    if output is Output.json:
+        print_json(
+            STATE.console,
             {
-                "model": result.plan.served_model_name,
-                "messages": [{"role": "user", "content": "What is the capital of France?"}],
-                "temperature": 0,
-            }
+                "applied": [_apply_json(result) for _, result in report.applied],
+                "failed": [
+                    {"deployment": m.deployment.name, "error": e.message, "code": e.exit_code}
+                    for m, e in report.failed
+                ],
+                "not_run": [m.deployment.name for m in report.not_run],
+                "pruned": report.pruned,
+                "dry_run": report.dry_run,
+                "ok": report.ok,
+            },
         )
+    else:
+        for manifest, result in report.applied:
+            verb = "deployed" if result.changed else "unchanged"
+            console.print(f"[green]{manifest.deployment.name} {verb}[/] at {result.endpoint}")
+        for manifest, error in report.failed:
+            report_error(error, prefix=f"{manifest.deployment.name}: ")
+        for manifest in report.not_run:
+            console.print(f"[yellow]{manifest.deployment.name} not applied[/] (--fail-fast)")
+        for name in report.pruned:
+            console.print(f"{'would prune' if report.dry_run else 'pruned'} {name}")
         console.print(
-            "try it:\n"
-            f"  curl -s {result.endpoint}/chat/completions "
-            f'-H "Authorization: Bearer {key_expr}" '
-            f"-H 'Content-Type: application/json' -d '{body}'",
-            soft_wrap=True,
-            markup=False,
+            f"{len(report.applied)} applied, {len(report.failed)} failed"
+            + (f", {len(report.not_run)} not run" if report.not_run else "")
+            + (f", {len(report.pruned)} {'to prune' if dry_run else 'pruned'}" if prune else "")
         )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _apply_json(result: api.ApplyResult) -> dict[str, object]:
+    return {
+        "deployment": result.plan.deployment,
+        "changed": result.changed,
+        "endpoint": result.endpoint,
+        "api_key_source": result.api_key_source,
+        "smoke": _smoke_json(result.smoke) if result.smoke else None,
+        "smoke_skipped_reason": result.smoke_skipped_reason,
+        "plan": result.plan.model_dump(mode="json"),
+    }
+
+
+def _smoke_json(report: SmokeReport) -> dict[str, object]:
+    return {
+        "passed": report.passed,
+        "summary": report.summary(),
+        "checks": [
+            {
+                "title": r.title,
+                "passed": r.passed,
+                "answer": r.answer,
+                "latency_ms": r.latency_ms,
+                "failures": list(r.failures),
+            }
+            for r in report.results
+        ],
+    }
+
+
+def _print_applied(result: api.ApplyResult) -> None:
+    console = STATE.console
+    name = result.plan.deployment
+    verb = "deployed" if result.changed else "unchanged"
+    console.print(
+        f"\n[green bold]{name} {verb}[/]: model [bold]{escape(result.plan.served_model_name)}"
+        f"[/] at [bold]{result.endpoint}[/]"
+    )
+    if result.api_key_path is not None:
+        console.print(
+            f"API key: [bold]deployer key {name}[/]  (kept in {result.api_key_path}, mode 0600)"
+        )
+        key_expr = f"$(deployer key {name})"
+    else:
+        console.print(f"API key: from {result.api_key_source}")
+        key_expr = "$YOUR_KEY"
+    body = json.dumps(
+        {
+            "model": result.plan.served_model_name,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "temperature": 0,
+        }
+    )
+    console.print(
+        "try it:\n"
+        f"  curl -s {result.endpoint}/chat/completions "
+        f'-H "Authorization: Bearer {key_expr}" '
+        f"-H 'Content-Type: application/json' -d '{body}'",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+@app.command()
+def diff(
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files or folders.")],
+    output: OutputOpt = Output.text,
+) -> None:
+    """Show what apply would change, on every target: exit 0 nothing, 2 changes, 1 error.
+
+    Local and ssh: the plan against what runs (spec digest, argv, model, smoke checks);
+    kubernetes: also each rendered object against the cluster's.
+    """
+    with boundary():
+        diffs = api.gitops.diff(paths, STATE.settings())
+    console = STATE.console
+    several = len(diffs) > 1
+    if output is Output.json:
+        print_json(
+            console,
+            [
+                {
+                    "deployment": d.name,
+                    "target": d.target,
+                    "path": str(d.path),
+                    "changed": d.changed,
+                    "changes": d.changes,
+                    "error": d.error.message if d.error else None,
+                }
+                for d in diffs
+            ],
+        )
+    else:
+        for d in diffs:
+            if d.error is not None:
+                report_error(d.error, prefix=f"{d.name}: " if several else "")
+            elif d.changed:
+                console.print(f"[yellow]~ {d.name}[/] ({d.target}): {len(d.changes)} change(s)")
+                for change in d.changes:
+                    console.print(f"    {escape(change)}", soft_wrap=True)
+            else:
+                console.print(f"[green]= {d.name}[/] ({d.target}): nothing would change")
+    if any(d.error for d in diffs):
+        raise typer.Exit(1)
+    if any(d.changed for d in diffs):
+        raise typer.Exit(CHANGES_EXIT_CODE)
 
 
 @app.command()

@@ -56,17 +56,7 @@ def boundary() -> Iterator[None]:
     try:
         yield
     except DeployerError as exc:
-        # A file with several problems shows each with its own hint (a misspelt key's "did you
-        # mean" is often the second problem, after the missing field it stands for).
-        problems: list[DeployerError] = (
-            list(exc.problems) if isinstance(exc, ManifestError) else [exc]
-        )
-        for problem in problems:
-            _say(f"[bold red]error:[/] {shown(problem.message)}")
-            if problem.details:
-                STATE.err.print(mask(problem.details), markup=False, soft_wrap=True)
-            if problem.hint:
-                _say(f"[yellow]hint:[/] {shown(problem.hint)}")
+        report_error(exc)
         _debug_traceback()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -89,6 +79,19 @@ def boundary() -> Iterator[None]:
             "This is a bug in deployer. Run again with --debug for the traceback and report it."
         )
         sys.exit(70)
+
+
+def report_error(exc: DeployerError, prefix: str = "") -> None:
+    """``error: ...`` (after ``prefix``), its details and ``hint: ...`` on stderr. A file with
+    several problems shows each with its own hint (a misspelt key's "did you mean" is often the
+    second problem, after the missing field it stands for)."""
+    problems: list[DeployerError] = list(exc.problems) if isinstance(exc, ManifestError) else [exc]
+    for problem in problems:
+        _say(f"[bold red]error:[/] {shown(prefix + problem.message)}")
+        if problem.details:
+            STATE.err.print(mask(problem.details), markup=False, soft_wrap=True)
+        if problem.hint:
+            _say(f"[yellow]hint:[/] {shown(problem.hint)}")
 
 
 #: Longest message text shown; a value echoed from hostile input (200,000 characters) is cut.

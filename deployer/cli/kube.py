@@ -1,6 +1,6 @@
-"""Kubernetes commands: ``deployer render``, ``deployer diff`` and ``deployer tools install helm``.
+"""Kubernetes commands: ``deployer render`` and ``deployer tools install helm``.
 
-Exit codes are made for CI and GitOps gates: ``render --check`` and ``diff`` exit 0 when nothing
+Exit codes are made for CI and GitOps gates: ``render --check`` (and ``diff``) exit 0 when nothing
 would change, 2 when something would, 1 on an error (like ``terraform plan -detailed-exitcode``
 and ``kubectl diff``, which exits 1 for changes, deployer keeps 1 for errors only).
 """
@@ -92,26 +92,6 @@ def render(
         )
         console.print(escape(report.pin), soft_wrap=True)
     if check and report.changed:
-        raise typer.Exit(CHANGES_EXIT_CODE)
-
-
-@app.command()
-def diff(
-    manifest: Annotated[Path, typer.Argument(help="A manifest file.", show_default=False)],
-) -> None:
-    """Show what apply would change in the cluster: exit 0 nothing, 2 changes, 1 error."""
-    with boundary():
-        result = api.diff(manifest, STATE.settings())
-        console = STATE.console
-        for change in result.changes:
-            console.print(escape(change.describe()), soft_wrap=True)
-        changed = [c for c in result.changes if c.action != "unchanged"]
-        console.print(
-            f"{len(changed)} of {len(result.changes)} object(s) would change in namespace "
-            f"{result.namespace} of context {result.context}",
-            soft_wrap=True,
-        )
-    if result.changed:
         raise typer.Exit(CHANGES_EXIT_CODE)
 
 

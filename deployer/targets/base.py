@@ -58,11 +58,10 @@ class Change:
     """One difference between what a manifest asks for and what runs."""
 
     what: str
-    before: str
-    after: str
+    detail: str
 
     def describe(self) -> str:
-        return f"{self.what}: {self.before} -> {self.after}"
+        return f"{self.what}: {self.detail}"
 
 
 @runtime_checkable

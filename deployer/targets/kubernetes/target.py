@@ -35,8 +35,9 @@ from deployer.planner import Observed, Plan, PlannedStep, StepAction, TargetStep
 from deployer.planner.accelerators import cpu_accelerator, host_memory_bytes, lookup
 from deployer.planner.plan import Placement
 from deployer.settings import Settings
-from deployer.targets.base import DeployRequest, Endpoint, StepRunner
+from deployer.targets.base import Change, DeployRequest, Endpoint, StepRunner
 from deployer.targets.kubernetes.cluster import Cluster
+from deployer.targets.kubernetes.diff import compare
 
 #: Seconds the init container may take to download the weights, on top of the engine's start.
 FETCH_ALLOWANCE = 1800
@@ -160,6 +161,20 @@ class KubernetesTarget:
             step="render",
         )
         return rendered
+
+    def diff(self, request: DeployRequest) -> list[Change]:
+        """The rendered objects against the live ones (drift included), read-only."""
+        rendered = self.render(request)
+        objects = kube_render.load_objects(
+            rendered.files[f"manifests/{request.name}.yaml"].decode()
+        )
+        self.cluster.check_reachable()
+        changes = [compare(obj, self.cluster.live(obj, self.namespace)) for obj in objects]
+        return [
+            Change(f"{c.kind}/{c.name}", "create" if c.action == "create" else ", ".join(c.fields))
+            for c in changes
+            if c.action != "unchanged"
+        ]
 
     def _secrets(self, request: DeployRequest) -> None:
         values = chart_values(request.deployment, request.plan, request.lock)

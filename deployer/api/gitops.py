@@ -1,0 +1,197 @@
+"""GitOps over files and folders of manifests, on every target: ``plan``, ``diff`` and
+``apply`` of everything under some paths, and ``--prune`` of what those paths no longer declare.
+
+``diff`` asks "would anything change?" without changing anything: on every target it plans as
+``apply`` would, observing what runs, and reports the steps that would change something (a
+fetch, a provision, a restart with what differs in argv, smoke checks that would run again);
+a target with a finer diff (``Diffs``: Kubernetes, object by object) adds its own. ``apply``
+reconciles each deployment in order and reports each; one that fails does not stop the others
+unless ``fail_fast``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deployer.api import facts as gather
+from deployer.api.deploy import ApplyResult, apply_loaded, target_of
+from deployer.api.runs import open_reader
+from deployer.errors import DeployerError
+from deployer.events import EventBus
+from deployer.manifest.loader import LoadedManifest, load_manifests
+from deployer.planner import Plan, StepAction
+from deployer.settings import Settings
+from deployer.state import DeploymentRecord, DeploymentStatus
+from deployer.targets.base import DeployRequest, Diffs
+
+#: Step actions that change something.
+_CHANGING = (StepAction.CREATE, StepAction.UPDATE, StepAction.DELETE)
+
+
+def manifests(paths: Sequence[Path]) -> list[LoadedManifest]:
+    """Every deployment under ``paths`` (files and folders), in order; names unique."""
+    return load_manifests(paths)
+
+
+def plans(paths: Sequence[Path], settings: Settings) -> list[Plan]:
+    """``deployer plan`` of every deployment under ``paths`` (offline, changes nothing)."""
+    from deployer.api.deploy import plan_loaded
+
+    return [plan_loaded(loaded, settings) for loaded in manifests(paths)]
+
+
+@dataclass(frozen=True)
+class DeploymentDiff:
+    name: str
+    target: str
+    path: Path
+    #: What would change, one line each (empty: nothing would).
+    changes: list[str]
+    #: Why this deployment could not be compared (then ``changes`` is empty).
+    error: DeployerError | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def diff(paths: Sequence[Path], settings: Settings) -> list[DeploymentDiff]:
+    """What ``apply`` of ``paths`` would change, per deployment, read-only. An unreachable
+    target is that deployment's error; the others are still compared."""
+    recorded = _recorded(settings)
+    out = []
+    for loaded in manifests(paths):
+        deployment = loaded.deployment
+        try:
+            changes = _changes(loaded, settings, recorded.get(deployment.name))
+        except DeployerError as exc:
+            out.append(
+                DeploymentDiff(deployment.name, deployment.spec.target.kind, loaded.path, [], exc)
+            )
+            continue
+        out.append(
+            DeploymentDiff(deployment.name, deployment.spec.target.kind, loaded.path, changes)
+        )
+    return out
+
+
+def _changes(
+    loaded: LoadedManifest, settings: Settings, record: DeploymentRecord | None
+) -> list[str]:
+    target = target_of(loaded, settings)
+    target.preflight()
+    digest = gather.manifest_digest(loaded)
+    passed = (
+        record is not None
+        and record.status == DeploymentStatus.HEALTHY
+        and record.manifest_digest == digest
+    )
+    plan = gather.make(
+        loaded, target, settings, key=None, offline=True, observe=True, smoke_passed=passed
+    )
+    changes = [
+        f"{step.name}: {step.action.value}: {step.reason}"
+        for step in plan.steps
+        if step.action in _CHANGING
+    ]
+    smoke = plan.step("smoke")
+    if smoke.action == StepAction.CHECK and not any(c.startswith("deploy:") for c in changes):
+        why = (
+            "not applied yet"
+            if record is None
+            else f"last recorded {record.status.value}"
+            if record.manifest_digest == digest
+            else "the manifest differs from the one applied"
+        )
+        changes.append(f"smoke: check: {smoke.reason} ({why})")
+    if isinstance(target, Diffs):
+        request = DeployRequest(
+            deployment=loaded.deployment,
+            plan=plan,
+            api_key="",
+            events=EventBus(),
+            lock=gather.locked(loaded),
+        )
+        changes += [change.describe() for change in target.diff(request)]
+    return changes
+
+
+@dataclass
+class FolderApply:
+    """``apply`` of several deployments: each one's result or error, and what was pruned."""
+
+    applied: list[tuple[LoadedManifest, ApplyResult]] = field(default_factory=list)
+    failed: list[tuple[LoadedManifest, DeployerError]] = field(default_factory=list)
+    #: Deployments that were not reached because an earlier one failed (``fail_fast``).
+    not_run: list[LoadedManifest] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.not_run
+
+
+def apply(
+    paths: Sequence[Path],
+    settings: Settings,
+    events: EventBus,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    fail_fast: bool = False,
+    on_start: Callable[[LoadedManifest], None] | None = None,
+) -> FolderApply:
+    """Reconcile every deployment under ``paths`` in order; with ``prune``, destroy the
+    deployments that were applied from under ``paths`` and that they no longer declare.
+    ``dry_run`` (with ``prune``) changes nothing and only says what would be pruned."""
+    from deployer.api.daytwo import destroy
+
+    loaded = manifests(paths)
+    report = FolderApply(dry_run=dry_run)
+    if not dry_run:
+        for index, manifest in enumerate(loaded):
+            if on_start is not None:
+                on_start(manifest)
+            try:
+                report.applied.append((manifest, apply_loaded(manifest, settings, events)))
+            except DeployerError as exc:
+                report.failed.append((manifest, exc))
+                if fail_fast:
+                    report.not_run = loaded[index + 1 :]
+                    break
+    if prune and (dry_run or not report.not_run):
+        declared = {m.deployment.name for m in loaded}
+        for record in _recorded(settings).values():
+            if record.name in declared or not _under(record.manifest_path, paths):
+                continue
+            if record.status == DeploymentStatus.DESTROYED:
+                continue
+            if not dry_run:
+                destroy(record.name, settings, events)
+            report.pruned.append(record.name)
+    return report
+
+
+def _recorded(settings: Settings) -> dict[str, DeploymentRecord]:
+    store = open_reader(settings)
+    if store is None:
+        return {}
+    try:
+        return {r.name: r for r in store.list_deployments()}
+    finally:
+        store.close()
+
+
+def _under(manifest_path: str | None, paths: Sequence[Path]) -> bool:
+    """Whether a recorded manifest path is one of ``paths`` or inside one of their folders."""
+    if not manifest_path:
+        return False
+    recorded = Path(manifest_path).absolute()
+    for path in paths:
+        root = path.absolute()
+        if recorded == root or (root.is_dir() and recorded.is_relative_to(root)):
+            return True
+    return False
