@@ -28,6 +28,7 @@ import httpx
 import psutil
 
 from deployer import atomic, credentials, runner, secrets
+from deployer.agent.supervisor import MODULE as SUPERVISOR_MODULE
 from deployer.engines.install import EnginePackage, find_engine
 from deployer.errors import (
     EngineStartError,
@@ -129,7 +130,7 @@ class LocalTarget:
         with (folder / ENGINE_LOG).open("a") as log:
             log.write(f"\n===== deployer: starting {runner.display(argv)} =====\n")
         proc = runner.spawn_detached(
-            [sys.executable, "-m", "deployer.targets.local.supervisor", str(folder)],
+            [sys.executable, "-m", SUPERVISOR_MODULE, str(folder)],
             log=folder / SUPERVISOR_LOG,
             env={plan.engine.api_key_env: api_key},
             cwd=folder,

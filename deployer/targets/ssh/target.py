@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from deployer import inputs, runner, secrets
+from deployer.agent.supervisor import PROCESS_PATTERN as SUPERVISOR_PATTERN
 from deployer.digests import sha256_file
 from deployer.engines.install import EnginePackage
 from deployer.engines.wheelhouse import Wheelhouse, prepare_wheelhouse
@@ -60,7 +61,6 @@ DESTROY_PLAYBOOK = "destroy.yml"
 DEFAULT_BIND_HOST = "127.0.0.1"
 #: Plan arguments the role sets per host (the model's path there, the address and the port).
 HOST_ARGS = ("--model", "--host", "--port")
-SUPERVISOR_MODULE = "deployer.targets.local.supervisor"
 SEPARATOR = "--- deployer: end of runtime.json ---"
 
 
@@ -480,7 +480,7 @@ class SshTarget:
                 shlex.join(["echo", SEPARATOR]),
                 shlex.join(["cat", f"{run_dir}/supervisor.json"]),
                 shlex.join(["echo", SEPARATOR]),
-                shlex.join(["pgrep", "-f", f"{SUPERVISOR_MODULE} {run_dir}$"]),
+                shlex.join(["pgrep", "-f", f"{SUPERVISOR_PATTERN} {run_dir}$"]),
                 shlex.join(["echo", SEPARATOR]),
                 shlex.join(
                     ["systemctl", "show", "--property=ActiveState,MainPID,NRestarts", unit(name)]
