@@ -1,4 +1,5 @@
-"""What runs beside the engine on the machine that serves it: deployer's supervisor.
+"""What runs beside the engine on the machine that serves it: the supervisor and the record of
+a deployment's ``runtime.json``.
 
 The local target starts ``python -m deployer.agent.supervisor`` on this machine; the SSH target's
 role copies this package, and only this package, to hosts (``opt/deployer/lib/deployer/agent/``)
