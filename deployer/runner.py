@@ -12,7 +12,9 @@ import re
 import shlex
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
@@ -198,6 +200,89 @@ def follow(commands: Mapping[str, Argv]) -> Iterator[tuple[str, str]]:
     finally:
         for proc in procs:
             _stop(proc)
+
+
+class Background:
+    """A command :func:`background` started: its output (stdout and stderr) a line at a time.
+
+    A thread reads the output as it comes, so the command never blocks on a full pipe; the last
+    ``keep`` lines not yet read are kept.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], argv: list[str], keep: int = 1000):
+        self.argv = argv
+        self._proc = proc
+        self._lines: deque[str] = deque(maxlen=keep)
+        self._ended = False
+        self._changed = threading.Condition()
+        self._pump = threading.Thread(target=self._read, daemon=True)
+        self._pump.start()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def poll(self) -> int | None:
+        """The exit code, or None while the command runs."""
+        return self._proc.poll()
+
+    def readline(self, timeout: float | None = None) -> str:
+        """The next line of output, masked, without its line ending; "" once the output has
+        ended (the command exited). Raises :class:`CommandError` when no line comes within
+        ``timeout`` seconds (None: wait as long as it takes)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._lines or self._ended, timeout):
+                raise CommandError(f"{display(self.argv)} printed nothing for {timeout:.0f}s")
+            return secrets.mask(self._lines.popleft()) if self._lines else ""
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None  # set by stdout=PIPE
+        for raw in self._proc.stdout:
+            with self._changed:
+                self._lines.append(raw.decode(errors="replace").rstrip("\r\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def _stop(self) -> None:
+        _stop(self._proc)
+        self._pump.join(timeout=5)
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+
+
+@contextmanager
+def background(
+    argv: Argv,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[Background]:
+    """Run ``argv`` while the block runs (a ``kubectl port-forward``, say), reading its output
+    with :meth:`Background.readline`.
+
+    The command gets no standard input and stays in deployer's process group (a Ctrl-C reaches
+    it too). When the block exits, however it exits, the command is stopped: SIGTERM, then
+    SIGKILL after 10 seconds. Raises :class:`CommandError` when it cannot start.
+    """
+    args = [os.fspath(a) for a in argv]
+    try:
+        proc = subprocess.Popen(
+            args,
+            env=_env(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    except OSError as exc:
+        raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
+    running = Background(proc, args)
+    try:
+        yield running
+    finally:
+        running._stop()
 
 
 def _deliver(raw: bytes, on_line: Callable[[str], None]) -> None:

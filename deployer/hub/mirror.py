@@ -16,9 +16,10 @@ What it answers (what ``huggingface_hub`` 1.x and 2.x send):
 - anything else: ``404`` with a JSON body. Hub errors carry ``X-Error-Code`` (``RepoNotFound``,
   ``RevisionNotFound``, ``EntryNotFound``, ``GatedRepo``) so clients raise their usual errors.
 
-The mirror serves what it is given, as given: it never sanitizes paths, and
-:meth:`MirrorRepo.tamper` makes a file's served bytes differ from its advertised hash, so tests
-can craft hostile repos.
+The mirror serves what it is given, as given: it never sanitizes paths, so tests can craft
+hostile repos. What a file's body is sent from is :meth:`MirrorFile.open_served` through
+:meth:`Mirror.open_body`; the tests' faults (bytes that differ from the advertised hashes, slow
+or cut bodies) subclass those, in ``tests/support/mirror_faults.py``.
 It never prints; requests go to an in-memory log (:class:`MirrorRequest`) that holds no header
 but ``Range``, so a token sent to it is recorded nowhere.
 """
@@ -34,10 +35,9 @@ import json
 import re
 import socket
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,13 +80,12 @@ class MirrorFile:
     """One file of a commit.
 
     ``data`` is the content: bytes, or a path read lazily and streamed (never loaded whole).
-    ``served`` is what ``resolve`` sends instead, when set (see :meth:`MirrorRepo.tamper`); the
-    metadata (:attr:`digest`) always describes ``data``.
+    The metadata (:attr:`digest`) describes ``data``, and so do the bytes ``resolve`` sends
+    (:meth:`served_size`, :meth:`open_served`).
     """
 
     data: bytes | Path
     lfs: bool = False
-    served: bytes | Path | None = None
 
     @cached_property
     def digest(self) -> FileDigest:
@@ -115,12 +114,12 @@ class MirrorFile:
         return self.digest.sha256 if self.lfs else self.digest.git_oid
 
     def served_size(self) -> int:
-        content = self.data if self.served is None else self.served
-        return len(content) if isinstance(content, bytes) else content.stat().st_size
+        """The size of the bytes ``resolve`` sends."""
+        return len(self.data) if isinstance(self.data, bytes) else self.data.stat().st_size
 
     def open_served(self) -> IO[bytes]:
         """A binary stream over the bytes ``resolve`` sends; the caller closes it."""
-        return _open(self.data if self.served is None else self.served)
+        return _open(self.data)
 
     def head(self, limit: int) -> bytes:
         """The first ``limit`` bytes of ``data`` (for README front matter)."""
@@ -150,7 +149,7 @@ def _lfs_pointer(sha256: str, size: int) -> bytes:
 
 @dataclass(frozen=True)
 class MirrorCommit:
-    """A commit: its files by repo path. ``files`` is edited in place only by ``tamper``."""
+    """A commit: its files by repo path. The mirror never changes ``files`` once committed."""
 
     id: str
     parent: str | None
@@ -243,18 +242,6 @@ class MirrorRepo:
         """The commit a branch, tag or full commit id names, or ``None``."""
         commit_id = self.refs.get(revision, revision)
         return self.commits.get(commit_id)
-
-    def tamper(self, path: str, served: bytes | Path, revision: str = "main") -> None:
-        """Make ``resolve`` serve ``served`` for ``path`` at ``revision`` while every listing
-        keeps advertising the original size and hashes. Edits that commit in place: its id
-        does not change. Raises ``ValueError`` for an unknown revision or path."""
-        commit = self.resolve(revision)
-        if commit is None or path not in commit.files:
-            raise ValueError(f"{self.repo_id}@{revision} has no file {path!r}")
-        original = commit.files[path]
-        tampered = replace(original, served=served)
-        tampered.__dict__["digest"] = original.digest  # same data: reuse its hashes, no re-read
-        commit.files[path] = tampered
 
 
 def _commit_id(files: Mapping[str, MirrorFile], parent: str | None) -> str:
@@ -388,8 +375,7 @@ class Mirror:
 
     ``start()`` binds ``host:port`` (port 0: any free port) and returns the base URL; ``stop()``
     closes the listening socket and every open connection. Both are idempotent; the mirror is
-    also a context manager. ``throttle_bytes_per_second`` (a plain attribute, may change while
-    serving) limits each file body. ``access_log`` keeps the server's access lines in
+    also a context manager. ``access_log`` keeps the server's access lines in
     :attr:`server_log`, which always receives handler tracebacks. ``on_request`` is called from
     server threads after each request.
     """
@@ -400,19 +386,16 @@ class Mirror:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        throttle_bytes_per_second: int | None = None,
         access_log: bool = False,
         on_request: Callable[[MirrorRequest], None] | None = None,
     ):
         self.repos: dict[str, MirrorRepo] = {repo.repo_id: repo for repo in repos}
         self.host = host
         self.port = port
-        self.throttle_bytes_per_second = throttle_bytes_per_second
         self.access_log = access_log
         self.server_log: list[str] = []
         self._on_request = on_request
         self._requests: list[MirrorRequest] = []
-        self._cut_after: int | None = None
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -491,17 +474,11 @@ class Mirror:
         with self._lock:
             self._requests.clear()
 
-    def cut_next_download(self, after_bytes: int) -> None:
-        """Make the next file body (a ``GET`` on ``resolve``) stop after ``after_bytes`` bytes
-        and close its connection, as a network failure would. One-shot."""
-        with self._lock:
-            self._cut_after = after_bytes
-
-    def take_cut(self) -> int | None:
-        """The pending cut, consumed (used by the request handler)."""
-        with self._lock:
-            cut, self._cut_after = self._cut_after, None
-            return cut
+    def open_body(self, file: MirrorFile) -> IO[bytes]:
+        """The stream a file body (a ``GET`` on ``resolve``) is sent from, positioned by the
+        handler with ``seek``; the handler closes it. A body that ends before its announced
+        length closes the connection."""
+        return file.open_served()
 
     def record(self, request: MirrorRequest) -> None:
         with self._lock:
@@ -751,15 +728,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, file: MirrorFile, start: int, length: int) -> None:
         mirror = self.mirror
-        cut = mirror.take_cut()
-        limit = length if cut is None else min(length, cut)
-        began = time.monotonic()
-        with file.open_served() as source:
+        with mirror.open_body(file) as source:
             source.seek(start)
-            while self._sent < limit and not mirror.stopping.is_set():
-                rate = mirror.throttle_bytes_per_second
-                step = min(limit - self._sent, max(1, rate // 20) if rate else 8 * _CHUNK)
-                if rate is None and isinstance(source, io.BufferedReader):
+            while self._sent < length and not mirror.stopping.is_set():
+                step = min(length - self._sent, 8 * _CHUNK)
+                if isinstance(source, io.BufferedReader):
                     sent = self.connection.sendfile(source, start + self._sent, step)
                 else:
                     chunk = source.read(step)
@@ -768,8 +741,6 @@ class _Handler(BaseHTTPRequestHandler):
                 if sent == 0:
                     break
                 self._sent += sent
-                if rate:
-                    time.sleep(max(0.0, began + self._sent / rate - time.monotonic()))
         if self._sent < length:
             # A short body must end the connection, or the client would wait for the rest.
             self.close_connection = True

@@ -12,6 +12,7 @@ import pickle
 import struct
 
 from deployer.hub.mirror import MirrorRepo
+from tests.support.mirror_faults import tamper
 
 README = b"---\nlicense: apache-2.0\n---\n# tiny\nA tiny test model.\n"
 CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4}
@@ -70,7 +71,7 @@ def pickle_bomb() -> bytes:
 
 def bad_repos() -> list[MirrorRepo]:
     tampered = tiny("acme/tampered")
-    tampered.tamper("model.safetensors", safetensors({"w": 4, "b": 4}, fill=b"\x02"))
+    tamper(tampered, "model.safetensors", safetensors({"w": 4, "b": 4}, fill=b"\x02"))
 
     only_pickle = MirrorRepo("acme/pickle-bomb")
     files = base_files(**{"pytorch_model.bin": pickle_bomb()})

@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 from deployer.hub.mirror import Mirror
 from tests.integration import hubrepos
 from tests.integration.cli import Result, deployer
+from tests.support.mirror_faults import FaultyMirror, tamper
 
 TOKEN = "hf_s3cretTokenValue1234567890"
 
@@ -239,7 +240,7 @@ def test_remote_code_allowed_is_locked_by_hash(
     assert "modeling_tiny.py" in paths
 
     # Another machine (an empty store) fetches with the committed lock after the code changed.
-    mirror.repos["acme/remote-code"].tamper("modeling_tiny.py", b"import os; os.system('x')\n")
+    tamper(mirror.repos["acme/remote-code"], "modeling_tiny.py", b"import os; os.system('x')\n")
     elsewhere = {**env, "DEPLOYER_CACHE": str(tmp_path / "other-cache")}
     tampered = run("fetch", str(path), tmp_path=tmp_path, env=elsewhere)
     assert_refused(tampered, "modeling_tiny.py", "no longer matches the lockfile")
@@ -272,7 +273,7 @@ def test_the_token_is_sent_and_written_nowhere(
 
 def test_a_killed_fetch_resumes_and_ends_verified(tmp_path: Path, env: dict[str, str]) -> None:
     repo = hubrepos.big()
-    with Mirror([repo], throttle_bytes_per_second=4 * 1024 * 1024) as mirror:
+    with FaultyMirror([repo], throttle_bytes_per_second=4 * 1024 * 1024) as mirror:
         path = manifest(tmp_path, mirror.base_url, repo="acme/big")
         proc = subprocess.Popen(
             [sys.executable, "-m", "deployer", "fetch", str(path)],

@@ -220,3 +220,49 @@ def test_follow_masks_secrets() -> None:
     secrets.register("s3cret-value-1234")
     lines = list(runner.follow({"a": ["echo", "key=s3cret-value-1234"]}))
     assert lines == [("a", f"key={secrets.MASK}")]
+
+
+# --- background --------------------------------------------------------------------------------
+
+
+def test_background_reads_lines_while_the_block_runs_and_stops_the_command_after(
+    tmp_path: Path,
+) -> None:
+    secrets.register(SECRET)
+    code = (
+        "import sys, time\n"
+        f"print('Forwarding from 127.0.0.1:4321 -> 80 {SECRET}', flush=True)\n"
+        "print('to stderr', file=sys.stderr, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with runner.background(python(code)) as forward:
+        assert forward.readline(timeout=10) == "Forwarding from 127.0.0.1:4321 -> 80 ********"
+        assert forward.readline(timeout=10) == "to stderr"
+        assert forward.poll() is None
+        pid = forward.pid
+    assert forward.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_background_readline_gives_up_after_its_timeout_and_ends_with_the_output() -> None:
+    sleeper = python("import time; time.sleep(60)")
+    with runner.background(sleeper) as quiet, pytest.raises(CommandError, match="for 0s"):
+        quiet.readline(timeout=0.2)
+    with runner.background(python("print('last')")) as brief:
+        assert brief.readline(timeout=10) == "last"
+        assert brief.readline(timeout=10) == ""
+
+
+def test_background_stops_the_command_when_the_block_raises() -> None:
+    with (
+        pytest.raises(RuntimeError),
+        runner.background(python("import time; time.sleep(60)")) as bg,
+    ):
+        raise RuntimeError("the caller failed")
+    assert bg.poll() is not None
+
+
+def test_background_of_a_missing_program_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match="cannot run"), runner.background(["/nonexistent/x"]):
+        pass

@@ -28,11 +28,14 @@ import httpx
 import psutil
 
 from deployer import atomic, credentials, runner, secrets
+from deployer.agent.runtime import RuntimeRecord, RuntimeRecordError, UnsupportedVersionError
+from deployer.agent.supervisor import MODULE as SUPERVISOR_MODULE
 from deployer.engines.install import EnginePackage, detect_device, find_engine
 from deployer.errors import (
     EngineStartError,
     HealthTimeoutError,
     NotFoundError,
+    PermanentError,
     PortInUseError,
     UnsupportedError,
 )
@@ -171,25 +174,23 @@ class LocalTarget:
         with (folder / ENGINE_LOG).open("a") as log:
             log.write(f"\n===== deployer: starting {runner.display(argv)} =====\n")
         proc = runner.spawn_detached(
-            [sys.executable, "-m", "deployer.targets.local.supervisor", str(folder)],
+            [sys.executable, "-m", SUPERVISOR_MODULE, str(folder)],
             log=folder / SUPERVISOR_LOG,
             env={plan.engine.api_key_env: api_key},
             cwd=folder,
         )
         health_url = plan.endpoint.removesuffix("/v1") + "/health"
-        atomic.write_json(
-            folder / RUNTIME,
-            {
-                "supervisor_pid": proc.pid,
-                "supervisor_create_time": psutil.Process(proc.pid).create_time(),
-                "spec_digest": plan.engine.spec_digest,
-                "args": plan.engine.args,
-                "port": port,
-                "endpoint": plan.endpoint,
-                "health_url": health_url,
-                "started_at": time.time(),
-            },
+        record = RuntimeRecord(
+            supervisor_pid=proc.pid,
+            supervisor_create_time=psutil.Process(proc.pid).create_time(),
+            spec_digest=plan.engine.spec_digest,
+            args=tuple(plan.engine.args),
+            port=port,
+            endpoint=plan.endpoint,
+            health_url=health_url,
+            started_at=time.time(),
         )
+        atomic.write_text(folder / RUNTIME, record.to_json())
         events.log(f"engine starting on port {port} (supervisor pid {proc.pid})", step="deploy")
 
     def wait_ready(self, request: DeployRequest, timeout: float) -> None:
@@ -284,7 +285,30 @@ class LocalTarget:
         return self.settings.deployment_dir(name)
 
     def _runtime(self, name: str) -> dict[str, Any] | None:
-        return _read_json(self.settings.deployment_dir(name) / RUNTIME)
+        """The deployment's runtime.json as a dict with every field this target writes; None
+        when there is none (or it is not JSON). Raises PermanentError for one written by a newer
+        deployer or lacking what this target needs."""
+        path = self.settings.deployment_dir(name) / RUNTIME
+        data = _read_json(path)
+        if data is None:
+            return None
+        try:
+            facts = RuntimeRecord.from_dict(data).to_dict()
+        except RuntimeRecordError as exc:
+            newer = isinstance(exc, UnsupportedVersionError)
+            raise PermanentError(
+                f"{path}: {exc}",
+                hint="use the newer deployer that wrote it"
+                if newer
+                else "remove it if nothing runs, then deployer apply again",
+            ) from None
+        missing = [key for key in _LOCAL_FACTS if key not in facts]
+        if missing:
+            raise PermanentError(
+                f"{path} has no {', '.join(missing)}: the local target did not write it",
+                hint="remove the file if nothing runs, then deployer apply again",
+            )
+        return facts
 
     def _stop(self, name: str) -> None:
         """Stop the supervisor and its engine; safe when either is already gone."""
@@ -305,6 +329,17 @@ class LocalTarget:
             with contextlib.suppress(psutil.Error):
                 supervisor.kill()
         (folder / RUNTIME).unlink(missing_ok=True)
+
+
+#: What the local target writes in every runtime.json and reads back.
+_LOCAL_FACTS = (
+    "supervisor_pid",
+    "supervisor_create_time",
+    "spec_digest",
+    "port",
+    "endpoint",
+    "health_url",
+)
 
 
 def ensure_port_free(host: str, port: int) -> None:

@@ -25,13 +25,15 @@ import re
 import shlex
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
 from deployer import inputs, runner, secrets
+from deployer.agent.runtime import RuntimeRecord, RuntimeRecordError, UnsupportedVersionError
+from deployer.agent.supervisor import PROCESS_PATTERN as SUPERVISOR_PATTERN
 from deployer.digests import sha256_file
 from deployer.engines.install import EnginePackage
 from deployer.engines.wheelhouse import Wheelhouse, prepare_wheelhouse
@@ -67,7 +69,6 @@ DESTROY_PLAYBOOK = "destroy.yml"
 DEFAULT_BIND_HOST = "127.0.0.1"
 #: Plan arguments the role sets per host (the model's path there, the address and the port).
 HOST_ARGS = ("--model", "--host", "--port")
-SUPERVISOR_MODULE = "deployer.targets.local.supervisor"
 SEPARATOR = "--- deployer: end of runtime.json ---"
 #: The port an engine listens on when the manifest names none (vLLM's default).
 DEFAULT_PORT = 8000
@@ -341,12 +342,12 @@ class SshTarget:
     def deploy_vars(self, plan: Plan, api_key: str, model_path: Path, port: int) -> dict[str, Any]:
         """The extravars of deploy.yml for ``plan``. Reads the model's files to hash them."""
         secrets.register(api_key)
-        runtime = {
-            "deployment": plan.deployment,
-            "spec_digest": plan.engine.spec_digest,
-            "args": plan.engine.args,
-            "port": port,
-        }
+        runtime = RuntimeRecord(
+            deployment=plan.deployment,
+            spec_digest=plan.engine.spec_digest,
+            args=tuple(plan.engine.args),
+            port=port,
+        ).to_dict()
         variables: dict[str, Any] = {
             "model_server_deployment": plan.deployment,
             "model_server_engine_package": plan.engine.package,
@@ -560,7 +561,7 @@ class SshTarget:
                 shlex.join(["echo", SEPARATOR]),
                 shlex.join(["cat", f"{run_dir}/supervisor.json"]),
                 shlex.join(["echo", SEPARATOR]),
-                shlex.join(["pgrep", "-f", f"{SUPERVISOR_MODULE} {run_dir}$"]),
+                shlex.join(["pgrep", "-f", f"{SUPERVISOR_PATTERN} {run_dir}$"]),
                 shlex.join(["echo", SEPARATOR]),
                 shlex.join(
                     ["systemctl", "show", "--property=ActiveState,MainPID,NRestarts", unit(name)]
@@ -578,21 +579,34 @@ class SshTarget:
         supervisor_text, _, rest = rest.partition(SEPARATOR)
         pids, _, systemd_text = rest.partition(SEPARATOR)
         try:
-            runtime = json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError:
             return None, False
-        if not isinstance(runtime, dict):
+        if not isinstance(data, dict):
             return None, False
+        try:
+            record = RuntimeRecord.from_dict(data)
+        except RuntimeRecordError as exc:
+            newer = isinstance(exc, UnsupportedVersionError)
+            raise PermanentError(
+                f"host {replica.name}: {run_dir}/runtime.json: {exc}",
+                hint="use the newer deployer that wrote it"
+                if newer
+                else "remove it on the host if nothing runs there, then deployer apply again",
+            ) from None
+        port = record.port or 0
+        runtime = replace(
+            record,
+            endpoint=record.endpoint or replica.base_url(port),
+            health_url=record.health_url or replica.base_url(port).removesuffix("/v1") + "/health",
+        ).to_dict()
         with contextlib.suppress(json.JSONDecodeError):
             supervisor = json.loads(supervisor_text)
             if isinstance(supervisor, dict):
                 runtime["engine_pid"] = supervisor.get("engine_pid")
                 runtime["starts"] = supervisor.get("starts")
                 runtime["supervisor_status"] = supervisor.get("status")
-        port = int(runtime.get("port") or 0)
-        runtime.setdefault("endpoint", replica.base_url(port))
-        runtime.setdefault("health_url", replica.base_url(port).removesuffix("/v1") + "/health")
-        if runtime.get("service_manager") == "systemd":
+        if record.service_manager == "systemd":
             return runtime, _systemd_facts(runtime, systemd_text)
         return runtime, bool(pids.split())
 

@@ -26,6 +26,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 
 from deployer.hub.mirror import Mirror, MirrorRepo
+from tests.support.mirror_faults import FaultyMirror, tamper
 
 REPO = "org/tiny"
 WEIGHTS = "model.safetensors"
@@ -55,8 +56,10 @@ def model_folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def mirror(model_folder: Path) -> Iterator[Mirror]:
-    with Mirror([MirrorRepo.from_folder(REPO, model_folder)]) as served:
+def mirror(model_folder: Path) -> Iterator[FaultyMirror]:
+    # A Mirror that can also be slow or cut a body short (tests/support): with no fault armed
+    # it serves exactly as a Mirror.
+    with FaultyMirror([MirrorRepo.from_folder(REPO, model_folder)]) as served:
         yield served
 
 
@@ -207,7 +210,7 @@ def test_a_moved_branch_resolves_to_the_new_commit_and_the_old_commit_stays(
     assert json.loads(Path(kept).read_text()) == {"architectures": ["LlamaForCausalLM"]}
 
 
-def test_a_cut_download_resumes_with_a_range_request(hf_env: Path, mirror: Mirror) -> None:
+def test_a_cut_download_resumes_with_a_range_request(hf_env: Path, mirror: FaultyMirror) -> None:
     # huggingface_hub writes what it receives in 10 MiB chunks and resumes from the last one
     # written, so the cut must come after the first 10 MiB.
     content = random.Random(1).randbytes(12 * 1024 * 1024)
@@ -233,7 +236,7 @@ hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3], endpoint=sys.ar
 """
 
 
-def test_a_killed_download_is_completed_by_the_next_one(hf_env: Path, mirror: Mirror) -> None:
+def test_a_killed_download_is_completed_by_the_next_one(hf_env: Path, mirror: FaultyMirror) -> None:
     # The client writes 10 MiB chunks: 24 MiB at 2 MiB/s leaves 7 s between the first write
     # to the .incomplete file and the end of the download, room enough on a busy machine.
     content = random.Random(2).randbytes(24 * 1024 * 1024)
@@ -348,7 +351,7 @@ def test_hostile_paths_and_tampered_files_are_served_as_crafted(
     repo.commit({"../../evil.json": b"{}", "/abs/path": b"x"})
     original = (model_folder / WEIGHTS).read_bytes()
     tampered = bytes(reversed(original))
-    repo.tamper(WEIGHTS, tampered)
+    tamper(repo, WEIGHTS, tampered)
     api = HfApi(endpoint=mirror.base_url)
 
     paths = {e.path for e in api.list_repo_tree(REPO, recursive=True)}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from deployer.agent.supervisor import read_env_file
 from deployer.errors import PermanentError, PlanError
 from deployer.manifest.models import SshTargetSpec
 from deployer.settings import Settings
-from deployer.targets.local.supervisor import read_env_file
 from deployer.targets.ssh.inventory import Host
 from deployer.targets.ssh.provision import GpuFacts, facts_file
 from deployer.targets.ssh.target import (

@@ -1,6 +1,6 @@
-"""The local target's supervisor: keeps one engine process alive, like a tiny systemd unit.
+"""deployer's supervisor: keeps one engine process alive, like a tiny systemd unit.
 
-Run as ``python -m deployer.targets.local.supervisor RUNTIME_DIR`` in its own session, so it
+Run as ``python -m deployer.agent.supervisor RUNTIME_DIR`` in its own session, so it
 outlives the ``deployer apply`` that started it. It reads ``launch.json`` (argv and non-secret
 environment), starts the engine in a process group of its own with output appended
 to ``engine.log``, restarts it on failure with backoff (at most ``max_restarts`` within
@@ -13,8 +13,9 @@ putting it on a command line. ``--detach`` starts the supervisor in a session of
 output appended to ``supervisor.log``, prints its pid and returns at once: the SSH target starts
 it that way from an ssh session, inside the host's network namespace.
 
-Only the standard library (and deployer's stdlib-only ``atomic``) is imported: this process lives
-as long as the deployment, and the SSH target copies this module and ``atomic`` alone to hosts.
+Only the standard library (and :mod:`deployer.agent.atomic`) is imported: this process lives as
+long as the deployment, and the SSH target's role copies the ``deployer.agent`` package alone to
+hosts.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deployer import atomic
+from deployer.agent import atomic
+
+#: What ``python -m`` runs: the local target and the SSH target's role start it by this name.
+MODULE = "deployer.agent.supervisor"
+#: ``pgrep -f`` pattern (extended regex) of a supervisor's command line, to be followed by
+#: `` RUNTIME_DIR$``: this module, or ``deployer.targets.local.supervisor``, where earlier
+#: deployers kept it (a host upgraded in place may still run one: it is found, stopped and
+#: replaced like any supervisor whose code changed).
+PROCESS_PATTERN = r"deployer\.(agent|targets\.local)\.supervisor"
 
 
 class Supervisor:
@@ -144,7 +153,7 @@ def detach(runtime_dir: Path) -> int:
     """Start a supervisor for ``runtime_dir`` in its own session and return its pid at once."""
     with open(runtime_dir / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "deployer.targets.local.supervisor", str(runtime_dir)],
+            [sys.executable, "-m", MODULE, str(runtime_dir)],
             cwd=runtime_dir,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -160,7 +169,7 @@ def main(argv: list[str]) -> int:
     args = argv[1:] if detached else argv
     if len(args) != 1:
         print(
-            "usage: python -m deployer.targets.local.supervisor [--detach] RUNTIME_DIR",
+            f"usage: python -m {MODULE} [--detach] RUNTIME_DIR",
             file=sys.stderr,
         )
         return 2
