@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -314,17 +313,12 @@ class KubernetesTarget:
             f"service/{service}",
             f":{port}",
         ]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            assert proc.stdout is not None  # set by stdout=PIPE
-            line = proc.stdout.readline()
+        with runner.background(argv) as forward:
+            line = forward.readline(timeout=60)
             match = re.search(r"127\.0\.0\.1:(\d+)", line)
             if match is None:
                 raise CommandError(f"kubectl port-forward to {service} failed: {line.strip()}")
             yield f"http://127.0.0.1:{match.group(1)}/v1"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
     def _helm_argv(self, namespace: str) -> list[str | Path]:
         argv: list[str | Path] = [self.helm.path, "--namespace", namespace]

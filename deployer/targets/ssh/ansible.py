@@ -24,7 +24,6 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,7 +34,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from deployer.errors import ConcurrentRunError, DeployerError, PermanentError
+from deployer import runner as commands
+from deployer.errors import CommandError, ConcurrentRunError, DeployerError, PermanentError
 from deployer.events import EventBus, EventKind
 from deployer.targets.ssh.inventory import Inventory
 
@@ -378,13 +378,12 @@ def _ansible_env(known_hosts: Path, control_dir: Path, connect_timeout: int) -> 
 def _close_masters(control_dir: Path) -> None:
     """Close the ssh connections ControlPersist keeps open, then remove their sockets."""
     for socket in control_dir.iterdir():
-        subprocess.run(
-            ["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "deployer-control"],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            check=False,
-            timeout=10,
-        )
+        with contextlib.suppress(CommandError):
+            commands.run(
+                ["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "deployer-control"],
+                check=False,
+                timeout=10,
+            )
     shutil.rmtree(control_dir, ignore_errors=True)
 
 
