@@ -62,6 +62,10 @@ class Supervisor:
         # The API key arrives in this process's own environment (readable by its owner only),
         # never in launch.json.
         env = dict(os.environ)
+        # Variables the engine would read as settings over its argv (llama.cpp's HOST, PORT,
+        # N_CTX, ...), in any case: launch.json lists them; the key is never among them.
+        remove = {name.lower() for name in self.launch.get("env_remove", [])}
+        env = {k: v for k, v in env.items() if k.lower() not in remove}
         env_file = self.launch.get("env_file")
         if env_file:
             env.update(read_env_file(Path(env_file)))

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from deployer import credentials, inputs
+from deployer.engines.gguf_header import read_model_facts
 from deployer.engines.install import default_package
 from deployer.errors import UnsupportedError
 from deployer.events import EventBus
@@ -103,7 +104,8 @@ def _make(
         # The key lives in a Secret the pods read: it is not part of what renders.
         key_digest = "a Secret in the cluster"
     step_name = "fetch" if spec.model.source == "huggingface" else "model"
-    shape, shape_source = model_shape(loaded, source, settings)
+    gguf = read_model_facts(source.path) if _is_gguf(source.path) else None
+    shape, shape_source = (None, "") if gguf else model_shape(loaded, source, settings)
     facts = Facts(
         device=placement.device,
         model_path=_model_path(loaded, target, source),
@@ -120,6 +122,7 @@ def _make(
         model_shape=shape,
         model_shape_source=shape_source,
         accelerator_spec=placement.accelerator,
+        gguf=gguf,
         target_steps=target.plan_steps(deployment, port, offline=offline),
         smoke_passed=smoke_passed,
     )
@@ -143,7 +146,10 @@ def model_source(
 ) -> ModelSourceFacts:
     model = loaded.deployment.spec.model
     if model.source == "local":
-        return local_facts(model, loaded.resolve_path(model.path), base_dir=loaded.base_dir)
+        path = loaded.resolve_path(model.path)
+        if _is_gguf(path):
+            return _gguf_source(path)
+        return local_facts(model, path, base_dir=loaded.base_dir)
     return hub_facts(
         model,
         locked=locked(loaded),
@@ -151,6 +157,23 @@ def model_source(
         token=None if offline else hub_token(loaded),
         events=events,
         offline=offline,
+    )
+
+
+def _is_gguf(path: Path) -> bool:
+    return path.suffix == ".gguf" and path.is_file()
+
+
+def _gguf_source(path: Path) -> ModelSourceFacts:
+    """A local GGUF file (llama.cpp's one-file format): its header must parse."""
+    facts = read_model_facts(path)
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return ModelSourceFacts(
+        path=path,
+        fingerprint=digest.hexdigest(),
+        action="check",
+        reason=f"use {path} (GGUF {facts.architecture}, {human_bytes(stat.st_size)})",
     )
 
 

@@ -81,6 +81,8 @@ IMPORT_MODULE = "llama_cpp"
 API_KEY_ENV = "API_KEY"
 #: Answers 200 (with the key) once the model is loaded; there is no ``/health``.
 HEALTH_PATH = "/v1/models"
+#: The context when the manifest names none (the server's own default).
+DEFAULT_N_CTX = 2048
 #: No Prometheus endpoint.
 METRICS_PATH: str | None = None
 
@@ -286,6 +288,13 @@ def _flag(flag: str, value: ArgValue) -> list[str]:
 def _reads(name: str) -> bool:
     """Whether the server reads the environment variable ``name``."""
     return name.lower() in SERVER_SETTINGS or name.upper() in EXTRA_ENV
+
+
+def env_remove() -> list[str]:
+    """Every variable the server reads as a setting but the key (upper case; the supervisor
+    matches any case): removed from the engine's environment."""
+    names = {name.upper() for name in SERVER_SETTINGS} | EXTRA_ENV
+    return sorted(names - {API_KEY_ENV})
 
 
 def check_env(env: Mapping[str, str]) -> None:

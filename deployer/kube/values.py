@@ -137,6 +137,12 @@ def chart_values(
     this machine's disk) or more GPUs than a node has.
     """
     model = deployment.spec.model
+    if deployment.spec.serving.engine != "vllm":
+        raise PlanError(
+            f"{deployment.name}: the model-server chart runs vLLM; engine "
+            f"{deployment.spec.serving.engine} is served on local and ssh targets",
+            hint="use spec.serving.engine: vllm on kubernetes",
+        )
     if not isinstance(model, HuggingFaceModel):
         raise PlanError(
             f"{deployment.name}: spec.model.source is local; a cluster cannot read this "

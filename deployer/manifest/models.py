@@ -16,8 +16,10 @@ from pydantic import (
     BaseModel,
     ByteSize,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -368,11 +370,21 @@ class QuantizeSpec(Spec):
 ArgValue = str | int | float | bool | list[str | int | float]
 
 
+def _check_flag_names(value: dict[str, ArgValue]) -> dict[str, ArgValue]:
+    for key in value:
+        if not re.match(r"^[a-z0-9][a-z0-9-]*$", key):
+            raise ValueError(
+                f"engine flag {key!r} must be written without dashes in front, "
+                "lower-case with '-', e.g. enable-prefix-caching"
+            )
+    return value
+
+
 class ServingSpec(Spec):
-    """How the engine serves the model."""
+    """How vLLM serves the model (``engine: vllm``, the default)."""
 
     engine: Literal["vllm"] = "vllm"
-    """The serving engine; only 'vllm' for now."""
+    """The serving engine: 'vllm' (default) or 'llamacpp'."""
     version: Annotated[str, StringConstraints(max_length=64, pattern=VERSION)] | None = None
     """Engine package version; default: the version this deployer release is tested with."""
     served_model_name: Name | None = None
@@ -411,13 +423,55 @@ class ServingSpec(Spec):
     @field_validator("args")
     @classmethod
     def _plain_flag_names(cls, value: dict[str, ArgValue]) -> dict[str, ArgValue]:
-        for key in value:
-            if not re.match(r"^[a-z0-9][a-z0-9-]*$", key):
-                raise ValueError(
-                    f"engine flag {key!r} must be written without dashes in front, "
-                    "lower-case with '-', e.g. enable-prefix-caching"
-                )
-        return value
+        return _check_flag_names(value)
+
+
+class LlamaCppServingSpec(Spec):
+    """How llama.cpp (llama-cpp-python's OpenAI-compatible server) serves a GGUF model."""
+
+    engine: Literal["llamacpp"]
+    """The serving engine: 'llamacpp'."""
+    version: Annotated[str, StringConstraints(max_length=64, pattern=VERSION)] | None = None
+    """llama-cpp-python version; default: the version this deployer release is tested with."""
+    served_model_name: Name | None = None
+    """The model name clients send; default: metadata.name."""
+    max_model_len: Annotated[int, Field(ge=16, le=2**24)] | None = None
+    """Context length in tokens (llama.cpp's n_ctx); default 2048."""
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
+    """CPU threads for generation and prompts; default: the server's (half the CPUs, all)."""
+    host: HostText = "127.0.0.1"
+    """Address the engine binds to; loopback unless you mean to expose it."""
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """Port to serve on; default: a free port, kept across applies."""
+    api_key: SecretRef | None = None
+    """The engine's API key; default: deployer generates one and keeps it owner-only."""
+    startup_timeout_seconds: Annotated[int, Field(ge=1, le=86_400)] = 900
+    """Seconds the engine may take to load the model and answer."""
+    args: dict[str, ArgValue] = Field(default_factory=dict)
+    """Other server settings, passed through: {n-batch: 256} becomes --n_batch 256."""
+    env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str] = Field(
+        default_factory=dict
+    )
+    """Extra environment variables for the engine process (not secrets; none the server reads
+    as a setting)."""
+
+    @field_validator("args")
+    @classmethod
+    def _plain_flag_names(cls, value: dict[str, ArgValue]) -> dict[str, ArgValue]:
+        return _check_flag_names(value)
+
+
+def _engine_of(value: object) -> str:
+    if isinstance(value, dict):
+        return str(value.get("engine", "vllm"))
+    return str(getattr(value, "engine", "vllm"))
+
+
+#: ``spec.serving``: a union on ``engine`` (absent: vllm).
+Serving = Annotated[
+    Annotated[ServingSpec, Tag("vllm")] | Annotated[LlamaCppServingSpec, Tag("llamacpp")],
+    Discriminator(_engine_of),
+]
 
 
 # --- resources ---------------------------------------------------------------------------------
@@ -576,7 +630,7 @@ class DeploymentSpec(Spec):
     'path'."""
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
     """How the weights are quantized for serving (default: not at all)."""
-    serving: ServingSpec = Field(default_factory=ServingSpec)
+    serving: Serving = Field(default_factory=ServingSpec)
     """Engine settings."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """Accelerator type and count."""

@@ -25,7 +25,23 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = SCHEMA_DIALECT
     schema["$id"] = SCHEMA_ID
     schema["title"] = f"{KIND} manifest ({API_VERSION})"
+    _serving_by_engine(schema)
     return schema
+
+
+def _serving_by_engine(schema: dict[str, Any]) -> None:
+    """``spec.serving`` as the loader reads it: llama.cpp's fields when ``engine: llamacpp``,
+    else vLLM's (the default), so an editor reports the misspelt key itself, not "not valid
+    under any of the given schemas"."""
+    serving = schema["$defs"]["DeploymentSpec"]["properties"]["serving"]
+    refs = [option["$ref"] for option in serving.pop("oneOf")]
+    vllm, llamacpp = (
+        next(r for r in refs if r.endswith(name))
+        for name in ("/ServingSpec", "/LlamaCppServingSpec")
+    )
+    serving["if"] = {"properties": {"engine": {"const": "llamacpp"}}, "required": ["engine"]}
+    serving["then"] = {"$ref": llamacpp}
+    serving["else"] = {"$ref": vllm}
 
 
 def schema_text() -> str:

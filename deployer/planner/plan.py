@@ -15,11 +15,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from deployer.engines import vllm
+from deployer.engines import llamacpp, vllm
+from deployer.engines.gguf_header import GGUFModelFacts
 from deployer.errors import PlanError
-from deployer.manifest.models import ModelDeployment
+from deployer.manifest.models import LlamaCppServingSpec, ModelDeployment, ServingSpec
 from deployer.planner.accelerators import Accelerator
-from deployer.planner.capacity import CapacityPlan, place
+from deployer.planner.capacity import CapacityPlan, place, place_gguf
 from deployer.planner.model_facts import ModelFacts
 
 Device = Literal["cpu", "cuda"]
@@ -94,8 +95,8 @@ class TargetSteps:
     prepare: tuple[PlannedStep, ...] = ()
     #: How deploy does it, for its reason ("helm upgrade --install --wait --atomic").
     deploy_how: str = ""
-    #: What the ready step waits for.
-    ready: str = "wait for /health"
+    #: What the ready step waits for (None: the engine's health path).
+    ready: str | None = None
     #: Where the smoke checks go, for their reason (" on 2 endpoint(s)").
     smoke_where: str = ""
     #: The address clients use, when it is not the engine's bind host and port (a Service).
@@ -141,6 +142,8 @@ class Facts:
     gate_step: PlannedStep | None = None
     #: The quantized checkpoint's weight bytes when it is in the store (else estimated).
     quantized_weight_bytes: int | None = None
+    #: A GGUF model's facts from its header (llama.cpp), instead of ``model_shape``.
+    gguf: GGUFModelFacts | None = None
     #: What the target adds to the plan (None: this machine's defaults).
     target_steps: TargetSteps | None = None
     #: The smoke checks passed for this very manifest last time (a skip when nothing changes).
@@ -171,6 +174,9 @@ class EnginePlan(_PlanModel):
     health_path: str
     #: Environment variables for the engine (no secrets).
     env: dict[str, str]
+    #: Variables removed from the engine's environment (any case): ones it would read as
+    #: settings over its argv.
+    env_remove: list[str] = []
     #: The variable that carries the API key, filled in by the target from the key file.
     api_key_env: str
     api_key_source: str
@@ -202,10 +208,143 @@ class Plan(_PlanModel):
         return next(s for s in self.steps if s.name == name)
 
 
+@dataclass(frozen=True)
+class _EngineDecision:
+    """What the engine-specific half of the plan decided."""
+
+    args: list[str]
+    module: str
+    api_key_env: str
+    health_path: str
+    env_remove: list[str]
+    accelerator: str
+    count: int
+    tensor_parallel: int
+    kv_cache_bytes: int | None
+    max_model_len: int | None
+    capacity: CapacityPlan | None
+    notes: list[str]
+
+
 def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     """Decide how ``deployment`` runs given ``facts``; raise :class:`PlanError` if it cannot."""
     spec = deployment.spec
     serving = spec.serving
+    bind_host = (facts.target_steps.bind_host if facts.target_steps else None) or serving.host
+    if isinstance(serving, LlamaCppServingSpec):
+        decided = _llamacpp(deployment, serving, facts, bind_host)
+    else:
+        decided = _vllm(deployment, serving, facts, bind_host)
+    args = decided.args
+    env = dict(sorted(serving.env.items()))
+    inputs: dict[str, object] = {
+        "engine": [facts.engine_package, facts.engine_version],
+        "args": args,
+        "env": env,
+        "model": facts.model_fingerprint,
+        "key": [facts.api_key_source, facts.api_key_digest],
+    }
+    if facts.target_steps is not None and facts.target_steps.digest_extra:
+        inputs["target"] = dict(facts.target_steps.digest_extra)
+    digest = _digest(inputs)
+    engine = EnginePlan(
+        engine=serving.engine,
+        package=facts.engine_package,
+        version=facts.engine_version,
+        device=facts.device,
+        module=decided.module,
+        args=args,
+        host=bind_host,
+        port=facts.port,
+        model_path=facts.model_path,
+        health_path=decided.health_path,
+        env=env,
+        env_remove=decided.env_remove,
+        api_key_env=decided.api_key_env,
+        api_key_source=facts.api_key_source,
+        spec_digest=digest,
+    )
+    host = _client_host(serving.host)
+    target_steps = facts.target_steps or TargetSteps()
+    return Plan(
+        deployment=deployment.name,
+        target=spec.target.kind,
+        model=_describe_model(deployment),
+        served_model_name=deployment.served_model_name,
+        device=facts.device,
+        accelerator=decided.accelerator,
+        accelerator_count=decided.count,
+        tensor_parallel_size=decided.tensor_parallel,
+        kv_cache_bytes=decided.kv_cache_bytes,
+        max_model_len=decided.max_model_len,
+        endpoint=target_steps.endpoint or f"http://{host}:{facts.port}/v1",
+        replica_endpoints=dict(target_steps.replica_endpoints),
+        engine=engine,
+        capacity=decided.capacity,
+        steps=_steps(deployment, facts, digest, args, decided.health_path),
+        notes=decided.notes,
+    )
+
+
+def _llamacpp(
+    deployment: ModelDeployment, serving: LlamaCppServingSpec, facts: Facts, bind_host: str
+) -> _EngineDecision:
+    """llama.cpp: one GGUF file on the CPU, sized from the file's header."""
+    if facts.device != "cpu":
+        raise PlanError(
+            f"{deployment.name}: deployer serves llama.cpp on CPUs (its CUDA build is defined "
+            "but not tested)",
+            hint="set spec.resources.accelerator: cpu, or use engine vllm on GPUs",
+        )
+    if deployment.spec.quantize.method != "none":
+        raise PlanError(
+            f"{deployment.name}: a GGUF file is quantized already; spec.quantize is for vLLM",
+            hint="remove spec.quantize, or pick a GGUF file of another quantization",
+        )
+    if not facts.model_path.endswith(".gguf"):
+        raise PlanError(
+            f"{deployment.name}: llama.cpp serves a .gguf file, not {facts.model_path}",
+            hint="set spec.model.path to the .gguf file",
+        )
+    llamacpp.check_env(serving.env)
+    n_ctx = serving.max_model_len or llamacpp.DEFAULT_N_CTX
+    capacity = None
+    notes: list[str] = []
+    if facts.gguf is not None and facts.accelerator_spec is not None:
+        capacity = place_gguf(deployment, facts.gguf, facts.accelerator_spec, n_ctx=n_ctx)
+    else:
+        notes.append("no capacity plan: the GGUF file's header is not at hand")
+    args = llamacpp.build_args(
+        llamacpp.LlamaCppSettings(
+            model_path=facts.model_path,
+            served_model_name=deployment.served_model_name,
+            host=bind_host,
+            port=facts.port,
+            n_ctx=n_ctx,
+            threads=serving.threads,
+        ),
+        serving.args,
+    )
+    return _EngineDecision(
+        args=args,
+        module=llamacpp.ENTRYPOINT_MODULE,
+        api_key_env=llamacpp.API_KEY_ENV,
+        health_path=llamacpp.HEALTH_PATH,
+        env_remove=llamacpp.env_remove(),
+        accelerator="cpu",
+        count=1,
+        tensor_parallel=1,
+        kv_cache_bytes=capacity.kv_cache_bytes_per_device if capacity else None,
+        max_model_len=n_ctx,
+        capacity=capacity,
+        notes=notes,
+    )
+
+
+def _vllm(
+    deployment: ModelDeployment, serving: ServingSpec, facts: Facts, bind_host: str
+) -> _EngineDecision:
+    spec = deployment.spec
     accelerator = _accelerator(spec.resources.accelerator, facts.device)
     requested_tp = serving.tensor_parallel_size
     if spec.resources.count == "auto":
@@ -244,8 +383,6 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
             quantized_weight_bytes=facts.quantized_weight_bytes,
         )
         count, tp = capacity.count, capacity.tensor_parallel
-
-    bind_host = (facts.target_steps.bind_host if facts.target_steps else None) or serving.host
     decided = vllm.VllmSettings(
         model_path=facts.model_path,
         served_model_name=deployment.served_model_name,
@@ -256,52 +393,18 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         quantization="fp8" if spec.quantize.method == "fp8" else None,
         trust_remote_code=spec.model.trust_remote_code,
     )
-    args = vllm.build_args(serving, decided)
-    env = dict(sorted(serving.env.items()))
-    inputs: dict[str, object] = {
-        "engine": [facts.engine_package, facts.engine_version],
-        "args": args,
-        "env": env,
-        "model": facts.model_fingerprint,
-        "key": [facts.api_key_source, facts.api_key_digest],
-    }
-    if facts.target_steps is not None and facts.target_steps.digest_extra:
-        inputs["target"] = dict(facts.target_steps.digest_extra)
-    digest = _digest(inputs)
-    engine = EnginePlan(
-        engine=serving.engine,
-        package=facts.engine_package,
-        version=facts.engine_version,
-        device=facts.device,
+    return _EngineDecision(
+        args=vllm.build_args(serving, decided),
         module=vllm.ENTRYPOINT_MODULE,
-        args=args,
-        host=bind_host,
-        port=facts.port,
-        model_path=facts.model_path,
-        health_path=vllm.HEALTH_PATH,
-        env=env,
         api_key_env=vllm.API_KEY_ENV,
-        api_key_source=facts.api_key_source,
-        spec_digest=digest,
-    )
-    host = _client_host(serving.host)
-    target_steps = facts.target_steps or TargetSteps()
-    return Plan(
-        deployment=deployment.name,
-        target=spec.target.kind,
-        model=_describe_model(deployment),
-        served_model_name=deployment.served_model_name,
-        device=facts.device,
+        health_path=vllm.HEALTH_PATH,
+        env_remove=[],
         accelerator=accelerator,
-        accelerator_count=count,
-        tensor_parallel_size=tp,
+        count=count,
+        tensor_parallel=tp,
         kv_cache_bytes=decided.kv_cache_bytes,
         max_model_len=serving.max_model_len,
-        endpoint=target_steps.endpoint or f"http://{host}:{facts.port}/v1",
-        replica_endpoints=dict(target_steps.replica_endpoints),
-        engine=engine,
         capacity=capacity,
-        steps=_steps(deployment, facts, digest, args),
         notes=notes,
     )
 
@@ -368,7 +471,7 @@ def _describe_model(deployment: ModelDeployment) -> str:
 
 
 def _steps(
-    deployment: ModelDeployment, facts: Facts, digest: str, args: list[str]
+    deployment: ModelDeployment, facts: Facts, digest: str, args: list[str], health_path: str
 ) -> list[PlannedStep]:
     """The plan's steps in the order apply runs them: what the target does first, the model,
     quantization, the engine, what the target prepares, deploy, ready, smoke."""
@@ -404,7 +507,9 @@ def _steps(
         *([engine] if target.checks_engine else []),
         *target.prepare,
         deploy,
-        PlannedStep(name="ready", action=StepAction.CHECK, reason=target.ready),
+        PlannedStep(
+            name="ready", action=StepAction.CHECK, reason=target.ready or f"wait for {health_path}"
+        ),
         smoke,
     ]
 

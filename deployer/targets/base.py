@@ -21,6 +21,10 @@ from deployer.manifest.models import ModelDeployment
 from deployer.planner import Observed, Plan, TargetSteps
 from deployer.planner.plan import Placement
 
+#: HTTP statuses of an engine's health path that mean "up": 200, and 401 from a health path the
+#: engine guards with its key (llama.cpp's /v1/models: up, and enforcing the key).
+ANSWERING = frozenset({200, 401})
+
 
 @dataclass(frozen=True)
 class Endpoint:

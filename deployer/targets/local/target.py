@@ -45,7 +45,7 @@ from deployer.planner import Observed, Plan, TargetSteps
 from deployer.planner.accelerators import cpu_accelerator, host_memory_bytes, lookup
 from deployer.planner.plan import Placement
 from deployer.settings import Settings
-from deployer.targets.base import DeployRequest, Endpoint, StepRunner
+from deployer.targets.base import ANSWERING, DeployRequest, Endpoint, StepRunner
 
 RUNTIME = "runtime.json"
 LAUNCH = "launch.json"
@@ -168,7 +168,12 @@ class LocalTarget:
         argv = [*engine.module_argv(plan.engine.module), *plan.engine.args]
         atomic.write_json(
             folder / LAUNCH,
-            {"argv": argv, "env": plan.engine.env, "stop_timeout": STOP_TIMEOUT},
+            {
+                "argv": argv,
+                "env": plan.engine.env,
+                "env_remove": plan.engine.env_remove,
+                "stop_timeout": STOP_TIMEOUT,
+            },
         )
         (folder / SUPERVISOR).unlink(missing_ok=True)
         with (folder / ENGINE_LOG).open("a") as log:
@@ -179,7 +184,7 @@ class LocalTarget:
             env={plan.engine.api_key_env: api_key},
             cwd=folder,
         )
-        health_url = plan.endpoint.removesuffix("/v1") + "/health"
+        health_url = plan.endpoint.removesuffix("/v1") + plan.engine.health_path
         record = RuntimeRecord(
             supervisor_pid=proc.pid,
             supervisor_create_time=psutil.Process(proc.pid).create_time(),
@@ -221,7 +226,7 @@ class LocalTarget:
                         details=_tail(folder / SUPERVISOR_LOG, 15),
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(runtime["health_url"]).status_code == 200:
+                    if client.get(runtime["health_url"]).status_code in ANSWERING:
                         events.log(f"healthy after {elapsed:.1f}s", step="ready")
                         return
                 if elapsed > timeout:
@@ -393,7 +398,7 @@ def _process(pid: int | None, create_time: float | None = None) -> psutil.Proces
 
 def _healthy(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2.0).status_code == 200
+        return httpx.get(url, timeout=2.0).status_code in ANSWERING
     except httpx.HTTPError:
         return False
 

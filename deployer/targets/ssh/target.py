@@ -58,7 +58,7 @@ from deployer.planner.accelerators import (
 )
 from deployer.planner.plan import Device, Placement
 from deployer.settings import Settings
-from deployer.targets.base import DeployRequest, Endpoint, StepRunner
+from deployer.targets.base import ANSWERING, DeployRequest, Endpoint, StepRunner
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
 from deployer.targets.ssh.inventory import Host, Inventory, load_inventory
 from deployer.targets.ssh.provision import GpuFacts, load_facts, playbooks_dir
@@ -377,9 +377,9 @@ class SshTarget:
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 for name, replica in list(pending.items()):
-                    url = replica.base_url(port).removesuffix("/v1") + "/health"
+                    url = replica.base_url(port).removesuffix("/v1") + plan.engine.health_path
                     with contextlib.suppress(httpx.HTTPError):
-                        if client.get(url).status_code == 200:
+                        if client.get(url).status_code in ANSWERING:
                             elapsed = time.monotonic() - started
                             events.log(f"{name} healthy after {elapsed:.1f}s", step="ready")
                             del pending[name]
@@ -744,6 +744,6 @@ def _healthy(url: str) -> bool:
     if not url:
         return False
     try:
-        return httpx.get(url, timeout=2.0).status_code == 200
+        return httpx.get(url, timeout=2.0).status_code in ANSWERING
     except httpx.HTTPError:
         return False
