@@ -14,6 +14,8 @@ from __future__ import annotations
 class DeployerError(Exception):
     """Base of every error deployer reports to a user."""
 
+    #: A stable machine code (``-o json``, the HTTP API): each class sets its own.
+    code = "error"
     exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None, details: str | None = None):
@@ -30,9 +32,13 @@ class DeployerError(Exception):
 class PermanentError(DeployerError):
     """Retrying will not help: the input or the environment must change first."""
 
+    code = "permanent"
+
 
 class TemporaryError(DeployerError):
     """Retrying may help (a busy port, a slow endpoint)."""
+
+    code = "temporary"
 
     def __init__(self, message: str, *, hint: str | None = None, delay: float = 1.0):
         super().__init__(message, hint=hint)
@@ -47,6 +53,8 @@ class ManifestError(PermanentError):
 
     ``location`` is ``file:line:column`` when known.
     """
+
+    code = "manifest_invalid"
 
     def __init__(
         self,
@@ -68,17 +76,25 @@ class InvalidNameError(PermanentError):
     """A name given on the command line cannot be a deployment's (it is checked before any
     path, query or host is built from it)."""
 
+    code = "name_invalid"
+
 
 class PlanError(PermanentError):
     """The request cannot be satisfied as written (does not fit, unsupported combination)."""
+
+    code = "plan_refused"
 
 
 class NotFoundError(PermanentError):
     """A named thing (deployment, engine, model folder) does not exist."""
 
+    code = "not_found"
+
 
 class UnsupportedError(PermanentError):
     """A valid request for something this version does not do yet."""
+
+    code = "unsupported"
 
 
 class UnsafeModelError(PermanentError):
@@ -88,6 +104,8 @@ class UnsafeModelError(PermanentError):
     The message names the file and the reason; the hint says what would make it acceptable.
     """
 
+    code = "model_unsafe"
+
 
 # --- environment -------------------------------------------------------------------------------
 
@@ -95,34 +113,52 @@ class UnsafeModelError(PermanentError):
 class EngineNotInstalledError(PermanentError):
     """The serving engine is not installed where deployer looks for it."""
 
+    code = "engine_not_installed"
+
 
 class PortInUseError(PermanentError):
     """The configured port is taken by another process."""
+
+    code = "port_in_use"
 
 
 class EngineStartError(PermanentError):
     """The engine process exited or never became healthy; ``details`` holds its log tail."""
 
+    code = "engine_start_failed"
+
 
 class HealthTimeoutError(EngineStartError):
     """The engine did not answer ``/health`` within its startup budget."""
+
+    code = "health_timeout"
 
 
 class SmokeFailedError(PermanentError):
     """At least one smoke check failed; ``details`` holds the report."""
 
+    code = "smoke_failed"
+
 
 class StateError(PermanentError):
     """The state database cannot be opened or written."""
+
+    code = "state_invalid"
 
 
 class ConcurrentRunError(TemporaryError):
     """Another deployer process is changing the same deployment."""
 
+    code = "run_in_progress"
+
 
 class CommandError(PermanentError):
     """A subprocess that deployer ran failed."""
 
+    code = "command_failed"
+
 
 class QualityGateError(PermanentError):
     """A quantized model failed the manifest's quality gate; it is not deployed."""
+
+    code = "quality_gate_failed"

@@ -234,7 +234,7 @@ def apply(
             {
                 "applied": [_apply_json(result) for _, result in report.applied],
                 "failed": [
-                    {"deployment": m.deployment.name, "error": e.message, "code": e.exit_code}
+                    {"deployment": m.deployment.name, "error": e.message, "code": e.code}
                     for m, e in report.failed
                 ],
                 "not_run": [m.deployment.name for m in report.not_run],
@@ -349,6 +349,7 @@ def diff(
                     "changed": d.changed,
                     "changes": d.changes,
                     "error": d.error.message if d.error else None,
+                    "code": d.error.code if d.error else None,
                 }
                 for d in diffs
             ],
@@ -519,21 +520,30 @@ def smoke(
     manifest: Annotated[
         Path | None, typer.Option("--manifest", "-f", help="Use this manifest's checks.")
     ] = None,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Run a deployment's smoke checks again."""
     with boundary():
-        with rendering(STATE.console) as events:
+        drawn = STATE.err if output is Output.json else STATE.console
+        with rendering(drawn) as events:
             report = api.smoke(name, STATE.settings(), events, manifest)
+        if output is Output.json:
+            print_json(STATE.console, {"deployment": name, **_smoke_json(report)})
+            return
         STATE.console.print(escape(report.describe()))
         STATE.console.print(f"[green]{report.summary()}[/]")
 
 
 @app.command()
-def destroy(name: NameArg) -> None:
+def destroy(name: NameArg, output: OutputOpt = Output.text) -> None:
     """Stop a deployment and remove its runtime files (history and logs stay)."""
     with boundary():
-        with rendering(STATE.console) as events:
+        drawn = STATE.err if output is Output.json else STATE.console
+        with rendering(drawn) as events:
             existed = api.destroy(name, STATE.settings(), events)
+        if output is Output.json:
+            print_json(STATE.console, {"deployment": name, "existed": existed})
+            return
         STATE.console.print(f"{name} {'destroyed' if existed else 'was already stopped'}")
 
 

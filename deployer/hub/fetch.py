@@ -39,6 +39,8 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 class LockMismatchError(PermanentError):
     """The hub serves something other than what the lockfile pins."""
 
+    code = "lock_mismatch"
+
 
 @dataclass(frozen=True)
 class FetchResult:

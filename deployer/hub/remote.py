@@ -25,9 +25,13 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 class HubUnreachableError(TemporaryError):
     """The endpoint did not answer (network, DNS, a mirror that is down)."""
 
+    code = "hub_unreachable"
+
 
 class RevisionGoneError(PermanentError):
     """The revision (or the locked commit) is not on the hub any more."""
+
+    code = "revision_gone"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ CONNECT_TIMEOUT = 5
 class ClusterUnreachableError(TemporaryError):
     """The context's API server did not answer; the message names the context and server."""
 
+    code = "cluster_unreachable"
+
 
 class Cluster:
     """One kubeconfig context (``None``: the current one)."""

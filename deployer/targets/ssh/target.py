@@ -358,9 +358,11 @@ class SshTarget:
             "model_server_port": port,
             "model_server_api_key": api_key,
             "model_server_api_key_env": plan.engine.api_key_env,
-            "model_server_model_name": model_path.name,
+            "model_server_model_name": model_path.stem if model_path.is_file() else model_path.name,
             "model_server_model_src": str(model_path),
+            "model_server_model_file": model_path.name if model_path.is_file() else "",
             "model_server_model_files": file_hashes(model_path),
+            "model_server_engine_env_remove": plan.engine.env_remove,
             "model_server_runtime_facts": runtime,
         }
         bind = plan.engine.host
@@ -729,7 +731,10 @@ def host_args(args: list[str]) -> list[str]:
 
 
 def file_hashes(folder: Path) -> list[dict[str, str]]:
-    """``{path, sha256}`` for every file under ``folder``, by relative path."""
+    """``{path, sha256}`` for every file under ``folder``, by relative path (or for the one
+    file ``folder`` is: a GGUF model)."""
+    if folder.is_file():
+        return [{"path": folder.name, "sha256": sha256_file(folder)}]
     return [
         {"path": str(path.relative_to(folder)), "sha256": sha256_file(path)}
         for path in sorted(p for p in folder.rglob("*") if p.is_file())
