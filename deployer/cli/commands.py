@@ -12,20 +12,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from deployer import api
+from deployer.api.types import CapacityPlan, Plan, ReplicaState, SmokeReport, human_bytes
 from deployer.cli.context import STATE, boundary, report_error, shown
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
 from deployer.errors import ManifestError
-from deployer.planner import Plan, ReplicaState
-from deployer.planner.capacity import CapacityPlan
-from deployer.smoke import SmokeReport
-from deployer.units import human_bytes
 
 #: ``diff`` (and ``render --check``): something would change.
 CHANGES_EXIT_CODE = 2
 
 if TYPE_CHECKING:
-    from deployer.state.records import RunRecord
+    from deployer.api.types import RunRecord
 
 
 class Output(StrEnum):

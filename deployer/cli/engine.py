@@ -17,16 +17,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from deployer.cli.context import STATE, boundary
-from deployer.cli.main import app
-from deployer.demo import prepare_demo_gguf, prepare_demo_model
-from deployer.engines.install import (
+from deployer.api.tools import (
     Device,
     default_package,
     install_engine,
     list_engines,
+    prepare_demo_gguf,
+    prepare_demo_model,
+    prepare_wheelhouse,
 )
-from deployer.engines.wheelhouse import prepare_wheelhouse
+from deployer.cli.context import STATE, boundary
+from deployer.cli.main import app
 from deployer.errors import PermanentError, UnsupportedError
 from deployer.events import Event, EventBus, EventKind
 

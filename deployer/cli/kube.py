@@ -15,11 +15,11 @@ import typer
 from rich.markup import escape
 
 from deployer import api
+from deployer.api.tools import install_helm
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.errors import UnsupportedError
 from deployer.events import Event, EventBus, EventKind
-from deployer.kube.helm import install_helm
 
 CHANGES_EXIT_CODE = 2
 

@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 
+from deployer.api.mirror import Mirror, MirrorRepo, MirrorRequest
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
-from deployer.hub.mirror import Mirror, MirrorRepo, MirrorRequest
 
 mirror_app = typer.Typer(
     help="A local Hugging Face-compatible model mirror (for air-gapped sites).",

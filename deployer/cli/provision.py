@@ -14,12 +14,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from deployer.api.hosts import GpuFacts, HostStatus, PlaybookResult, load_inventory, provision
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.cli.render import rendering
-from deployer.targets.ssh import load_inventory
-from deployer.targets.ssh.ansible import HostStatus, PlaybookResult
-from deployer.targets.ssh.provision import GpuFacts, provision
 
 _STYLE = {
     HostStatus.OK: "green",

@@ -12,13 +12,12 @@ import typer
 from rich.markup import escape
 
 from deployer import api
+from deployer.api.tools import install_quantizer
+from deployer.api.types import QuantizeRecord, human_bytes
 from deployer.cli.commands import ManifestArg, Output, OutputOpt
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
-from deployer.quantize.artifact import QuantizeRecord
-from deployer.quantize.tool import install_quantizer
-from deployer.units import human_bytes
 
 quantizer_app = typer.Typer(
     help="The quantizer (llmcompressor in its own virtualenv).", no_args_is_help=True
