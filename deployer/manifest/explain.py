@@ -36,11 +36,11 @@ def schema_problems(path: Path, document: Document, exc: ValidationError) -> lis
     place and become one message ("Input should be greater than or equal to 1 or 'auto'")."""
     grouped: dict[tuple[Mark, str], list[tuple[str, str]]] = {}
     for error in exc.errors(include_url=False):
-        mark, field_path, reason, hint = _explain(document, error)
+        mark, field_path, reason, hint = explain_error(document, error)
         grouped.setdefault((mark, field_path), []).append((reason, hint))
     problems = []
     for (mark, field_path), explained in sorted(grouped.items(), key=lambda item: item[0][0]):
-        reason = _join_reasons([r for r, _ in explained])
+        reason = join_reasons([r for r, _ in explained])
         message = f"{field_path}: {reason}" if field_path else reason
         problems.append(ManifestError(message, location=mark.render(path), hint=explained[0][1]))
     return problems
@@ -49,14 +49,14 @@ def schema_problems(path: Path, document: Document, exc: ValidationError) -> lis
 # --- one error ---------------------------------------------------------------------------------
 
 
-def _explain(document: Document, error: ErrorDetails) -> tuple[Mark, str, str, str]:
+def explain_error(document: Document, error: ErrorDetails) -> tuple[Mark, str, str, str]:
     """Where an error points, the dotted path, the reason and the hint."""
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "missing":
         spot = _locate(document, loc[:-1])
         schema = _schema_at(loc)
-        hint = _describe(schema.field) or f"add '{loc[-1]}' here"
+        hint = describe_field(schema.field) or f"add '{loc[-1]}' here"
         return spot.mark, _dotted([*spot.parts, str(loc[-1])]), "required field is missing", hint
     if kind == "extra_forbidden":
         spot = _locate(document, loc)
@@ -68,8 +68,8 @@ def _explain(document: Document, error: ErrorDetails) -> tuple[Mark, str, str, s
     spot = _locate(document, loc)
     schema = _schema_at(loc)
     # A list item is better explained by its model (a smoke check) than by the list's field.
-    item_doc = _model_doc(schema.target) if loc and isinstance(loc[-1], int) else None
-    hint = item_doc or _describe(schema.field) or _model_doc(schema.target) or SCHEMA_HINT
+    item_doc = model_doc(schema.target) if loc and isinstance(loc[-1], int) else None
+    hint = item_doc or describe_field(schema.field) or model_doc(schema.target) or SCHEMA_HINT
     return spot.mark, _dotted(spot.parts), _reason(error), hint
 
 
@@ -103,7 +103,7 @@ def _reason(error: ErrorDetails) -> str:
     return message
 
 
-def _join_reasons(reasons: list[str]) -> str:
+def join_reasons(reasons: list[str]) -> str:
     unique = list(dict.fromkeys(reasons))
     lead = "Input should be "
     if len(unique) > 1 and all(r.startswith(lead) for r in unique):
@@ -196,10 +196,10 @@ def _schema_at(loc: Sequence[int | str]) -> _Schema:
     owner: type[BaseModel] | None = None
     field: FieldInfo | None = None
     for element in loc:
-        target = _unwrap(target)
+        target = unwrap(target)
         members = _union_models(target)
-        if _is_model(target):
-            owner, field = target, _field(target, element)
+        if is_model(target):
+            owner, field = target, model_field(target, element)
             if field is None:
                 return _Schema(owner, None, None)
             target = field.annotation
@@ -214,10 +214,10 @@ def _schema_at(loc: Sequence[int | str]) -> _Schema:
             target = get_args(target)[0 if element == "[key]" else 1]
         else:
             break
-    return _Schema(owner, field, _unwrap(target))
+    return _Schema(owner, field, unwrap(target))
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap(tp: Any) -> Any:
     """Strip Annotated and Optional: ``Annotated[X, ...] | None`` -> X."""
     while True:
         if get_origin(tp) is Annotated:
@@ -235,15 +235,15 @@ def _is_union(tp: Any) -> bool:
     return get_origin(tp) in (Union, types.UnionType)
 
 
-def _is_model(tp: Any) -> bool:
+def is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
 def _union_models(tp: Any) -> list[type[BaseModel]]:
     if not _is_union(tp):
         return []
-    members = [_unwrap(a) for a in get_args(tp) if a is not type(None)]
-    return members if all(_is_model(m) for m in members) else []
+    members = [unwrap(a) for a in get_args(tp) if a is not type(None)]
+    return members if all(is_model(m) for m in members) else []
 
 
 def _has_tag(model: type[BaseModel], element: int | str) -> bool:
@@ -258,13 +258,13 @@ def _has_tag(model: type[BaseModel], element: int | str) -> bool:
 def _union_tags(tp: Any, discriminator: str) -> list[str]:
     tags: list[str] = []
     for model in _union_models(tp):
-        field = _field(model, discriminator)
+        field = model_field(model, discriminator)
         if field is not None and get_origin(field.annotation) is Literal:
             tags.extend(str(arg) for arg in get_args(field.annotation))
     return tags
 
 
-def _field(model: type[BaseModel], key: int | str) -> FieldInfo | None:
+def model_field(model: type[BaseModel], key: int | str) -> FieldInfo | None:
     for name, field in model.model_fields.items():
         if key in (name, field.alias):
             return field
@@ -275,13 +275,13 @@ def _valid_keys(model: type[BaseModel]) -> list[str]:
     return [field.alias or name for name, field in model.model_fields.items()]
 
 
-def _describe(field: FieldInfo | None) -> str | None:
+def describe_field(field: FieldInfo | None) -> str | None:
     if field is None or not field.description:
         return None
     return " ".join(field.description.split())
 
 
-def _model_doc(tp: Any) -> str | None:
-    if not _is_model(tp) or not tp.__doc__:
+def model_doc(tp: Any) -> str | None:
+    if not is_model(tp) or not tp.__doc__:
         return None
     return " ".join(str(tp.__doc__).split())

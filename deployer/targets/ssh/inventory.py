@@ -45,14 +45,16 @@ from ruamel.yaml.comments import CommentedMap
 
 from deployer import inputs
 from deployer.errors import ManifestError
-from deployer.manifest.explain import SCHEMA_HINT
-from deployer.manifest.explain import _describe as describe_field
-from deployer.manifest.explain import _explain as explain_error
-from deployer.manifest.explain import _field as model_field
-from deployer.manifest.explain import _is_model as is_model
-from deployer.manifest.explain import _join_reasons as join_reasons
-from deployer.manifest.explain import _model_doc as model_doc
-from deployer.manifest.explain import _unwrap as unwrap
+from deployer.manifest.explain import (
+    SCHEMA_HINT,
+    describe_field,
+    explain_error,
+    is_model,
+    join_reasons,
+    model_doc,
+    model_field,
+    unwrap,
+)
 from deployer.manifest.models import API_VERSION, Spec
 from deployer.manifest.yaml_reader import (
     Document,
