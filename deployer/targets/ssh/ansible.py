@@ -38,6 +38,7 @@ from deployer import runner as commands
 from deployer.errors import CommandError, ConcurrentRunError, DeployerError, PermanentError
 from deployer.events import EventBus, EventKind
 from deployer.targets.ssh.inventory import Inventory
+from deployer.targets.ssh.transport import common_options
 
 STEP = "provision"
 #: Keep the artifacts (events, stdout) of this many runs in ``workdir/ansible/artifacts``.
@@ -341,18 +342,11 @@ def _host_results(inventory: Mapping[str, Any], limit: list[str] | None) -> dict
 
 def _ansible_env(known_hosts: Path, control_dir: Path, connect_timeout: int) -> dict[str, str]:
     ssh_args = [
+        *common_options(known_hosts, connect_timeout),
         "-o",
         "ControlMaster=auto",
         "-o",
         "ControlPersist=60s",
-        "-o",
-        "StrictHostKeyChecking=accept-new",
-        "-o",
-        f"UserKnownHostsFile={known_hosts}",
-        "-o",
-        f"ConnectTimeout={connect_timeout}",
-        "-o",
-        "BatchMode=yes",
         "-o",
         "ServerAliveInterval=15",
     ]

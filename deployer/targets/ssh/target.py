@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shlex
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,9 +59,11 @@ from deployer.planner.plan import Device, Placement
 from deployer.settings import Settings
 from deployer.targets.base import ANSWERING, DeployRequest, Endpoint, StepRunner
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
-from deployer.targets.ssh.inventory import Host, Inventory, load_inventory
+from deployer.targets.ssh.inventory import Inventory, load_inventory
 from deployer.targets.ssh.provision import GpuFacts, load_facts, playbooks_dir
 from deployer.targets.ssh.provision import provision as run_provision
+from deployer.targets.ssh.replica import Replica
+from deployer.targets.ssh.transport import ssh_argv
 
 DEPLOY_PLAYBOOK = "deploy.yml"
 DESTROY_PLAYBOOK = "destroy.yml"
@@ -72,45 +73,6 @@ HOST_ARGS = ("--model", "--host", "--port")
 SEPARATOR = "--- deployer: end of runtime.json ---"
 #: The port an engine listens on when the manifest names none (vLLM's default).
 DEFAULT_PORT = 8000
-
-
-@dataclass(frozen=True)
-class Replica:
-    """One inventory host that runs one engine of a deployment."""
-
-    name: str
-    host: Host
-
-    @property
-    def root(self) -> str:
-        return self.host.labels.get("host_root", "/").rstrip("/")
-
-    @property
-    def become(self) -> bool:
-        """Whether root's work goes through sudo on this host: label ``become``, else any user
-        but root (as in the playbooks)."""
-        label = self.host.labels.get("become")
-        if label is None:
-            return self.host.user != "root"
-        return label.lower() in ("true", "yes", "1")
-
-    def run_dir(self, deployment: str) -> str:
-        return f"{self.root}/opt/deployer/deployments/{deployment}"
-
-    def base_url(self, port: int) -> str:
-        """Where this machine reaches the replica's engine: the inventory address and ``port``,
-        or the host's ``endpoint`` label (``HOST:PORT``) for a host behind NAT or a container
-        whose port is published elsewhere."""
-        endpoint = self.host.labels.get("endpoint")
-        if endpoint is None:
-            return f"http://{_url_host(self.host.address)}:{port}/v1"
-        match = _ENDPOINT.fullmatch(endpoint)
-        if match is None:
-            raise PermanentError(
-                f"host {self.name}: label endpoint is {endpoint!r}",
-                hint="give HOST:PORT, where this machine reaches the engine (e.g. 127.0.0.1:18000)",
-            )
-        return f"http://{_url_host(match['host'])}:{match['port']}/v1"
 
 
 class SshTarget:
@@ -532,27 +494,13 @@ class SshTarget:
         return runner.run(self._ssh_argv(replica, command), check=False, timeout=timeout)
 
     def _ssh_argv(self, replica: Replica, command: str) -> list[str]:
-        host = replica.host
-        argv = [
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=accept-new",
-            "-o",
-            f"UserKnownHostsFile={self.workdir / 'known_hosts'}",
-            "-o",
-            "ConnectTimeout=10",
-            "-p",
-            str(host.port),
-        ]
-        if host.key_file:
-            argv += ["-i", host.key_file, "-o", "IdentitiesOnly=yes"]
-        argv += self.inventory.jump_options(replica.name)
-        if replica.become:  # the deployment's files belong to root (mode 0700 folders)
-            command = f"sudo -n sh -c {shlex.quote(command)}"
-        argv += [f"{host.user}@{host.address}", command]
-        return argv
+        return ssh_argv(
+            replica.host,
+            command,
+            known_hosts=self.workdir / "known_hosts",
+            jump=self.inventory.jump_options(replica.name),
+            become=replica.become,
+        )
 
     def _runtime(self, replica: Replica, name: str) -> tuple[dict[str, Any] | None, bool]:
         """The replica's runtime.json (None when absent) and whether its engine runs."""
@@ -641,7 +589,6 @@ class SshTarget:
 
 
 ENGINE_SOURCES = ("wheelhouse", "index")
-_ENDPOINT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})")
 #: systemd's unit states as deployer's supervisor names them (see _replica_state).
 _SYSTEMD_STATES = {"active": "running", "activating": "restarting", "failed": "failed"}
 
@@ -739,10 +686,6 @@ def file_hashes(folder: Path) -> list[dict[str, str]]:
         {"path": str(path.relative_to(folder)), "sha256": sha256_file(path)}
         for path in sorted(p for p in folder.rglob("*") if p.is_file())
     ]
-
-
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 def _healthy(url: str) -> bool:
