@@ -5,8 +5,9 @@ vllm.entrypoints.openai.api_server ...`, the CPU build's equivalent of `vllm ser
 first `/health` 200 plus one chat request. deployer: `deployer apply` of the demo manifest with a
 fresh home, which also validates, plans, supervises, records state and runs the smoke check.
 Runs alternate between the two; prints each time, the medians and the ratio (aim: <= 1.10).
+``--quick`` runs one round, for CI (no figure is asserted).
 
-    .venv/bin/python benchmarks/apply_vs_vllm_serve.py [--rounds N]
+    .venv/bin/python benchmarks/apply_vs_vllm_serve.py [--rounds N] [--quick]
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def deployer_apply(home: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--quick", action="store_true", help="one round, for CI")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
     bare, ours = [], []
     for i in range(rounds):
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:

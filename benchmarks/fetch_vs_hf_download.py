@@ -4,8 +4,9 @@ The endpoint is deployer's mirror on loopback serving the demo model (about 270 
 network is not what is measured: the clients are. deployer also verifies every file's sha256 and
 parses the safetensors headers; `hf download` checks sizes only. Each round uses empty caches.
 Then a re-fetch of the cached, locked revision: bytes moved (aim: 0) and wall time (aim: < 1 s).
+``--quick`` runs one round, for CI (no figure is asserted).
 
-    .venv/bin/python benchmarks/fetch_vs_hf_download.py [--rounds N]
+    .venv/bin/python benchmarks/fetch_vs_hf_download.py [--rounds N] [--quick]
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def body_bytes(mirror: Mirror) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--quick", action="store_true", help="one round, for CI")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
     hf = shutil.which("hf", path=str(Path(sys.executable).parent))
     if hf is None:
         raise SystemExit("the hf command (huggingface_hub's CLI) is not in this virtualenv")

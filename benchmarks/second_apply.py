@@ -1,8 +1,9 @@
 """Wall time of a second, unchanged `deployer apply` (aim: under 2 s, no engine restart).
 
 Baseline in the same run: `deployer --version`, the cost of starting the command at all.
+``--quick`` times one second apply and one start-up, for CI (no figure is asserted).
 
-    .venv/bin/python benchmarks/second_apply.py [--repeat N]
+    .venv/bin/python benchmarks/second_apply.py [--repeat N] [--quick]
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from _common import DEMO, NAME, deployer, median, status, table, timed
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    repeat = parser.parse_args().repeat
+    parser.add_argument("--quick", action="store_true", help="--repeat 1, for CI")
+    args = parser.parse_args()
+    repeat = 1 if args.quick else args.repeat
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         first = timed(lambda: deployer("apply", str(DEMO), home=home))

@@ -14,9 +14,9 @@ engine_python), so the deploy time is Ansible, the model copy with its sha256 ch
 and the engines' start; installing the engine from a wheelhouse adds about two minutes per host
 (see tests/integration/test_ssh_apply.py). N engines share this machine's 2 cores and 24 GiB (each
 gets a 128 MiB KV cache here), so the first apply's wait for /health grows with N: on real hosts
-each has its own.
+each has its own. ``--quick`` measures one host only, for CI (no figure is asserted).
 
-    sudo .venv/bin/python benchmarks/ssh_hosts.py [--hosts 2 8]
+    sudo .venv/bin/python benchmarks/ssh_hosts.py [--hosts 2 8] [--quick]
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def measure(count: int, engine_python: Path) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[2, 8])
-    counts = parser.parse_args().hosts
+    parser.add_argument("--quick", action="store_true", help="one host, for CI")
+    args = parser.parse_args()
+    counts = [1] if args.quick else args.hosts
     if os.geteuid() != 0 or not (shutil.which("sshd") or Path("/usr/sbin/sshd").exists()):
         raise SystemExit("needs root and sshd: run bash scripts/ssh-test-hosts-setup.sh first")
     engine_python = find_engine(Settings.from_env(), default_package()).python

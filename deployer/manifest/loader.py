@@ -9,6 +9,11 @@ that starts with the field's dotted YAML path, and a hint.
 This module validates; :mod:`~deployer.manifest.yaml_reader` finds and reads the files (YAML 1.2,
 keeping every position) and :mod:`~deployer.manifest.explain` maps pydantic's errors back onto
 the YAML.
+
+A file is first read by the reader's fast path (libyaml, plain values, no positions) and
+validated; only a file that the fast path does not take, or in which anything is wrong, is read
+again with the round-trip parser, whose positions locate every problem exactly as if the fast
+path did not exist. A duplicate deployment name, found across files, is located the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from deployer.manifest.yaml_reader import (
     manifest_files,
     plain,
     read_documents,
+    read_plain_documents,
     yaml_type,
 )
 
@@ -99,8 +105,13 @@ def load_manifests(paths: Sequence[Path]) -> list[LoadedManifest]:
             "no manifest given", hint="pass a manifest file or a folder of manifests"
         )
     problems: list[ManifestError] = []
-    loaded: list[tuple[LoadedManifest, str]] = []
+    #: Each deployment, and where its name is written (None: not known yet, see _locate_name).
+    loaded: list[tuple[LoadedManifest, str | None]] = []
     for file in manifest_files(paths, problems):
+        fast = _read_fast(file)
+        if fast is not None:
+            loaded.extend((manifest, None) for manifest in fast)
+            continue
         for document in _read(file):
             if isinstance(document, ManifestError):
                 problems.append(document)
@@ -132,6 +143,30 @@ def load_manifest(path: Path) -> LoadedManifest:
 
 
 # --- one file ----------------------------------------------------------------------------------
+
+
+def _read_fast(path: Path) -> list[LoadedManifest] | None:
+    """The file's deployments when the fast path reads it and every document is a valid
+    deployment; None when anything is to be said about the file (it is then read again, with
+    positions), including that it is empty."""
+    documents = read_plain_documents(path)
+    if not documents:
+        return None
+    found = []
+    for document in documents:
+        value = document.value
+        if not (
+            isinstance(value, dict)
+            and value.get("apiVersion") == API_VERSION
+            and value.get("kind") == KIND
+        ):
+            return None
+        try:
+            deployment = ModelDeployment.model_validate(value)
+        except ValidationError:
+            return None
+        found.append(LoadedManifest(deployment, path, document.mark.line + 1, document.index))
+    return found
 
 
 def _read(path: Path) -> list[Document | ManifestError]:
@@ -198,23 +233,36 @@ def _name_location(path: Path, document: Document) -> str:
     return child_marks(metadata, "name")[1].render(path)
 
 
-def _duplicate_names(loaded: list[tuple[LoadedManifest, str]]) -> list[ManifestError]:
-    first_seen: dict[str, str] = {}
+def _locate_name(manifest: LoadedManifest) -> str:
+    """Where the name of a deployment the fast path read is written: its file read again."""
+    for document in read_documents(manifest.path):
+        if isinstance(document, Document) and document.index == manifest.index:
+            return _name_location(manifest.path, document)
+    return manifest.location  # the file changed since: its document at least
+
+
+def _duplicate_names(loaded: list[tuple[LoadedManifest, str | None]]) -> list[ManifestError]:
+    """A problem for each deployment whose name an earlier one has; a name the fast path read
+    is located (its file read again) only then."""
+    first_seen: dict[str, tuple[LoadedManifest, str | None]] = {}
     found = []
     for manifest, location in loaded:
         name = manifest.deployment.name
         if name in first_seen:
+            first, first_location = first_seen[name]
+            if first_location is None:
+                first_location = _locate_name(first)
+                first_seen[name] = (first, first_location)
             found.append(
                 ManifestError(
-                    f"metadata.name: deployment name {name!r} is already used at "
-                    f"{first_seen[name]}",
-                    location=location,
+                    f"metadata.name: deployment name {name!r} is already used at {first_location}",
+                    location=location or _locate_name(manifest),
                     hint="names must be unique among the manifests loaded together; "
                     "rename one of them",
                 )
             )
         else:
-            first_seen[name] = location
+            first_seen[name] = (manifest, location)
     return found
 
 

@@ -19,6 +19,14 @@ directives are refused; of YAML's own tags only ``!!str``, ``!!int``, ``!!float`
 ``!!null``, ``!!map`` and ``!!seq`` are accepted, and on a value they fit; an integer of more than
 :data:`MAX_INT_DIGITS` digits is refused. Each is one located error, found while parsing, before
 any tree is built, so the cost of reading is linear in the file's size.
+
+:func:`read_plain_documents` is the fast path for callers that want plain values: libyaml's C
+parser with YAML 1.2 core-schema resolution (ruamel's own resolver table), giving the same values
+as :func:`plain` of the round-trip tree. It is taken only when it is certain to: a document with
+an anchor, alias, tag, directive, merge key, duplicate or non-string key, timestamp, or anything
+the guard would refuse is left to the round-trip parser, and so is every file in which libyaml
+finds an error. It keeps no positions: a caller that finds a problem in its values reads the
+file again with :func:`read_documents` to locate it.
 """
 
 from __future__ import annotations
@@ -45,10 +53,17 @@ from ruamel.yaml.events import (
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 from ruamel.yaml.parser import RoundTripParser
 from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from deployer import inputs
 from deployer.errors import ManifestError
+
+try:  # PyYAML built with libyaml: the fast path (without it, every file takes the guarded one)
+    import yaml as _pyyaml  # type: ignore[import-untyped]
+    from yaml._yaml import CParser as _CParser  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - PyYAML comes with ansible-core and kubernetes
+    _CParser = None
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 #: Files in a folder that are not manifests: lockfiles written next to them.
@@ -156,6 +171,9 @@ def read_plain(path: Path, kind: inputs.FileKind) -> Any:
     same limits as manifests. Raises FileNotFoundError when nothing is there and the first
     :class:`ManifestError` found otherwise (several documents are one)."""
     text = inputs.read_text(path, kind)
+    fast = fast_documents(text, kind)
+    if fast is not None and len(fast) <= 1:
+        return fast[0].value if fast else None
     documents = list(_documents(path, text, kind))
     for found in documents:
         if isinstance(found, ManifestError):
@@ -167,6 +185,32 @@ def read_plain(path: Path, kind: inputs.FileKind) -> Any:
             hint=f"{kind.a} is one YAML document",
         )
     return plain(documents[0].tree) if documents else None  # type: ignore[union-attr]
+
+
+@dataclass(frozen=True)
+class PlainDocument:
+    """One non-empty YAML document of a file, read by the fast path: plain values only."""
+
+    value: Any
+    """What :func:`plain` gives for the document's round-trip tree."""
+    mark: Mark
+    """Where the document's content starts (as :attr:`Document.mark`)."""
+    index: int
+    """0-based number among the file's non-empty documents (as :attr:`Document.index`)."""
+
+
+def read_plain_documents(
+    path: Path, kind: inputs.FileKind = inputs.MANIFEST
+) -> list[PlainDocument] | None:
+    """The file's non-empty documents as plain Python, read by libyaml, when that is certain to
+    give what :func:`read_documents` would, values, marks and indexes, with no problem at all;
+    None otherwise (a file that cannot be read, an error of any kind, anything the fast path
+    does not take on): then :func:`read_documents` gives the documents and the problems."""
+    try:
+        text = inputs.read_text(path, kind)
+    except (OSError, ManifestError):
+        return None
+    return fast_documents(text, kind)
 
 
 def _documents(path: Path, text: str, kind: inputs.FileKind) -> Iterator[Document | ManifestError]:
@@ -197,9 +241,10 @@ def _documents(path: Path, text: str, kind: inputs.FileKind) -> Iterator[Documen
             node = constructor.composer.get_node()
             try:
                 tree = constructor.construct_document(node)
-            except (YAMLError, ValueError, TypeError, OverflowError) as exc:
-                # A value no guard foresaw (the constructor's own checks): the document is lost,
-                # the ones after it are still read.
+            except (YAMLError, ValueError, TypeError, OverflowError, IndexError) as exc:
+                # A value no guard foresaw (the constructor's own checks; ruamel indexes past
+                # the end of a plain '+_' or '0x_'): the document is lost, the ones after it are
+                # still read.
                 index += 1
                 yield _construction_problem(path, node, exc)
                 _reset(constructor)
@@ -274,6 +319,195 @@ def yaml_type(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
     return type(value).__name__
+
+
+# --- the fast path -----------------------------------------------------------------------------
+
+#: Text the fast path leaves to the guarded parser without parsing it, where ruamel reads or
+#: refuses what libyaml takes otherwise: a directive (a line starting with '%'); a document end
+#: marker ('...': twice in a row ruamel refuses it); a comment right after a block scalar's
+#: indicator ('|#'); a tab (libyaml takes one inside a plain scalar); a CR that is not part of
+#: a CRLF, a byte-order mark inside the text, and the line breaks NEL, LS and PS.
+_NOT_FAST_TEXT = re.compile(
+    "^(?:%|\\.\\.\\.)|[|>][-+1-9]{0,2}#|\r(?!\n)|[\t\ufeff\x85\u2028\u2029]", re.MULTILINE
+)
+_TAG_STR = _YAML_TAG + "str"
+_TAG_NULL = _YAML_TAG + "null"
+_TAG_BOOL = _YAML_TAG + "bool"
+_TAG_INT = _YAML_TAG + "int"
+_TAG_FLOAT = _YAML_TAG + "float"
+#: ruamel's YAML 1.2 implicit resolvers, by first character: (tag, regular expression), tried in
+#: order, the first match wins; a plain scalar no expression matches is a string. Taken from
+#: ruamel itself so that both paths resolve alike.
+_RESOLVERS: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {
+    first: [(str(tag), re.compile(regexp.pattern, regexp.flags)) for tag, regexp in found]
+    for first, found in VersionedResolver(version=(1, 2)).versioned_resolver.items()
+}
+#: Those tried after the first character's, for every value (ruamel has none).
+_ANY_FIRST = _RESOLVERS.pop(None, [])
+_RESOLVERS = {first: [*found, *_ANY_FIRST] for first, found in _RESOLVERS.items()}
+_INF = float("inf")
+_NAN = -_INF / _INF  # as ruamel makes it
+_BASES = {"0b": 2, "0o": 8, "0x": 16}
+
+
+class _NotFast(Exception):
+    """The fast path cannot vouch for this text: the guarded parser reads it."""
+
+
+def fast_documents(text: str, kind: inputs.FileKind) -> list[PlainDocument] | None:
+    """The text's non-empty documents as plain Python, or None when the fast path cannot vouch
+    for them (see :func:`read_plain_documents`).
+
+    Safety: libyaml's parser is a state machine (it does not recurse; only its composer does,
+    which is not used), and values are built here from its events, one at a time, so everything
+    the guard limits is checked before it can cost anything: the first anchor, alias, tag,
+    directive, collection deeper than :data:`MAX_DEPTH` or value past ``kind.max_nodes`` ends
+    the fast path, and the guarded parser then refuses the text or reads it.
+    """
+    if _CParser is None or _NOT_FAST_TEXT.search(text):
+        return None
+    parser = _CParser(text)
+    try:
+        return _fast_stream(parser, kind.max_nodes)
+    except (_NotFast, _pyyaml.YAMLError, ValueError, TypeError, OverflowError, IndexError):
+        return None
+    finally:
+        parser.dispose()
+
+
+def _fast_stream(parser: Any, max_nodes: int) -> list[PlainDocument]:
+    get = parser.get_event
+    get()  # the stream's start
+    documents: list[PlainDocument] = []
+    while True:
+        event = get()
+        if isinstance(event, _pyyaml.StreamEndEvent):
+            return documents
+        if event.version is not None or event.tags:  # a document's start
+            raise _NotFast
+        first = get()
+        if isinstance(first, _pyyaml.ScalarEvent) and first.style in ("|", ">"):
+            # A document that is one block scalar: ruamel's goes on past a '---' line.
+            raise _NotFast
+        value = _fast_document(get, first, max_nodes)
+        get()  # the document's end
+        if value is not None:
+            mark = Mark(first.start_mark.line, first.start_mark.column)
+            documents.append(PlainDocument(value, mark, len(documents)))
+
+
+def _fast_document(get: Any, event: Any, max_nodes: int) -> Any:
+    """One document's value, from its first event to its last; each value's event is taken
+    from ``get`` only once the one before has been counted and checked."""
+    scalar, alias = _pyyaml.ScalarEvent, _pyyaml.AliasEvent
+    mapping_start, sequence_start = _pyyaml.MappingStartEvent, _pyyaml.SequenceStartEvent
+    no_key = _NotFast  # a marker no key can be
+    #: Open collections, innermost last: [the dict or list, the key waiting for its value].
+    open_: list[list[Any]] = []
+    nodes = 0
+    while True:
+        kind = type(event)
+        if kind is scalar:
+            if event.anchor is not None or event.tag is not None:
+                raise _NotFast
+            nodes += 1
+            value = _fast_scalar(event)
+        elif kind is mapping_start or kind is sequence_start:
+            if event.anchor is not None or event.tag is not None or len(open_) >= MAX_DEPTH:
+                raise _NotFast
+            nodes += 1
+            if nodes > max_nodes:
+                raise _NotFast
+            open_.append([{} if kind is mapping_start else [], no_key])
+            event = get()
+            continue
+        elif kind is alias:
+            raise _NotFast
+        else:  # the end of a collection
+            value = open_.pop()[0]
+        if nodes > max_nodes:
+            raise _NotFast
+        if not open_:
+            return value
+        top = open_[-1]
+        container = top[0]
+        if type(container) is list:
+            container.append(value)
+        elif top[1] is no_key:
+            # A key: a string, once per mapping (ruamel's keys of other types are not plain
+            # Python's, and a duplicate is an error to locate).
+            if type(value) is not str or value in container:
+                raise _NotFast
+            top[1] = value
+        else:
+            container[top[1]] = value
+            top[1] = no_key
+        event = get()
+
+
+def _fast_scalar(event: Any) -> Any:
+    """A scalar's value as ruamel's round-trip constructor gives it, made plain."""
+    value = str(event.value)
+    if not event.implicit[0]:  # quoted, literal or folded: a string
+        style = event.style
+        if style == '"' and _SURROGATE.search(value):
+            raise _NotFast
+        if value[:1] == "\n" and style in ("|", ">"):
+            # Leading empty lines: ruamel refuses those more indented than the first line.
+            raise _NotFast
+        return value
+    if _too_long_integer(value):
+        raise _NotFast
+    tag = _resolve(value)
+    if tag == _TAG_STR:
+        return value
+    if tag == _TAG_NULL:
+        return None
+    if tag == _TAG_BOOL:
+        return value[0] in "tT"
+    if tag == _TAG_INT:
+        return _fast_int(value)
+    if tag == _TAG_FLOAT:
+        return _fast_float(value)
+    raise _NotFast  # a timestamp, a merge key ('<<'), '=': ruamel's own types or meanings
+
+
+def _resolve(value: str) -> str:
+    """The tag ruamel gives a plain scalar in YAML 1.2 (as its resolver does it)."""
+    for tag, regexp in _RESOLVERS.get(value[:1], _ANY_FIRST):
+        if regexp.match(value):
+            return tag
+    return _TAG_STR
+
+
+def _fast_int(value: str) -> int:
+    """ruamel's YAML 1.2 integer: '_' ignored, 0b, 0o and 0x prefixes, leading zeros decimal."""
+    digits = value.replace("_", "")
+    sign = -1 if digits[:1] == "-" else 1
+    if digits[:1] in ("-", "+"):
+        digits = digits[1:]
+    base = _BASES.get(digits[:2])
+    if base is not None:
+        if len(digits) == 2:  # ruamel fails on '0x_': its error is the guarded path's to locate
+            raise _NotFast
+        return sign * int(digits[2:], base)
+    if not digits:
+        raise _NotFast
+    return sign * int(digits)
+
+
+def _fast_float(value: str) -> float:
+    """ruamel's YAML 1.2 float: '_' ignored, .inf and .nan in any case ruamel's table takes."""
+    digits = value.replace("_", "").lower()
+    sign = -1 if digits[:1] == "-" else 1
+    if digits[:1] in ("-", "+"):
+        digits = digits[1:]
+    if digits == ".inf":
+        return sign * _INF
+    if digits == ".nan":
+        return _NAN
+    return sign * float(digits)
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -481,19 +715,23 @@ def _check_scalar(event: ScalarEvent) -> None:
                 f"write a valid {name} after !!{name}, or drop the tag",
             )
     plain_scalar = event.style is None and tag is None
-    integer = _PLAIN_INT.fullmatch(event.value)
-    if (
-        (plain_scalar or tag == _YAML_TAG + "int")
-        and integer
-        and len(integer.group(1).removeprefix("0x").removeprefix("0o").replace("_", ""))
-        > MAX_INT_DIGITS
-    ):
+    if (plain_scalar or tag == _YAML_TAG + "int") and _too_long_integer(event.value):
         raise _Refused(
             f"integer {event.value[:12]}... has {len(event.value)} digits, more than deployer "
             f"takes ({MAX_INT_DIGITS})",
             event.start_mark,
             "quote it if it is meant as text",
         )
+
+
+def _too_long_integer(value: str) -> bool:
+    """Whether a plain scalar is an integer of more than :data:`MAX_INT_DIGITS` digits."""
+    integer = _PLAIN_INT.fullmatch(value)
+    return bool(
+        integer
+        and len(integer.group(1).removeprefix("0x").removeprefix("0o").replace("_", ""))
+        > MAX_INT_DIGITS
+    )
 
 
 def _check_collection_tag(event: CollectionStartEvent) -> None:
