@@ -54,6 +54,7 @@ from tests.hostile.runners import (
     signature,
     symptom,
 )
+from tests.support.ggufwriter import tiny_gguf_bytes
 
 MANIFESTS = ROOT / "model_manifests"
 INVENTORY = ROOT / "inventories" / "gpu-hosts.yaml"
@@ -189,7 +190,10 @@ def _localized(tree: Any) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     spec = tree.get("spec", {})
     model = spec.get("model", {})
-    if model.get("source") == "local":
+    if model.get("source") == "local" and spec.get("serving", {}).get("engine") == "llamacpp":
+        model["path"] = "model.gguf"
+        files["model.gguf"] = tiny_gguf_bytes()
+    elif model.get("source") == "local":
         model["path"] = "model"
         files.update(tiny_model_files())
     calibration = spec.get("quantize", {}).get("calibration", {})

@@ -19,81 +19,12 @@ from deployer.engines import gguf_header as gguf
 from deployer.engines.gguf_header import (
     GGML_TYPES,
     GGML_TYPES_BY_NAME,
-    ValueType,
     model_facts,
     read_header,
     read_model_facts,
 )
 from deployer.errors import ManifestError
-
-T = ValueType
-Value = tuple[ValueType, object] | tuple[ValueType, ValueType, Sequence[object]]
-
-_CODES = {
-    T.UINT8: "B",
-    T.INT8: "b",
-    T.UINT16: "H",
-    T.INT16: "h",
-    T.UINT32: "I",
-    T.INT32: "i",
-    T.FLOAT32: "f",
-    T.BOOL: "?",
-    T.UINT64: "Q",
-    T.INT64: "q",
-    T.FLOAT64: "d",
-}
-
-
-def _string(text: str | bytes) -> bytes:
-    raw = text.encode() if isinstance(text, str) else text
-    return struct.pack("<Q", len(raw)) + raw
-
-
-def _scalar(kind: ValueType, value: object) -> bytes:
-    if kind is T.STRING:
-        return _string(value)  # type: ignore[arg-type]
-    return struct.pack("<" + _CODES[kind], value)
-
-
-def _value(value: Value) -> bytes:
-    if value[0] is T.ARRAY:
-        _, item, items = value  # type: ignore[misc]
-        body = b"".join(_scalar(item, v) for v in items)
-        return struct.pack("<IIQ", T.ARRAY, item, len(items)) + body
-    kind, scalar = value  # type: ignore[misc]
-    return struct.pack("<I", kind) + _scalar(kind, scalar)
-
-
-def write_gguf(
-    path: Path,
-    metadata: dict[str, Value],
-    tensors: Sequence[tuple[str, Sequence[int], str]] = (),
-    *,
-    alignment: int = 32,
-    version: int = 3,
-) -> Path:
-    """A GGUF file: the header as the format describes it, then a sparse data section."""
-    out = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(metadata))
-    for key, value in metadata.items():
-        out += _string(key) + _value(value)
-    offset = end = 0
-    for name, dims, type_name in tensors:
-        ggml = GGML_TYPES_BY_NAME[type_name]
-        out += _string(name) + struct.pack("<I", len(dims))
-        out += b"".join(struct.pack("<Q", d) for d in dims)
-        out += struct.pack("<IQ", ggml.id, offset)
-        numel = 1
-        for d in dims:
-            numel *= d
-        end = offset + numel // ggml.block_size * ggml.type_size
-        offset = -(-end // alignment) * alignment
-    path.write_bytes(out)
-    if tensors:
-        data_start = -(-len(out) // alignment) * alignment
-        with path.open("r+b") as handle:
-            handle.truncate(data_start + end)
-    return path
-
+from tests.support.ggufwriter import T, Value, encode_string, encode_value, write_gguf
 
 # --- the demo's shape --------------------------------------------------------------------------
 
@@ -397,39 +328,45 @@ def test_hostile_string_length(tmp_path: Path) -> None:
 
 
 def test_hostile_value_string_length(tmp_path: Path) -> None:
-    body = _string("k") + struct.pack("<IQ", T.STRING, 10**9)
+    body = encode_string("k") + struct.pack("<IQ", T.STRING, 10**9)
     _refused(_one_key(tmp_path, body), "is 1000000000 bytes long, over the")
-    body = _string("k") + struct.pack("<IQ", T.STRING, 10**6)
+    body = encode_string("k") + struct.pack("<IQ", T.STRING, 10**6)
     _refused(_one_key(tmp_path, body), "truncated")
 
 
 def test_hostile_array_length(tmp_path: Path) -> None:
-    body = _string("k") + struct.pack("<IIQ", T.ARRAY, T.UINT64, 2**60)
+    body = encode_string("k") + struct.pack("<IIQ", T.ARRAY, T.UINT64, 2**60)
     _refused(_one_key(tmp_path, body), "over the limit")
-    body = _string("k") + struct.pack("<IIQ", T.ARRAY, T.UINT64, 1000)
+    body = encode_string("k") + struct.pack("<IIQ", T.ARRAY, T.UINT64, 1000)
     _refused(_one_key(tmp_path, body), "more than the remaining")
 
 
 def test_nested_arrays_are_refused(tmp_path: Path) -> None:
-    body = _string("k") + struct.pack("<IIQ", T.ARRAY, T.ARRAY, 1)
+    body = encode_string("k") + struct.pack("<IIQ", T.ARRAY, T.ARRAY, 1)
     _refused(_one_key(tmp_path, body), "array of arrays")
 
 
 def test_unknown_value_type(tmp_path: Path) -> None:
-    _refused(_one_key(tmp_path, _string("k") + struct.pack("<I", 13)), "unknown value type 13")
+    _refused(
+        _one_key(tmp_path, encode_string("k") + struct.pack("<I", 13)), "unknown value type 13"
+    )
 
 
 def test_bool_that_is_not_0_or_1(tmp_path: Path) -> None:
-    _refused(_one_key(tmp_path, _string("k") + struct.pack("<IB", T.BOOL, 2)), "neither 0 nor 1")
+    _refused(
+        _one_key(tmp_path, encode_string("k") + struct.pack("<IB", T.BOOL, 2)), "neither 0 nor 1"
+    )
 
 
 def test_key_not_utf8(tmp_path: Path) -> None:
-    _refused(_one_key(tmp_path, _string(b"\xff\xfe") + _value((T.UINT8, 1))), "not UTF-8")
+    _refused(
+        _one_key(tmp_path, encode_string(b"\xff\xfe") + encode_value((T.UINT8, 1))), "not UTF-8"
+    )
 
 
 def test_duplicate_key(tmp_path: Path) -> None:
     path = tmp_path / "d.gguf"
-    entry = _string("k") + _value((T.UINT8, 1))
+    entry = encode_string("k") + encode_value((T.UINT8, 1))
     path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + entry + entry)
     _refused(path, "'k' appears twice")
 
@@ -448,7 +385,7 @@ def test_alignment_of_another_type(tmp_path: Path) -> None:
 
 
 def _raw_tensor(name: str, dims: Sequence[int], type_id: int, offset: int) -> bytes:
-    out = _string(name) + struct.pack("<I", len(dims))
+    out = encode_string(name) + struct.pack("<I", len(dims))
     out += b"".join(struct.pack("<Q", d) for d in dims)
     return out + struct.pack("<IQ", type_id, offset)
 
