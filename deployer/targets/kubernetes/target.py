@@ -11,6 +11,7 @@ thin rest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tempfile
@@ -327,8 +328,10 @@ class KubernetesTarget:
         return argv
 
 
+@functools.cache
 def _chart_digest() -> str:
-    """A digest of the chart's files: a new chart changes what runs."""
+    """A digest of the chart's files: a new chart changes what runs. Once per process: the
+    chart is deployer's own, it does not change while deployer runs."""
     digest = hashlib.sha256()
     for name, data in kube_render.chart_files(chart_dir()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
