@@ -22,13 +22,13 @@ def demo_on_ssh(folder: Path, target: str) -> Path:
     return path
 
 
-def ask_capital(base_url: str, key: str) -> str:
-    """The model's answer to "What is the capital of France?" (greedy) at ``base_url`` (…/v1)."""
+def ask_capital(base_url: str, key: str, model: str = NAME) -> str:
+    """``model``'s answer to "What is the capital of France?" (greedy) at ``base_url`` (…/v1)."""
     response = httpx.post(
         f"{base_url}/chat/completions",
         headers={"Authorization": f"Bearer {key}"},
         json={
-            "model": NAME,
+            "model": model,
             "messages": [{"role": "user", "content": "What is the capital of France?"}],
             "temperature": 0,
             "max_tokens": 32,

@@ -14,13 +14,13 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from deployer.engines.install import default_package, find_engine
 from deployer.settings import Settings
 from tests.conftest import MANIFESTS
 from tests.integration.cli import Result, deployer
+from tests.integration.sshdemo import ask_capital
 from tests.support.sshhosts import SshHost, ssh_hosts
 
 pytestmark = pytest.mark.engine
@@ -77,19 +77,8 @@ def test_the_llamacpp_demo_answers_paris_on_the_ssh_host(
     assert first_apply.code == 0, first_apply.output
     assert "provision: create: not provisioned yet" in first_apply.stdout
     key = deployer("key", NAME, home=home).stdout.strip()
-    response = httpx.post(
-        f"http://{host.address}:{PORT}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={
-            "model": NAME,
-            "messages": [{"role": "user", "content": "What is the capital of France?"}],
-            "temperature": 0,
-            "max_tokens": 32,
-        },
-        timeout=120,
-    )
-    response.raise_for_status()
-    assert "Paris" in response.json()["choices"][0]["message"]["content"]
+    answer = ask_capital(f"http://{host.address}:{PORT}/v1", key, model=NAME)
+    assert "Paris" in answer
     copied = host.root / "opt" / "deployer" / "models" / "SmolLM2-135M-Instruct.Q4_1"
     assert (copied / "SmolLM2-135M-Instruct.Q4_1.gguf").is_file()
 
