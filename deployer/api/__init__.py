@@ -15,19 +15,49 @@ events on the given bus, returns typed results, and raises
 and nothing here asks which target or engine it has: the registries do.
 """
 
-from deployer.api import gitops
-from deployer.api.daytwo import DeploymentView, api_key, destroy, history, logs, smoke, status
-from deployer.api.deploy import ApplyResult, apply, plan
-from deployer.api.kubernetes import RenderReport, render
-from deployer.api.manifests import (
-    LockReport,
-    QuantizeOutcome,
-    fetch,
-    lock,
-    quantize,
-    schema,
-    validate,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deployer.api import gitops, hosts, mirror, tools, types
+    from deployer.api.daytwo import DeploymentView, api_key, destroy, history, logs, smoke, status
+    from deployer.api.deploy import ApplyResult, apply, plan
+    from deployer.api.kubernetes import RenderReport, render
+    from deployer.api.manifests import (
+        LockReport,
+        QuantizeOutcome,
+        fetch,
+        lock,
+        quantize,
+        schema,
+        validate,
+    )
+
+#: Each name and the module it comes from: imported on first use, so a command pays only for
+#: what it calls (``deployer --version`` for none of it).
+_WHERE = {
+    **dict.fromkeys(
+        ["DeploymentView", "api_key", "destroy", "history", "logs", "smoke", "status"], "daytwo"
+    ),
+    **dict.fromkeys(["ApplyResult", "apply", "plan"], "deploy"),
+    **dict.fromkeys(["RenderReport", "render"], "kubernetes"),
+    **dict.fromkeys(
+        ["LockReport", "QuantizeOutcome", "fetch", "lock", "quantize", "schema", "validate"],
+        "manifests",
+    ),
+}
+_SUBMODULES = {"gitops", "hosts", "mirror", "tools", "types"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"deployer.api.{name}")
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"deployer.api.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'deployer.api' has no attribute {name!r}")
+
 
 __all__ = [
     "ApplyResult",
@@ -41,13 +71,17 @@ __all__ = [
     "fetch",
     "gitops",
     "history",
+    "hosts",
     "lock",
     "logs",
+    "mirror",
     "plan",
     "quantize",
     "render",
     "schema",
     "smoke",
     "status",
+    "tools",
+    "types",
     "validate",
 ]

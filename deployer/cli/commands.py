@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from deployer import api
-from deployer.api.types import CapacityPlan, Plan, ReplicaState, SmokeReport, human_bytes
 from deployer.cli.context import STATE, boundary, report_error, shown
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
@@ -22,7 +21,7 @@ from deployer.errors import ManifestError
 CHANGES_EXIT_CODE = 2
 
 if TYPE_CHECKING:
-    from deployer.api.types import RunRecord
+    from deployer.api.types import CapacityPlan, Plan, ReplicaState, RunRecord, SmokeReport
 
 
 class Output(StrEnum):
@@ -125,7 +124,7 @@ def _print_plan(the_plan: Plan) -> None:
     kv = the_plan.kv_cache_bytes
     if kv is None and the_plan.capacity is not None:
         kv = the_plan.capacity.kv_cache_bytes_per_device
-    table.add_row("KV cache", human_bytes(kv) + (" per device" if kv else ""))
+    table.add_row("KV cache", api.types.human_bytes(kv) + (" per device" if kv else ""))
     table.add_row("context", str(the_plan.max_model_len or "model default"))
     table.add_row("engine", f"{the_plan.engine.package} {the_plan.engine.version}")
     if the_plan.replica_endpoints:
@@ -157,13 +156,13 @@ def _print_capacity(capacity: CapacityPlan) -> None:
     console.print(f"[dim]facts from {escape(capacity.model_facts)}[/]")
     memory = Table(
         title=f"memory per device: {capacity.accelerator} "
-        f"({human_bytes(capacity.accelerator_memory_bytes)})",
+        f"({api.types.human_bytes(capacity.accelerator_memory_bytes)})",
         box=None,
     )
     for column in ("", "bytes", "from"):
         memory.add_column(column)
     for row in capacity.memory_per_device:
-        memory.add_row(row.item, human_bytes(row.bytes), escape(row.source))
+        memory.add_row(row.item, api.types.human_bytes(row.bytes), escape(row.source))
     console.print(memory)
     console.print(f"[bold green]verdict[/]: {capacity.verdict}")
     if capacity.replicas > 1:
@@ -578,7 +577,8 @@ def fetch(manifest: ManifestArg) -> None:
             result = api.fetch(manifest, STATE.settings(), events)
         STATE.console.print(
             f"{result.repo}@{result.commit[:12]}: {len(result.files)} files, "
-            f"{human_bytes(result.total_bytes)} verified; downloaded "
-            f"{human_bytes(result.downloaded_bytes)}, reused {human_bytes(result.reused_bytes)}"
+            f"{api.types.human_bytes(result.total_bytes)} verified; downloaded "
+            f"{api.types.human_bytes(result.downloaded_bytes)}, "
+            f"reused {api.types.human_bytes(result.reused_bytes)}"
         )
         STATE.console.print(f"snapshot: {result.snapshot}")

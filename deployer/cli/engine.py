@@ -11,25 +11,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from deployer.api.tools import (
-    Device,
-    default_package,
-    install_engine,
-    list_engines,
-    prepare_demo_gguf,
-    prepare_demo_model,
-    prepare_wheelhouse,
-)
+from deployer import api
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.errors import PermanentError, UnsupportedError
 from deployer.events import Event, EventBus, EventKind
+
+if TYPE_CHECKING:
+    from deployer.api.tools import Device
 
 engine_app = typer.Typer(help="Serving engines, each in its own virtualenv.", no_args_is_help=True)
 demo_app = typer.Typer(
@@ -69,9 +64,9 @@ def install(
     cmake: a few minutes the first time.
     """
     with boundary():
-        package = default_package(engine, version, _DEVICES[device] if device else None)
+        package = api.tools.default_package(engine, version, _DEVICES[device] if device else None)
         with _progress(f"installing {package.display}") as events:
-            env = install_engine(STATE.settings(), package, events, force=force)
+            env = api.tools.install_engine(STATE.settings(), package, events, force=force)
         STATE.console.print(f"{package.display} ready in {env.root}", soft_wrap=True)
 
 
@@ -94,7 +89,7 @@ def wheelhouse(
             raise PermanentError(
                 f"--python {python}: expected a version such as 3.11", hint="--python 3.12"
             )
-        package = default_package(engine, version, _DEVICES[device])
+        package = api.tools.default_package(engine, version, _DEVICES[device])
         if package.engine == "llamacpp":
             raise UnsupportedError(
                 "llama.cpp has no wheelhouse: llama-cpp-python is published as source only and "
@@ -102,7 +97,7 @@ def wheelhouse(
                 hint="install it on the host itself: deployer engine install llamacpp",
             )
         with _progress(f"downloading {package.display} for Python {python}") as events:
-            made = prepare_wheelhouse(STATE.settings(), package, python, events)
+            made = api.tools.prepare_wheelhouse(STATE.settings(), package, python, events)
         STATE.console.print(str(made.archive), soft_wrap=True, markup=False)
 
 
@@ -110,7 +105,7 @@ def wheelhouse(
 def list_() -> None:
     """List installed engine environments."""
     with boundary():
-        observed = list_engines(STATE.settings())
+        observed = api.tools.list_engines(STATE.settings())
         if not observed:
             STATE.console.print(
                 "no engines installed; run: deployer engine install vllm "
@@ -157,10 +152,10 @@ def prepare(
         settings = STATE.settings()
         with _progress("preparing the demo model") as events:
             if gguf:
-                result = prepare_demo_gguf(settings, events, force=force)
+                result = api.tools.prepare_demo_gguf(settings, events, force=force)
             else:
-                result = prepare_demo_model(settings, events, force=force)
-                prepare_demo_gguf(settings, events)
+                result = api.tools.prepare_demo_model(settings, events, force=force)
+                api.tools.prepare_demo_gguf(settings, events)
         STATE.console.print(str(result), soft_wrap=True, markup=False)
 
 

@@ -15,7 +15,6 @@ import typer
 from rich.markup import escape
 
 from deployer import api
-from deployer.api.tools import install_helm
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.errors import UnsupportedError
@@ -106,7 +105,7 @@ def tools_install(
             raise UnsupportedError(f"unknown tool {tool!r}", hint="known tools: helm")
         events = EventBus()
         events.subscribe(_print_log)
-        helm = install_helm(STATE.settings(), events, force=force)
+        helm = api.tools.install_helm(STATE.settings(), events, force=force)
         STATE.console.print(f"helm {helm.version} ready at {helm.path}", soft_wrap=True)
 
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from deployer.api.mirror import Mirror, MirrorRepo, MirrorRequest
+from deployer import api
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
+
+if TYPE_CHECKING:
+    from deployer.api.mirror import MirrorRequest
 
 mirror_app = typer.Typer(
     help="A local Hugging Face-compatible model mirror (for air-gapped sites).",
@@ -52,8 +55,10 @@ def serve(
         repos = []
         for repo_id, folder in specs:
             STATE.err.print(f"hashing {folder} ...", markup=False)
-            repos.append(MirrorRepo.from_folder(repo_id, folder))
-        mirror = Mirror(repos, host=host, port=port, on_request=None if quiet else _print_request)
+            repos.append(api.mirror.MirrorRepo.from_folder(repo_id, folder))
+        mirror = api.mirror.Mirror(
+            repos, host=host, port=port, on_request=None if quiet else _print_request
+        )
         url = mirror.start()
     out = STATE.console
     out.print(url, markup=False)

@@ -8,23 +8,22 @@ when any host failed or was unreachable, after the table.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from deployer.api.hosts import GpuFacts, HostStatus, PlaybookResult, load_inventory, provision
+from deployer import api
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.cli.render import rendering
 
-_STYLE = {
-    HostStatus.OK: "green",
-    HostStatus.CHANGED: "yellow",
-    HostStatus.FAILED: "red",
-    HostStatus.UNREACHABLE: "red",
-}
+if TYPE_CHECKING:
+    from deployer.api.hosts import GpuFacts, PlaybookResult
+
+#: A host's status (HostStatus values) and its colour.
+_STYLE = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red"}
 
 
 @app.command("provision")
@@ -50,9 +49,9 @@ def provision_command(
         raise typer.BadParameter("give --hosts or --group, not both", param_hint="--hosts")
     names = [h.strip() for h in hosts.split(",") if h.strip()] if hosts is not None else None
     with boundary():
-        loaded = load_inventory(inventory)
+        loaded = api.hosts.load_inventory(inventory)
         with rendering(STATE.err, verbose=verbose) as events:
-            result = provision(
+            result = api.hosts.provision(
                 loaded,
                 events=events,
                 workdir=STATE.settings().home / "ssh",
@@ -71,7 +70,7 @@ def _print(result: PlaybookResult) -> None:
     for column in ("host", "address", "status", "ok", "changed", "failed", "unreachable", "gpu"):
         table.add_column(column, justify="right" if column in ("ok", "changed") else "left")
     for host in result.hosts.values():
-        facts = GpuFacts.from_host(host)
+        facts = api.hosts.GpuFacts.from_host(host)
         table.add_row(
             escape(host.name),
             escape(host.address),

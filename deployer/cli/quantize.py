@@ -6,18 +6,19 @@ installs the quantizer's virtualenv. Progress goes to stderr, results to stdout.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from deployer import api
-from deployer.api.tools import install_quantizer
-from deployer.api.types import QuantizeRecord, human_bytes
 from deployer.cli.commands import ManifestArg, Output, OutputOpt
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
+
+if TYPE_CHECKING:
+    from deployer.api.types import QuantizeRecord
 
 quantizer_app = typer.Typer(
     help="The quantizer (llmcompressor in its own virtualenv).", no_args_is_help=True
@@ -40,7 +41,10 @@ def quantize(manifest: ManifestArg, output: OutputOpt = Output.text) -> None:
         verb = "quantized" if outcome.created else "found in store"
         console = STATE.console
         console.print(f"[bold]{escape(record.recipe)}[/]: {verb}, artifact {record.key[:12]}")
-        size, source = human_bytes(record.artifact_bytes), human_bytes(record.source_bytes)
+        size, source = (
+            api.types.human_bytes(record.artifact_bytes),
+            api.types.human_bytes(record.source_bytes),
+        )
         ratio = record.artifact_bytes / record.source_bytes
         console.print(f"size: {size} (source {source}, {ratio:.0%})")
         console.print(f"quality: {escape(outcome.gate)}")
@@ -60,7 +64,7 @@ def install(
     """Install the quantizer into its own virtualenv (idempotent; resumes an interrupted one)."""
     with boundary():
         with rendering(STATE.err) as events:
-            env = install_quantizer(STATE.settings(), events, force=force)
+            env = api.tools.install_quantizer(STATE.settings(), events, force=force)
         STATE.console.print(f"quantizer ready in {env.root}", soft_wrap=True)
 
 
