@@ -468,43 +468,15 @@ def _remove_cpu_unwanted(env: EngineEnv, bus: EventBus) -> None:
 
 
 def _verify(env: EngineEnv, bus: EventBus) -> tuple[str, str]:
+    """The installed release and the venv's Python, by importing what starting the engine needs
+    (vLLM and its helpers; llama_cpp, the server's app module, which imports fastapi, uvicorn's
+    config and pydantic-settings, and the compiled libraries llama_cpp loads)."""
     if env.package.engine == "llamacpp":
-        return _verify_llamacpp(env, bus)
-    bus.emit(
-        EventKind.STEP_STARTED, f"verifying: import vllm, {', '.join(HELPER_MODULES)}", step=_STEP
-    )
-    try:
-        done = runner.run(
-            [
-                str(env.python),
-                "-c",
-                f"import vllm, sys, {', '.join(HELPER_MODULES)}; "
-                "print(vllm.__version__); print(sys.version.split()[0])",
-            ],
-            timeout=600,
-        )
-    except CommandError as exc:
-        raise CommandError(
-            f"{env.package.display} installed but does not import",
-            details=exc.details,
-            hint=f"run: {install_command(env.package)} --force",
-        ) from exc
-    lines = done.stdout.strip().splitlines()
-    if len(lines) < 2:
-        raise CommandError(
-            f"{env.package.display}: unexpected output from the import check",
-            details=done.stdout[-2000:],
-        )
-    version, python = lines[-2], lines[-1]
-    bus.log(f"vllm {version} imports (Python {python})", step=_STEP)
-    return version, python
-
-
-def _verify_llamacpp(env: EngineEnv, bus: EventBus) -> tuple[str, str]:
-    module = llamacpp.IMPORT_MODULE
-    # The server's app module imports fastapi, uvicorn's config and pydantic-settings, and
-    # llama_cpp loads the compiled libraries: this is what starting the server needs.
-    modules = [module, f"{llamacpp.ENTRYPOINT_MODULE}.app", *LLAMACPP_HELPER_MODULES]
+        module = llamacpp.IMPORT_MODULE
+        modules = [module, f"{llamacpp.ENTRYPOINT_MODULE}.app", *LLAMACPP_HELPER_MODULES]
+    else:
+        module = "vllm"
+        modules = [module, *HELPER_MODULES]
     bus.emit(EventKind.STEP_STARTED, f"verifying: import {', '.join(modules)}", step=_STEP)
     try:
         done = runner.run(
