@@ -133,17 +133,7 @@ def stream(
     """
     args = [os.fspath(a) for a in argv]
     log.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.Popen(
-            args,
-            env=_env(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-    except OSError as exc:
-        raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
+    proc = _piped(args, env, cwd)
     assert proc.stdout is not None  # set by stdout=PIPE
     try:
         with open(log, "wb") as out:
@@ -267,8 +257,20 @@ def background(
     SIGKILL after 10 seconds. Raises :class:`CommandError` when it cannot start.
     """
     args = [os.fspath(a) for a in argv]
+    proc = _piped(args, env, cwd)
+    running = Background(proc, args)
     try:
-        proc = subprocess.Popen(
+        yield running
+    finally:
+        running._stop()
+
+
+def _piped(
+    args: list[str], env: Mapping[str, str] | None, cwd: Path | None
+) -> subprocess.Popen[bytes]:
+    """``args`` started with no standard input and stdout and stderr on one pipe."""
+    try:
+        return subprocess.Popen(
             args,
             env=_env(env),
             cwd=cwd,
@@ -278,11 +280,6 @@ def background(
         )
     except OSError as exc:
         raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
-    running = Background(proc, args)
-    try:
-        yield running
-    finally:
-        running._stop()
 
 
 def _deliver(raw: bytes, on_line: Callable[[str], None]) -> None:
