@@ -21,6 +21,7 @@ from deployer.api.runs import open_store, recorded
 from deployer.engines.install import EnginePackage, find_engine
 from deployer.errors import EngineStartError, NotFoundError, SmokeFailedError
 from deployer.events import EventBus
+from deployer.hub.lock import LockedModel
 from deployer.manifest.loader import LoadedManifest, load_manifest
 from deployer.manifest.models import ARTIFACT_METHODS, SmokeCheck
 from deployer.pipeline import Pipeline
@@ -188,14 +189,24 @@ class _Apply:
             smoke_passed=passed,
         )
 
+    @functools.cached_property
+    def hub_token(self) -> str | None:
+        """Resolved once per apply, when a step first needs it."""
+        return gather.hub_token(self.loaded)
+
+    @functools.cached_property
+    def lock(self) -> LockedModel | None:
+        """Read once per apply, when a step first needs it."""
+        return gather.locked(self.loaded)
+
     def request(self) -> DeployRequest:
         return DeployRequest(
             deployment=self.loaded.deployment,
             plan=self.plan,
             api_key=self.key.value,
             events=self.pipeline.events,
-            hub_token=gather.hub_token(self.loaded),
-            lock=gather.locked(self.loaded),
+            hub_token=self.hub_token,
+            lock=self.lock,
         )
 
     @property
