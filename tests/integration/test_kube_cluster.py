@@ -17,31 +17,17 @@ from deployer.settings import Settings
 from deployer.state import DeploymentStatus, StateStore
 from tests.integration.cli import Result, deployer
 from tests.integration.kubetools import real_helm
+from tests.support.kubeapi import UNREACHABLE_KUBECONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 LLAMA = ROOT / "model_manifests" / "llama31-8b-instruct.yaml"
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-  - name: nowhere
-    cluster: {server: "https://127.0.0.1:9"}
-contexts:
-  - name: prod
-    context: {cluster: nowhere, user: nobody}
-current-context: prod
-users:
-  - name: nobody
-    user: {token: not-a-secret}
-"""
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """A kubeconfig whose only context points at a closed port (nothing listens on 9)."""
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG)
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
     return {
         "KUBECONFIG": str(kubeconfig),
         "DEPLOYER_CACHE": str(tmp_path / "cache"),

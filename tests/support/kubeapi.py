@@ -18,6 +18,22 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+#: A kubeconfig whose one context, ``prod``, points at a closed port (nothing listens on 9).
+UNREACHABLE_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+  - name: nowhere
+    cluster: {server: "https://127.0.0.1:9"}
+contexts:
+  - name: prod
+    context: {cluster: nowhere, user: nobody}
+current-context: prod
+users:
+  - name: nobody
+    user: {token: not-a-secret}
+"""
+
 
 @dataclass
 class KubeApi:

@@ -32,21 +32,7 @@ from deployer.settings import Settings
 from deployer.state import DeploymentStatus
 from deployer.targets import registry
 from deployer.targets.base import DeployRequest, Endpoint, Provisions, StepRunner, Target
-
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-  - name: nowhere
-    cluster: {server: "https://127.0.0.1:9"}
-contexts:
-  - name: prod
-    context: {cluster: nowhere, user: nobody}
-current-context: prod
-users:
-  - name: nobody
-    user: {token: not-a-secret}
-"""
+from tests.support.kubeapi import UNREACHABLE_KUBECONFIG
 
 
 class FakeSpec(BaseModel):
@@ -168,7 +154,7 @@ def drivers(tmp_path: Path) -> dict[str, Target]:
         "hosts:\n  gpu1: {address: 127.0.0.1, port: 1, user: root}\n"
     )
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG)
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
     specs: dict[str, Any] = {
         "local": {"kind": "local"},
         "ssh": {"kind": "ssh", "inventory": str(inventory)},
@@ -186,7 +172,7 @@ KINDS = ["local", "ssh", "kubernetes", "fake"]
 
 @pytest.fixture(autouse=True)
 def _kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    (tmp_path / "kubeconfig").write_text(UNREACHABLE_KUBECONFIG)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     FakeTarget.running.clear()
     FakeTarget.calls.clear()
