@@ -86,9 +86,6 @@ class KubernetesTarget:
             self._helm = find_helm(self.settings)
         return self._helm
 
-    def check_reachable(self) -> None:
-        self.cluster.check_reachable()
-
     def preflight(self) -> None:
         self.cluster.check_reachable()
 
@@ -237,9 +234,7 @@ class KubernetesTarget:
 
     def wait_ready(self, request: DeployRequest, timeout: float) -> None:
         """Every desired replica ready (Helm's --wait has usually seen to it already)."""
-        self.wait_rollout(request.name, timeout)
-
-    def wait_rollout(self, name: str, timeout: float) -> None:
+        name = request.name
         deadline = time.monotonic() + timeout
         while True:
             ready, desired = self.cluster.deployment_ready(self.namespace, name)
