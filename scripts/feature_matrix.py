@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: this checkout's deployer, not another one
     sys.path.insert(0, str(ROOT))
 
+from deployer.engines import registry as engines  # noqa: E402
 from deployer.errors import DeployerError, UnsupportedError  # noqa: E402
 from deployer.manifest.models import ModelDeployment  # noqa: E402
 from deployer.planner import TargetSteps  # noqa: E402
@@ -169,6 +170,17 @@ def _smoke(target: Target) -> str:
     return where or "the engine's endpoint on this machine"
 
 
+def _engines(target: Target) -> str:
+    """Every registered engine; a target that renders the chart serves those with a chart
+    container (``Engine.chart``)."""
+    found = [engines.get(name) for name in engines.names()]
+    if not isinstance(target, Renders):
+        return ", ".join(e.packaging.title for e in found)
+    served = ", ".join(e.packaging.title for e in found if e.chart is not None)
+    refused = ", ".join(e.packaging.title for e in found if e.chart is None)
+    return served + (f" (the chart refuses {refused})" if refused else "")
+
+
 def _apply(target: Target) -> str:
     return _steps(target).deploy_how or "yes"
 
@@ -179,11 +191,6 @@ DECLARED: Mapping[str, Mapping[str, str]] = {
         "local": "yes",
         "ssh": "yes (`tail -F` over ssh on every host)",
         "kubernetes": "no (refused: `kubectl logs -f`)",
-    },
-    "engines served": {
-        "local": "vLLM, llama.cpp",
-        "ssh": "vLLM, llama.cpp",
-        "kubernetes": "vLLM (the chart refuses llama.cpp)",
     },
     "tested against": {
         "local": "this machine's CPU (vLLM CPU build, llama.cpp); no GPU",
@@ -209,7 +216,7 @@ ROWS: tuple[tuple[str, Callable[[Target], str] | None], ...] = (
     ("logs --host", _logs_host),
     ("logs --follow", None),
     ("smoke through", _smoke),
-    ("engines served", None),
+    ("engines served", _engines),
     ("tested against", None),
 )
 

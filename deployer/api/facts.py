@@ -22,10 +22,10 @@ from deployer.hub.store import ModelStore
 from deployer.manifest.loader import LoadedManifest
 from deployer.manifest.models import ARTIFACT_METHODS
 from deployer.planner import Facts, Plan, PlannedStep, StepAction, make_plan
-from deployer.planner.catalog import builtin_config
-from deployer.planner.model_facts import ModelFacts, facts_from_config, facts_from_folder
 from deployer.quantize import run as quantize_run
 from deployer.settings import Settings
+from deployer.sizing.catalog import builtin_config
+from deployer.sizing.model_facts import ModelFacts, facts_from_config, facts_from_folder
 from deployer.targets.base import Renders, Target
 from deployer.units import human_bytes
 

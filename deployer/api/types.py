@@ -2,8 +2,8 @@
 CLI imports the API, errors, events and settings only (an import contract holds it)."""
 
 from deployer.planner import Plan, ReplicaState
-from deployer.planner.capacity import CapacityPlan
 from deployer.quantize.artifact import QuantizeRecord
+from deployer.sizing.capacity import CapacityPlan
 from deployer.smoke import SmokeReport
 from deployer.state.records import RunRecord
 from deployer.units import human_bytes

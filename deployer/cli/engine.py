@@ -20,7 +20,7 @@ from rich.table import Table
 from deployer import api
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
-from deployer.errors import PermanentError, UnsupportedError
+from deployer.errors import PermanentError
 from deployer.events import Event, EventBus, EventKind
 
 if TYPE_CHECKING:
@@ -90,12 +90,6 @@ def wheelhouse(
                 f"--python {python}: expected a version such as 3.11", hint="--python 3.12"
             )
         package = api.tools.default_package(engine, version, _DEVICES[device])
-        if package.engine == "llamacpp":
-            raise UnsupportedError(
-                "llama.cpp has no wheelhouse: llama-cpp-python is published as source only and "
-                "compiles on each host",
-                hint="install it on the host itself: deployer engine install llamacpp",
-            )
         with _progress(f"downloading {package.display} for Python {python}") as events:
             made = api.tools.prepare_wheelhouse(STATE.settings(), package, python, events)
         STATE.console.print(str(made.archive), soft_wrap=True, markup=False)

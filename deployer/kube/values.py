@@ -13,15 +13,13 @@ import math
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from deployer.engines import registry
 from deployer.errors import PlanError
 from deployer.hub.lock import LockedModel
 from deployer.manifest.models import HuggingFaceModel, ModelDeployment
 from deployer.planner import Plan
-from deployer.planner.accelerators import Accelerator, lookup
+from deployer.sizing.accelerators import Accelerator, lookup
 
-IMAGE = "vllm/vllm-openai"
-#: vLLM's CPU image, for manifests with ``accelerator: cpu`` on a cluster.
-CPU_IMAGE = "public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo"
 PUBLIC_HUB = "https://huggingface.co"
 DEFAULT_PORT = 8000
 #: The most GPUs one pod can get: the largest common GPU node has 8. A plan needing more would
@@ -137,7 +135,8 @@ def chart_values(
     this machine's disk) or more GPUs than a node has.
     """
     model = deployment.spec.model
-    if deployment.spec.serving.engine != "vllm":
+    chart = registry.get(deployment.spec.serving.engine).chart
+    if chart is None:
         raise PlanError(
             f"{deployment.name}: the model-server chart runs vLLM; engine "
             f"{deployment.spec.serving.engine} is served on local and ssh targets",
@@ -166,7 +165,7 @@ def chart_values(
         if deployment.spec.target.kind == "kubernetes"
         else 1,
         image=ImageValues(
-            repository=CPU_IMAGE if gpus == 0 else IMAGE, tag=f"v{plan.engine.version}"
+            repository=chart.images["cpu" if gpus == 0 else "cuda"], tag=f"v{plan.engine.version}"
         ),
         model=ModelValues(
             repo=model.repo,

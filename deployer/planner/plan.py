@@ -11,23 +11,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from deployer.engines import llamacpp, vllm
+from deployer.engines import registry
+from deployer.engines.base import Device, EngineRequest
 from deployer.engines.gguf_header import GGUFModelFacts
-from deployer.errors import PlanError
-from deployer.manifest.models import LlamaCppServingSpec, ModelDeployment, ServingSpec
-from deployer.planner.accelerators import Accelerator
-from deployer.planner.capacity import CapacityPlan, place, place_gguf
-from deployer.planner.model_facts import ModelFacts
-
-Device = Literal["cpu", "cuda"]
-
-#: The CPU build of vLLM reserves most of the host's memory for the KV cache unless told a size;
-#: this default holds 2048-token contexts for several sequences of a small model.
-DEFAULT_CPU_KV_CACHE_BYTES = 512 * 1024**2
+from deployer.manifest.models import ModelDeployment
+from deployer.sizing.accelerators import Accelerator
+from deployer.sizing.capacity import CapacityPlan
+from deployer.sizing.model_facts import ModelFacts
 
 
 class StepAction(StrEnum):
@@ -208,33 +201,27 @@ class Plan(_PlanModel):
         return next(s for s in self.steps if s.name == name)
 
 
-@dataclass(frozen=True)
-class _EngineDecision:
-    """What the engine-specific half of the plan decided."""
-
-    args: list[str]
-    module: str
-    api_key_env: str
-    health_path: str
-    env_remove: list[str]
-    accelerator: str
-    count: int
-    tensor_parallel: int
-    kv_cache_bytes: int | None
-    max_model_len: int | None
-    capacity: CapacityPlan | None
-    notes: list[str]
-
-
 def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     """Decide how ``deployment`` runs given ``facts``; raise :class:`PlanError` if it cannot."""
     spec = deployment.spec
     serving = spec.serving
     bind_host = (facts.target_steps.bind_host if facts.target_steps else None) or serving.host
-    if isinstance(serving, LlamaCppServingSpec):
-        decided = _llamacpp(deployment, serving, facts, bind_host)
-    else:
-        decided = _vllm(deployment, serving, facts, bind_host)
+    chosen = registry.get(serving.engine)
+    decided = chosen.decide(
+        EngineRequest(
+            deployment=deployment,
+            device=facts.device,
+            model_path=facts.model_path,
+            bind_host=bind_host,
+            port=facts.port,
+            model_shape=facts.model_shape,
+            model_shape_source=facts.model_shape_source,
+            gguf=facts.gguf,
+            accelerator=facts.accelerator_spec,
+            quantizes=facts.quantize_step is not None,
+            quantized_weight_bytes=facts.quantized_weight_bytes,
+        )
+    )
     args = decided.args
     env = dict(sorted(serving.env.items()))
     inputs: dict[str, object] = {
@@ -252,15 +239,15 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         package=facts.engine_package,
         version=facts.engine_version,
         device=facts.device,
-        module=decided.module,
+        module=chosen.entrypoint_module,
         args=args,
         host=bind_host,
         port=facts.port,
         model_path=facts.model_path,
-        health_path=decided.health_path,
+        health_path=chosen.health_path,
         env=env,
-        env_remove=decided.env_remove,
-        api_key_env=decided.api_key_env,
+        env_remove=chosen.env_remove(),
+        api_key_env=chosen.api_key_env,
         api_key_source=facts.api_key_source,
         spec_digest=digest,
     )
@@ -281,166 +268,9 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         replica_endpoints=dict(target_steps.replica_endpoints),
         engine=engine,
         capacity=decided.capacity,
-        steps=_steps(deployment, facts, digest, args, decided.health_path),
+        steps=_steps(deployment, facts, digest, args, chosen.health_path),
         notes=decided.notes,
     )
-
-
-def _llamacpp(
-    deployment: ModelDeployment, serving: LlamaCppServingSpec, facts: Facts, bind_host: str
-) -> _EngineDecision:
-    """llama.cpp: one GGUF file on the CPU, sized from the file's header."""
-    if facts.device != "cpu":
-        raise PlanError(
-            f"{deployment.name}: deployer serves llama.cpp on CPUs (its CUDA build is defined "
-            "but not tested)",
-            hint="set spec.resources.accelerator: cpu, or use engine vllm on GPUs",
-        )
-    if deployment.spec.quantize.method != "none":
-        raise PlanError(
-            f"{deployment.name}: a GGUF file is quantized already; spec.quantize is for vLLM",
-            hint="remove spec.quantize, or pick a GGUF file of another quantization",
-        )
-    if not facts.model_path.endswith(".gguf"):
-        raise PlanError(
-            f"{deployment.name}: llama.cpp serves a .gguf file, not {facts.model_path}",
-            hint="set spec.model.path to the .gguf file",
-        )
-    llamacpp.check_env(serving.env)
-    n_ctx = serving.max_model_len or llamacpp.DEFAULT_N_CTX
-    capacity = None
-    notes: list[str] = []
-    if facts.gguf is not None and facts.accelerator_spec is not None:
-        capacity = place_gguf(deployment, facts.gguf, facts.accelerator_spec, n_ctx=n_ctx)
-    else:
-        notes.append("no capacity plan: the GGUF file's header is not at hand")
-    args = llamacpp.build_args(
-        llamacpp.LlamaCppSettings(
-            model_path=facts.model_path,
-            served_model_name=deployment.served_model_name,
-            host=bind_host,
-            port=facts.port,
-            n_ctx=n_ctx,
-            threads=serving.threads,
-        ),
-        serving.args,
-    )
-    return _EngineDecision(
-        args=args,
-        module=llamacpp.ENTRYPOINT_MODULE,
-        api_key_env=llamacpp.API_KEY_ENV,
-        health_path=llamacpp.HEALTH_PATH,
-        env_remove=llamacpp.env_remove(),
-        accelerator="cpu",
-        count=1,
-        tensor_parallel=1,
-        kv_cache_bytes=capacity.kv_cache_bytes_per_device if capacity else None,
-        max_model_len=n_ctx,
-        capacity=capacity,
-        notes=notes,
-    )
-
-
-def _vllm(
-    deployment: ModelDeployment, serving: ServingSpec, facts: Facts, bind_host: str
-) -> _EngineDecision:
-    spec = deployment.spec
-    accelerator = _accelerator(spec.resources.accelerator, facts.device)
-    requested_tp = serving.tensor_parallel_size
-    if spec.resources.count == "auto":
-        count = 1 if requested_tp == "auto" else requested_tp
-    else:
-        count = spec.resources.count
-    tp = count if requested_tp == "auto" else requested_tp
-    notes: list[str] = []
-    if facts.device == "cpu" and tp > 1:
-        raise PlanError(
-            f"tensor parallel size {tp} needs {tp} GPUs, but this plan runs on the CPU",
-            hint="set spec.resources.count: 1 or run on a GPU target",
-        )
-    if tp > count:
-        raise PlanError(
-            f"tensor parallel size {tp} needs {tp} accelerators, but resources.count is {count}",
-            hint=f"set spec.resources.count: {tp} (or auto), or lower tensorParallelSize",
-        )
-    notes += _quantize_notes(deployment, facts, accelerator)
-    kv_cache: int | None = serving.kv_cache_memory
-    if kv_cache is None and facts.device == "cpu":
-        kv_cache = DEFAULT_CPU_KV_CACHE_BYTES
-        notes.append("kvCacheMemory not set: the CPU build gets 512 MiB for its KV cache")
-    capacity: CapacityPlan | None = None
-    if facts.model_shape is None:
-        notes.append("no capacity plan: the model's size is unknown (lock it, or fetch it)")
-    elif facts.accelerator_spec is None:
-        notes.append("no capacity plan: name spec.resources.accelerator (e.g. L40S) to size it")
-    else:
-        capacity = place(
-            deployment,
-            facts.model_shape,
-            facts.accelerator_spec,
-            facts_source=facts.model_shape_source,
-            kv_cache_bytes=kv_cache,
-            quantized_weight_bytes=facts.quantized_weight_bytes,
-        )
-        count, tp = capacity.count, capacity.tensor_parallel
-    decided = vllm.VllmSettings(
-        model_path=facts.model_path,
-        served_model_name=deployment.served_model_name,
-        host=bind_host,
-        port=facts.port,
-        tensor_parallel_size=tp,
-        kv_cache_bytes=int(kv_cache) if kv_cache is not None else None,
-        quantization="fp8" if spec.quantize.method == "fp8" else None,
-        trust_remote_code=spec.model.trust_remote_code,
-    )
-    return _EngineDecision(
-        args=vllm.build_args(serving, decided),
-        module=vllm.ENTRYPOINT_MODULE,
-        api_key_env=vllm.API_KEY_ENV,
-        health_path=vllm.HEALTH_PATH,
-        env_remove=[],
-        accelerator=accelerator,
-        count=count,
-        tensor_parallel=tp,
-        kv_cache_bytes=decided.kv_cache_bytes,
-        max_model_len=serving.max_model_len,
-        capacity=capacity,
-        notes=notes,
-    )
-
-
-def _quantize_notes(deployment: ModelDeployment, facts: Facts, accelerator: str) -> list[str]:
-    """Check that the quantization method can run here; the notes it adds to the plan.
-
-    fp8 is the engine's (dynamic, at load time, FP8-capable GPUs only); int8 and w4a16 are
-    deployer's own step and run where the accelerator has kernels for them (the CPU build runs
-    both). Raises :class:`PlanError` otherwise.
-    """
-    method = deployment.spec.quantize.method
-    if method == "none":
-        return []
-    if method == "fp8":
-        if facts.device == "cpu":
-            raise PlanError(
-                f"quantize method fp8 on {accelerator} is not supported: the CPU build runs it "
-                "about 25x slower than bfloat16",
-                hint="use method int8 or w4a16 on the CPU, or fp8 on an FP8-capable GPU "
-                "(Ada or Hopper)",
-            )
-        return ["fp8: the engine quantizes the weights dynamically while loading"]
-    spec = facts.accelerator_spec
-    if spec is not None and not spec.supports_quantization(method):
-        runs = sorted(spec.quantization)
-        raise PlanError(
-            f"quantize method {method} is not supported on {spec.name} ({spec.architecture})",
-            hint=f"use method {' or '.join(runs)}" if runs else "use method none",
-        )
-    if facts.quantize_step is None:
-        raise PlanError(
-            f"quantize method {method} needs deployer's quantize step, which this plan lacks",
-            hint="plan with deployer plan or apply (they prepare the quantized artifact)",
-        )
-    return [f"{method}: the engine serves deployer's quantized checkpoint {facts.model_path}"]
 
 
 def _client_host(bind_host: str) -> str:
@@ -448,19 +278,6 @@ def _client_host(bind_host: str) -> str:
     if bind_host in ("0.0.0.0", "::", ""):  # noqa: S104 - comparing, not binding
         return "127.0.0.1"  # Linux binds "::" dual-stack: IPv4 loopback reaches it too
     return f"[{bind_host}]" if ":" in bind_host else bind_host
-
-
-def _accelerator(requested: str, device: Device) -> str:
-    if requested.lower() == "cpu":
-        return "cpu"
-    if requested == "auto":
-        return "cpu" if device == "cpu" else "gpu"
-    if device == "cpu":
-        raise PlanError(
-            f"spec.resources.accelerator is {requested}, but this machine has no GPU",
-            hint="use accelerator: cpu (or auto) to run here, or deploy to a target with GPUs",
-        )
-    return requested
 
 
 def _describe_model(deployment: ModelDeployment) -> str:

@@ -60,7 +60,7 @@ MANIFESTS = ROOT / "model_manifests"
 INVENTORY = ROOT / "inventories" / "gpu-hosts.yaml"
 CALIBRATION = MANIFESTS / "demo" / "calibration" / "smollm2-answers.jsonl"
 KUBE_LOCK = MANIFESTS / "demo" / "smollm2-135m-kubernetes.lock.yaml"
-MODEL_CONFIG = ROOT / "deployer" / "planner" / "configs" / "SmolLM2-135M-Instruct.json"
+MODEL_CONFIG = ROOT / "deployer" / "sizing" / "configs" / "SmolLM2-135M-Instruct.json"
 
 DEFAULT_SEED = 20_251_203
 

@@ -32,9 +32,9 @@ from deployer.kube.validate import KUBE_VERSIONS
 from deployer.kube.values import DEFAULT_PORT, chart_values, describe_pin
 from deployer.manifest.models import KubernetesTargetSpec, ModelDeployment
 from deployer.planner import Observed, Plan, PlannedStep, StepAction, TargetSteps
-from deployer.planner.accelerators import cpu_accelerator, host_memory_bytes, lookup
 from deployer.planner.plan import Placement
 from deployer.settings import Settings
+from deployer.sizing.accelerators import cpu_accelerator, host_memory_bytes, lookup
 from deployer.targets.base import Change, DeployRequest, Endpoint, StepRunner
 from deployer.targets.kubernetes.cluster import Cluster
 from deployer.targets.kubernetes.diff import compare

@@ -42,9 +42,9 @@ from deployer.errors import (
 from deployer.events import EventBus
 from deployer.manifest.models import LocalTargetSpec, ModelDeployment
 from deployer.planner import Observed, Plan, TargetSteps
-from deployer.planner.accelerators import cpu_accelerator, host_memory_bytes, lookup
 from deployer.planner.plan import Placement
 from deployer.settings import Settings
+from deployer.sizing.accelerators import cpu_accelerator, host_memory_bytes, lookup
 from deployer.targets.base import ANSWERING, DeployRequest, Endpoint, StepRunner
 
 RUNTIME = "runtime.json"

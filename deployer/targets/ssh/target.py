@@ -34,6 +34,7 @@ from deployer import inputs, runner, secrets
 from deployer.agent.runtime import RuntimeRecord, RuntimeRecordError, UnsupportedVersionError
 from deployer.agent.supervisor import PROCESS_PATTERN as SUPERVISOR_PATTERN
 from deployer.digests import sha256_file
+from deployer.engines.base import Device
 from deployer.engines.install import EnginePackage
 from deployer.engines.wheelhouse import Wheelhouse, prepare_wheelhouse
 from deployer.errors import (
@@ -47,7 +48,9 @@ from deployer.errors import (
 from deployer.events import EventBus
 from deployer.manifest.models import ModelDeployment, SshTargetSpec
 from deployer.planner import Observed, Plan, PlannedStep, ReplicaState, StepAction, TargetSteps
-from deployer.planner.accelerators import (
+from deployer.planner.plan import Placement
+from deployer.settings import Settings
+from deployer.sizing.accelerators import (
     Accelerator,
     MiB,
     cpu_accelerator,
@@ -55,8 +58,6 @@ from deployer.planner.accelerators import (
     identify,
     lookup,
 )
-from deployer.planner.plan import Device, Placement
-from deployer.settings import Settings
 from deployer.targets.base import ANSWERING, DeployRequest, Endpoint, StepRunner
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
 from deployer.targets.ssh.inventory import Inventory, load_inventory

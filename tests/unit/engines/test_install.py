@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from deployer.engines.install import (
-    HELPER_REQUIREMENTS,
     MARKER_NAME,
     EngineEnv,
     EnginePackage,
@@ -23,6 +22,7 @@ from deployer.engines.install import (
     list_engines,
     stream_command,
 )
+from deployer.engines.vllm.engine import HELPER_REQUIREMENTS
 from deployer.errors import CommandError, EngineNotInstalledError, PlanError, UnsupportedError
 from deployer.events import Event, EventBus
 from deployer.settings import Settings

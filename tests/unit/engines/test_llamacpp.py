@@ -147,7 +147,7 @@ def test_zero_context_is_refused() -> None:
 
 
 def test_every_owned_flag_is_a_server_setting() -> None:
-    assert set(llamacpp._OWNED_FLAGS) <= llamacpp.SERVER_SETTINGS | llamacpp.EXTRA_FLAGS
+    assert set(llamacpp.OWNED_FLAGS) <= llamacpp.SERVER_SETTINGS | llamacpp.EXTRA_FLAGS
 
 
 # --- environment -------------------------------------------------------------------------------

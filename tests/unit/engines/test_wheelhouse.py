@@ -8,8 +8,11 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from deployer.engines.install import EnginePackage
 from deployer.engines.wheelhouse import MARKER_NAME, prepare_wheelhouse, read_wheelhouse
+from deployer.errors import UnsupportedError
 from deployer.events import EventBus, EventKind
 from deployer.settings import Settings
 
@@ -56,3 +59,15 @@ def test_a_wheelhouse_without_its_marker_or_of_an_older_format_is_absent(tmp_pat
     found = read_wheelhouse(root)
     assert found is not None
     assert found.requirement == "six==1"
+
+
+def test_an_engine_that_compiles_has_no_wheelhouse(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", cache=tmp_path / "cache")
+    package = EnginePackage(
+        engine="llamacpp", package="llama-cpp-python", version="0.3.36", device="cpu"
+    )
+    with pytest.raises(UnsupportedError) as caught:
+        prepare_wheelhouse(settings, package, PYTHON)
+    assert caught.value.message.startswith("llama.cpp has no wheelhouse: llama-cpp-python is")
+    assert caught.value.hint == "install it on the host itself: deployer engine install llamacpp"
+    assert not (tmp_path / "cache").exists()  # nothing was downloaded

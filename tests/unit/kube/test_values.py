@@ -19,7 +19,7 @@ from deployer.kube.values import (
 )
 from deployer.manifest.models import ModelDeployment
 from deployer.planner import Facts, make_plan
-from deployer.planner.accelerators import lookup
+from deployer.sizing.accelerators import lookup
 
 GiB = 1024**3
 FACTS = Facts(

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from deployer.engines.vllm.engine import DEFAULT_CPU_KV_CACHE_BYTES
 from deployer.errors import PlanError
 from deployer.manifest.models import ModelDeployment
 from deployer.planner import Facts, Observed, Plan, StepAction, make_plan
-from deployer.planner.plan import DEFAULT_CPU_KV_CACHE_BYTES, describe_change
+from deployer.planner.plan import describe_change
 
 MiB = 1024**2
 

@@ -13,10 +13,10 @@ from deployer import api
 from deployer.errors import PlanError
 from deployer.manifest.models import ModelDeployment
 from deployer.planner import Facts, make_plan
-from deployer.planner.accelerators import cpu_accelerator, lookup
-from deployer.planner.catalog import builtin_config, known_repos
-from deployer.planner.model_facts import facts_from_config
 from deployer.settings import Settings
+from deployer.sizing.accelerators import cpu_accelerator, lookup
+from deployer.sizing.catalog import builtin_config, known_repos
+from deployer.sizing.model_facts import facts_from_config
 
 GiB = 1024**3
 ROOT = Path(__file__).resolve().parents[3]

@@ -10,9 +10,9 @@ import pytest
 from deployer.errors import PlanError
 from deployer.manifest.models import ModelDeployment
 from deployer.planner import Facts, PlannedStep, StepAction, make_plan
-from deployer.planner.accelerators import cpu_accelerator
-from deployer.planner.catalog import builtin_config
-from deployer.planner.model_facts import facts_from_config
+from deployer.sizing.accelerators import cpu_accelerator
+from deployer.sizing.catalog import builtin_config
+from deployer.sizing.model_facts import facts_from_config
 
 GiB = 1024**3
 config = builtin_config("HuggingFaceTB/SmolLM2-135M-Instruct")

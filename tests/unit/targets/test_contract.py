@@ -26,9 +26,9 @@ from deployer.errors import DeployerError, NotFoundError, UnsupportedError
 from deployer.events import EventBus
 from deployer.manifest.models import ModelDeployment
 from deployer.planner import Observed, Plan, PlannedStep, StepAction, TargetSteps
-from deployer.planner.accelerators import cpu_accelerator
 from deployer.planner.plan import Placement
 from deployer.settings import Settings
+from deployer.sizing.accelerators import cpu_accelerator
 from deployer.state import DeploymentStatus
 from deployer.targets import registry
 from deployer.targets.base import DeployRequest, Endpoint, Provisions, StepRunner, Target

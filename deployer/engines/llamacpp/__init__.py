@@ -183,7 +183,7 @@ EXTRA_ENV: frozenset[str] = frozenset(
 
 #: Flags deployer sets itself (or refuses), with what to use instead; a pass-through of one of
 #: them is refused, so one setting never has two sources.
-_OWNED_FLAGS: Mapping[str, str] = {
+OWNED_FLAGS: Mapping[str, str] = {
     "model": "spec.model",
     "model_alias": "spec.serving.servedModelName",
     "host": "spec.serving.host",
@@ -259,14 +259,14 @@ def build_args(decided: LlamaCppSettings, args: Mapping[str, ArgValue] | None = 
     argv += ["--logits_all", "false"]
     for written, value in sorted((args or {}).items()):
         flag = written.replace("-", "_")
-        owned = next((o for o in _OWNED_FLAGS if len(flag) >= 3 and o.startswith(flag)), None)
+        owned = next((o for o in OWNED_FLAGS if len(flag) >= 3 and o.startswith(flag)), None)
         if owned is not None:
             raise PlanError(
                 f"spec.serving.args.{written}: deployer sets --{owned} itself",
-                hint=f"use {_OWNED_FLAGS[owned]} instead",
+                hint=f"use {OWNED_FLAGS[owned]} instead",
             )
         if flag not in SERVER_SETTINGS:
-            close = difflib.get_close_matches(flag, sorted(SERVER_SETTINGS - _OWNED_FLAGS.keys()))
+            close = difflib.get_close_matches(flag, sorted(SERVER_SETTINGS - OWNED_FLAGS.keys()))
             raise PlanError(
                 f"spec.serving.args.{written}: llama_cpp.server {VERSION} has no --{flag}",
                 hint=f"did you mean {close[0].replace('_', '-')}?"
@@ -306,9 +306,9 @@ def check_env(env: Mapping[str, str]) -> None:
             continue
         flag = name.lower()
         if flag == API_KEY_ENV.lower():
-            hint = _OWNED_FLAGS["api_key"]
-        elif flag in _OWNED_FLAGS:
-            hint = _OWNED_FLAGS[flag]
+            hint = OWNED_FLAGS["api_key"]
+        elif flag in OWNED_FLAGS:
+            hint = OWNED_FLAGS[flag]
         elif flag in SERVER_SETTINGS:
             hint = f"spec.serving.args.{flag.replace('_', '-')}"
         else:

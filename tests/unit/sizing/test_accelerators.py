@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deployer.errors import PlanError
-from deployer.planner.accelerators import (
+from deployer.sizing.accelerators import (
     CATALOG,
     GiB,
     MiB,

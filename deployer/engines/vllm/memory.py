@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from deployer.errors import PlanError
-from deployer.planner.accelerators import Accelerator, GiB, MiB
+from deployer.sizing.accelerators import Accelerator, GiB, MiB
 from deployer.units import human_bytes
 
 #: vLLM's default KV block size in tokens
@@ -86,7 +86,7 @@ DECODE_BANDWIDTH_EFFICIENCY = 0.6
 
 
 class ModelShape(Protocol):
-    """The model facts this module reads (``deployer.planner.model_facts.ModelFacts`` has them)."""
+    """The model facts this module reads (``deployer.sizing.model_facts.ModelFacts`` has them)."""
 
     @property
     def num_layers(self) -> int: ...

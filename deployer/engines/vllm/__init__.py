@@ -22,7 +22,7 @@ METRICS_PATH = "/metrics"
 
 #: Flags deployer sets from typed fields; a pass-through of one of them is refused with the
 #: field to use instead, so one setting never has two sources.
-_OWNED_FLAGS = {
+OWNED_FLAGS = {
     "model": "spec.model",
     "served-model-name": "spec.serving.servedModelName",
     "host": "spec.serving.host",
@@ -91,11 +91,11 @@ def build_args(serving: ServingSpec, decided: VllmSettings) -> list[str]:
     for flag, value in sorted(serving.args.items()):
         # vLLM's parser accepts any unambiguous prefix (--por is --port), so a prefix of an
         # owned flag is that flag. Shorter than three letters, argparse finds it ambiguous.
-        owned = next((o for o in _OWNED_FLAGS if len(flag) >= 3 and o.startswith(flag)), None)
+        owned = next((o for o in OWNED_FLAGS if len(flag) >= 3 and o.startswith(flag)), None)
         if owned is not None:
             raise PlanError(
                 f"spec.serving.args.{flag}: deployer sets --{owned} itself",
-                hint=f"use {_OWNED_FLAGS[owned]} instead",
+                hint=f"use {OWNED_FLAGS[owned]} instead",
             )
         args += _flag(flag, value)
     return args

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from deployer.errors import PlanError
-from deployer.planner.accelerators import GiB, MiB, cpu_accelerator, lookup
-from deployer.planner.memory import (
+from deployer.engines.vllm.memory import (
     BLOCK_SIZE,
     activation_peak_bytes,
     assumed_decode_throughput,
@@ -22,6 +20,8 @@ from deployer.planner.memory import (
     max_concurrency,
     quantized_weight_bytes,
 )
+from deployer.errors import PlanError
+from deployer.sizing.accelerators import GiB, MiB, cpu_accelerator, lookup
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,17 @@ from typing import Any
 
 import pytest
 
-import deployer.planner
+import deployer.sizing
 from deployer.errors import PlanError, UnsafeModelError
 from deployer.hub.safetensors_header import read_header
-from deployer.planner.model_facts import (
+from deployer.sizing.model_facts import (
     ModelFacts,
     estimate_parameters,
     facts_from_config,
     facts_from_folder,
 )
 
-CONFIGS = Path(deployer.planner.__file__).parent / "configs"
+CONFIGS = Path(deployer.sizing.__file__).parent / "configs"
 DEMO = Path.home() / ".cache" / "deployer" / "demo" / "SmolLM2-135M-Instruct"
 
 

@@ -1,0 +1,56 @@
+"""Will it fit, where, how fast, at what cost: the capacity part of a plan, as data.
+
+Each engine fills a :class:`CapacityPlan` from its own memory model (the ``capacity`` module of
+its package under ``deployer/engines/``: vLLM's budgeting, llama.cpp's GGUF header); the planner
+and every client read only this.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _CapacityModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MemoryRow(_CapacityModel):
+    item: str
+    bytes: int
+    source: str
+
+
+class CapacityPlan(_CapacityModel):
+    #: Where the model's numbers come from (its files, the lock, deployer's catalog).
+    model_facts: str
+    parameters: int
+    parameter_source: str
+    attention: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype: str
+    kv_bytes_per_token: int
+    max_model_len: int
+    accelerator: str
+    accelerator_memory_bytes: int
+    count: int
+    tensor_parallel: int
+    replicas: int
+    block_size: int
+    kv_cache_bytes_per_device: int
+    kv_tokens: int
+    max_concurrency: float
+    memory_per_device: list[MemoryRow]
+    assumed_tokens_per_second: float | None
+    cost_per_hour_usd: float | None
+    cost_per_million_tokens_usd: float | None
+    notes: list[str]
+
+    @property
+    def verdict(self) -> str:
+        return (
+            f"fits on {self.count} x {self.accelerator} (tensor parallel {self.tensor_parallel})"
+            f": {self.kv_tokens:,} KV-cache tokens, {self.max_concurrency:.2f} concurrent "
+            f"requests of {self.max_model_len:,} tokens"
+        )
