@@ -61,6 +61,10 @@ class RuntimeRecord:
     deployment: str | None = None
     argv: tuple[str, ...] | None = None
     service_manager: str | None = None
+    #: What the spec digest was made of, one short readable value per part (``engine``,
+    #: ``model``, ``model_files``, ``env``, ``key``, ``target``; never a secret), so a later
+    #: plan can say which part changed. Written by the local target and the SSH target's role.
+    inputs: dict[str, str] | None = None
     version: int = VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +106,7 @@ class RuntimeRecord:
             deployment=_optional_str(data, "deployment"),
             argv=_strings(data, "argv"),
             service_manager=_optional_str(data, "service_manager"),
+            inputs=_string_map(data, "inputs"),
             # Read as the current version: a later VERSION converts older records here.
             version=VERSION,
         )
@@ -164,3 +169,12 @@ def _strings(data: dict[str, Any], key: str) -> tuple[str, ...] | None:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(value)
     raise RuntimeRecordError(f"{key} is {_kind(value)}, not an array of strings")
+
+
+def _string_map(data: dict[str, Any], key: str) -> dict[str, str] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, dict) and all(isinstance(item, str) for item in value.values()):
+        return dict(value)
+    raise RuntimeRecordError(f"{key} is {_kind(value)}, not an object of strings")

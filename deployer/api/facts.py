@@ -111,6 +111,7 @@ def _make(
         device=placement.device,
         model_path=_model_path(loaded, target, source),
         model_fingerprint=source.fingerprint,
+        model_revision=_model_revision(loaded, source),
         model_step=PlannedStep(
             name=step_name, action=StepAction(source.action), reason=source.reason
         ),
@@ -129,6 +130,15 @@ def _make(
     )
     facts = with_quantize(facts, loaded, source, settings)
     return make_plan(deployment, facts)
+
+
+def _model_revision(loaded: LoadedManifest, source: ModelSourceFacts) -> str | None:
+    """``REPO@COMMIT`` (12 digits) of a hub model, the revision as written until it is
+    resolved; None for a local folder or file."""
+    model = loaded.deployment.spec.model
+    if model.source != "huggingface":
+        return None
+    return f"{model.repo}@{source.commit[:12] if source.commit else model.revision}"
 
 
 def _model_path(loaded: LoadedManifest, target: Target, source: ModelSourceFacts) -> str:

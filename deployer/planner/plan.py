@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -59,6 +60,9 @@ class Observed:
     detail: str | None = None
     #: Per-replica facts, on targets with several hosts (empty elsewhere).
     replicas: tuple[ReplicaState, ...] = ()
+    #: What the running engine's spec digest was made of (``EnginePlan.inputs``), when the
+    #: target recorded it; empty otherwise.
+    inputs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class Facts:
     api_key_source: str
     api_key_digest: str
     observed: Observed | None = None
+    #: The model by name, for people: ``REPO@COMMIT`` of a hub model (None: ``model_path``).
+    model_revision: str | None = None
     #: What getting the model takes: a local folder is checked; a hub model is fetched
     #: (create) unless its locked or resolved commit is already in the store (skip).
     model_step: PlannedStep | None = None
@@ -175,6 +181,10 @@ class EnginePlan(_PlanModel):
     api_key_source: str
     #: Digest of everything the engine runs with; a change means a restart.
     spec_digest: str
+    #: What the digest is made of besides argv, one short readable value per part (``engine``,
+    #: ``model``, ``model_files``, ``env``, ``key``, ``target``; digests where the value is
+    #: not for show), so a restart can say which part changed.
+    inputs: dict[str, str] = {}
 
 
 class Plan(_PlanModel):
@@ -234,6 +244,15 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     if facts.target_steps is not None and facts.target_steps.digest_extra:
         inputs["target"] = dict(facts.target_steps.digest_extra)
     digest = _digest(inputs)
+    parts = {
+        "engine": f"{facts.engine_package} {facts.engine_version}",
+        "model": facts.model_revision or facts.model_path,
+        "model_files": _digest(facts.model_fingerprint)[:12],
+        "env": _digest(env)[:12],
+        "key": _digest(inputs["key"])[:12],
+    }
+    if "target" in inputs:
+        parts["target"] = _digest(inputs["target"])[:12]
     engine = EnginePlan(
         engine=serving.engine,
         package=facts.engine_package,
@@ -250,6 +269,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         api_key_env=chosen.api_key_env,
         api_key_source=facts.api_key_source,
         spec_digest=digest,
+        inputs=parts,
     )
     host = _client_host(serving.host)
     target_steps = facts.target_steps or TargetSteps()
@@ -268,7 +288,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         replica_endpoints=dict(target_steps.replica_endpoints),
         engine=engine,
         capacity=decided.capacity,
-        steps=_steps(deployment, facts, digest, args, chosen.health_path),
+        steps=_steps(deployment, facts, engine),
         notes=decided.notes,
     )
 
@@ -287,13 +307,12 @@ def _describe_model(deployment: ModelDeployment) -> str:
     return f"{model.repo}@{model.revision}"
 
 
-def _steps(
-    deployment: ModelDeployment, facts: Facts, digest: str, args: list[str], health_path: str
-) -> list[PlannedStep]:
+def _steps(deployment: ModelDeployment, facts: Facts, running: EnginePlan) -> list[PlannedStep]:
     """The plan's steps in the order apply runs them: what the target does first, the model,
-    quantization, the engine, what the target prepares, deploy, ready, smoke."""
+    quantization, the engine, what the target prepares, deploy, ready, smoke. ``running`` is
+    the engine as planned."""
     target = facts.target_steps or TargetSteps()
-    deploy = _deploy_step(facts.observed, digest, args, target)
+    deploy = _deploy_step(facts.observed, running, target)
     checks = len(deployment.spec.smoke)
     if not checks:
         smoke = PlannedStep(name="smoke", action=StepAction.SKIP, reason="no smoke checks declared")
@@ -325,16 +344,17 @@ def _steps(
         *target.prepare,
         deploy,
         PlannedStep(
-            name="ready", action=StepAction.CHECK, reason=target.ready or f"wait for {health_path}"
+            name="ready",
+            action=StepAction.CHECK,
+            reason=target.ready or f"wait for {running.health_path}",
         ),
         smoke,
     ]
 
 
-def _deploy_step(
-    observed: Observed | None, digest: str, args: list[str], target: TargetSteps
-) -> PlannedStep:
+def _deploy_step(observed: Observed | None, engine: EnginePlan, target: TargetSteps) -> PlannedStep:
     """Create, restart or leave alone, by what runs now and its spec digest."""
+    digest = engine.spec_digest
     prefix = f"{target.deploy_how}: " if target.deploy_how else ""
     if observed is None:
         return PlannedStep(
@@ -346,7 +366,8 @@ def _deploy_step(
         return PlannedStep(
             name="deploy",
             action=StepAction.UPDATE,
-            reason=f"{prefix}restart: " + describe_change(observed.args, tuple(args)),
+            reason=f"{prefix}restart: "
+            + describe_change(observed.args, tuple(engine.args), observed.inputs, engine.inputs),
         )
     where = f" (pid {observed.pid})" if observed.pid is not None else ""
     if not observed.healthy:
@@ -364,16 +385,49 @@ def _deploy_step(
     )
 
 
-def describe_change(before: tuple[str, ...], after: tuple[str, ...]) -> str:
-    """A short human description of how two engine argument lists differ."""
+def describe_change(
+    before: tuple[str, ...],
+    after: tuple[str, ...],
+    inputs_before: Mapping[str, str] | None = None,
+    inputs_after: Mapping[str, str] | None = None,
+) -> str:
+    """A short human description of how two engines differ: their argument lists and, when
+    both sides recorded them, the other parts of their spec digests (``EnginePlan.inputs``)."""
     old, new = _as_flags(before), _as_flags(after)
     changes = []
     for flag in sorted(old.keys() | new.keys()):
         if old.get(flag) != new.get(flag):
             changes.append(f"{flag} {old.get(flag, '(unset)')} -> {new.get(flag, '(unset)')}")
-    return (
-        ", ".join(changes) if changes else "model files, engine version, key or environment changed"
-    )
+    if inputs_before and inputs_after:
+        changes += _input_changes(inputs_before, inputs_after)
+        if not changes:
+            changes.append("the engine's inputs changed in a way this deployer cannot name")
+    elif not changes:
+        changes.append("model files, engine version, key or environment changed")
+    return ", ".join(changes)
+
+
+#: How each part of ``EnginePlan.inputs`` reads when it changed; None shows the two values.
+_INPUT_CHANGES: Mapping[str, str | None] = {
+    "engine": None,
+    "model": None,
+    "model_files": "the model's files changed",
+    "env": "spec.serving.env changed",
+    "key": "the API key changed",
+    "target": "the target's settings changed",
+}
+
+
+def _input_changes(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    changes = []
+    model_named = before.get("model") != after.get("model")
+    for part in sorted(before.keys() | after.keys()):
+        old, new = before.get(part), after.get(part)
+        if old == new or (part == "model_files" and model_named):
+            continue
+        said = _INPUT_CHANGES.get(part)
+        changes.append(said or f"{part} {old or '(unset)'} -> {new or '(unset)'}")
+    return changes
 
 
 def _as_flags(args: tuple[str, ...]) -> dict[str, str]:

@@ -84,6 +84,23 @@ def test_diff_exits_2_after_an_edit_and_names_what_differs(home: Path, folder: P
     assert change.startswith("deploy: update: restart: --max-model-len 2048 -> 1024")
 
 
+def test_diff_names_an_environment_change_that_argv_cannot_show(home: Path, folder: Path) -> None:
+    """runtime.json records what the spec digest was made of, so a change outside argv is named
+    (not "model files, engine version, key or environment changed")."""
+    path = folder / "gitops-a.yaml"
+    original = path.read_text()
+    path.write_text(
+        original.replace("    maxModelLen: 2048\n", "    maxModelLen: 2048\n    env: {TZ: UTC}\n")
+    )
+    try:
+        result = run(home, "diff", str(path), "-o", "json")
+    finally:
+        path.write_text(original)
+    assert result.code == 2, result.output
+    [entry] = json.loads(result.stdout)
+    assert entry["changes"] == ["deploy: update: restart: spec.serving.env changed"]
+
+
 def test_prune_dry_run_only_says_so(home: Path, folder: Path) -> None:
     (folder / "gitops-a.yaml").unlink()
     dry = run(home, "apply", str(folder), "--prune", "--dry-run")

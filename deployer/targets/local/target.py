@@ -124,6 +124,7 @@ class LocalTarget:
             port=runtime["port"],
             endpoint=runtime["endpoint"],
             detail=detail,
+            inputs=runtime.get("inputs") or {},
         )
 
     def previous_port(self, name: str) -> int | None:
@@ -194,6 +195,7 @@ class LocalTarget:
             endpoint=plan.endpoint,
             health_url=health_url,
             started_at=time.time(),
+            inputs=dict(plan.engine.inputs),
         )
         atomic.write_text(folder / RUNTIME, record.to_json())
         events.log(f"engine starting on port {port} (supervisor pid {proc.pid})", step="deploy")

@@ -263,6 +263,7 @@ class SshTarget:
             endpoint=first.get("endpoint"),
             detail=None if alive else f"the engine is not running on {', '.join(down)}",
             replicas=states,
+            inputs=first.get("inputs") or {},
         )
 
     def endpoint(self, name: str) -> Endpoint:
@@ -310,6 +311,7 @@ class SshTarget:
             spec_digest=plan.engine.spec_digest,
             args=tuple(plan.engine.args),
             port=port,
+            inputs=dict(plan.engine.inputs),
         ).to_dict()
         variables: dict[str, Any] = {
             "model_server_deployment": plan.deployment,

