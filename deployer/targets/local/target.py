@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 import psutil
 
 from deployer import atomic, credentials, runner, secrets
@@ -45,7 +44,7 @@ from deployer.planner import Observed, Plan, TargetSteps
 from deployer.planner.plan import Placement
 from deployer.settings import Settings
 from deployer.sizing.accelerators import cpu_accelerator, host_memory_bytes, lookup
-from deployer.targets.base import ANSWERING, DeployRequest, Endpoint, StepRunner
+from deployer.targets.base import DeployRequest, Endpoint, StepRunner, answers
 
 RUNTIME = "runtime.json"
 LAUNCH = "launch.json"
@@ -117,7 +116,7 @@ class LocalTarget:
             detail = f"the engine is not running (supervisor: {state.get('status', 'starting')})"
         return Observed(
             running=running,
-            healthy=running and _healthy(runtime["health_url"]),
+            healthy=running and answers(runtime["health_url"]),
             spec_digest=runtime["spec_digest"],
             args=tuple(runtime["args"]),
             pid=engine_pid,
@@ -209,42 +208,38 @@ class LocalTarget:
         started = time.monotonic()
         # Exits before this wait (an adopted engine that was restarted earlier) are history.
         exits_before = len((_read_json(folder / SUPERVISOR) or {}).get("exits") or [])
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                elapsed = time.monotonic() - started
-                state = _read_json(folder / SUPERVISOR) or {}
-                exits = state.get("exits") or []
-                if len(exits) > exits_before:
-                    raise EngineStartError(
-                        f"the engine of {name} exited with code {exits[-1]['rc']} before it was "
-                        "ready",
-                        hint=f"read the whole log with: deployer logs {name}",
-                        details=_tail(folder / ENGINE_LOG, 25),
-                    )
-                if _process(runtime["supervisor_pid"], runtime["supervisor_create_time"]) is None:
-                    raise EngineStartError(
-                        f"the supervisor of {name} died before the engine was ready",
-                        hint=f"see {folder / SUPERVISOR_LOG}",
-                        details=_tail(folder / SUPERVISOR_LOG, 15),
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(runtime["health_url"]).status_code in ANSWERING:
-                        events.log(f"healthy after {elapsed:.1f}s", step="ready")
-                        return
-                if elapsed > timeout:
-                    raise HealthTimeoutError(
-                        f"{name} did not answer {runtime['health_url']} within {timeout:.0f}s",
-                        hint="raise spec.serving.startupTimeoutSeconds, or read: "
-                        f"deployer logs {name}",
-                        details=_tail(folder / ENGINE_LOG, 25),
-                    )
-                events.progress(
-                    _last_line(folder / ENGINE_LOG) or "starting",
-                    step="ready",
-                    completed=round(elapsed, 1),
-                    total=float(timeout),
+        while True:
+            elapsed = time.monotonic() - started
+            state = _read_json(folder / SUPERVISOR) or {}
+            exits = state.get("exits") or []
+            if len(exits) > exits_before:
+                raise EngineStartError(
+                    f"the engine of {name} exited with code {exits[-1]['rc']} before it was ready",
+                    hint=f"read the whole log with: deployer logs {name}",
+                    details=_tail(folder / ENGINE_LOG, 25),
                 )
-                time.sleep(0.5)
+            if _process(runtime["supervisor_pid"], runtime["supervisor_create_time"]) is None:
+                raise EngineStartError(
+                    f"the supervisor of {name} died before the engine was ready",
+                    hint=f"see {folder / SUPERVISOR_LOG}",
+                    details=_tail(folder / SUPERVISOR_LOG, 15),
+                )
+            if answers(runtime["health_url"]):
+                events.log(f"healthy after {elapsed:.1f}s", step="ready")
+                return
+            if elapsed > timeout:
+                raise HealthTimeoutError(
+                    f"{name} did not answer {runtime['health_url']} within {timeout:.0f}s",
+                    hint=f"raise spec.serving.startupTimeoutSeconds, or read: deployer logs {name}",
+                    details=_tail(folder / ENGINE_LOG, 25),
+                )
+            events.progress(
+                _last_line(folder / ENGINE_LOG) or "starting",
+                step="ready",
+                completed=round(elapsed, 1),
+                total=float(timeout),
+            )
+            time.sleep(0.5)
 
     def destroy(self, name: str, events: EventBus) -> bool:
         folder = self._dir(name)
@@ -396,13 +391,6 @@ def _process(pid: int | None, create_time: float | None = None) -> psutil.Proces
         return proc
     except psutil.Error:
         return None
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2.0).status_code in ANSWERING
-    except httpx.HTTPError:
-        return False
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

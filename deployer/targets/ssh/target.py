@@ -28,8 +28,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
-
 from deployer import inputs, runner, secrets
 from deployer.agent.runtime import RuntimeRecord, RuntimeRecordError, UnsupportedVersionError
 from deployer.agent.supervisor import PROCESS_PATTERN as SUPERVISOR_PATTERN
@@ -58,7 +56,7 @@ from deployer.sizing.accelerators import (
     identify,
     lookup,
 )
-from deployer.targets.base import ANSWERING, DeployRequest, Endpoint, StepRunner
+from deployer.targets.base import DeployRequest, Endpoint, StepRunner, answers
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
 from deployer.targets.ssh.inventory import Inventory, load_inventory
 from deployer.targets.ssh.provision import GpuFacts, load_facts, playbooks_dir
@@ -341,35 +339,33 @@ class SshTarget:
         port = plan.engine.port
         pending = {r.name: r for r in self.replicas()}
         started = time.monotonic()
-        with httpx.Client(timeout=2.0) as client:
-            while pending:
-                for name, replica in list(pending.items()):
-                    url = replica.base_url(port).removesuffix("/v1") + plan.engine.health_path
-                    with contextlib.suppress(httpx.HTTPError):
-                        if client.get(url).status_code in ANSWERING:
-                            elapsed = time.monotonic() - started
-                            events.log(f"{name} healthy after {elapsed:.1f}s", step="ready")
-                            del pending[name]
-                if not pending:
-                    return
-                elapsed = time.monotonic() - started
-                if elapsed > timeout:
-                    replica = next(iter(pending.values()))
-                    raise HealthTimeoutError(
-                        f"{plan.deployment} on {replica.name} did not answer /health within "
-                        f"{timeout:.0f}s",
-                        hint="raise spec.serving.startupTimeoutSeconds, or read: "
-                        f"deployer logs {plan.deployment}",
-                        details=self._tail(replica, plan.deployment, 25),
-                    )
-                self._check_supervisors(plan.deployment, pending)
-                events.progress(
-                    f"waiting for {', '.join(pending)}",
-                    step="ready",
-                    completed=round(elapsed, 1),
-                    total=float(timeout),
+        while pending:
+            for name, replica in list(pending.items()):
+                url = replica.base_url(port).removesuffix("/v1") + plan.engine.health_path
+                if answers(url):
+                    elapsed = time.monotonic() - started
+                    events.log(f"{name} healthy after {elapsed:.1f}s", step="ready")
+                    del pending[name]
+            if not pending:
+                return
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
+                replica = next(iter(pending.values()))
+                raise HealthTimeoutError(
+                    f"{plan.deployment} on {replica.name} did not answer /health within "
+                    f"{timeout:.0f}s",
+                    hint="raise spec.serving.startupTimeoutSeconds, or read: "
+                    f"deployer logs {plan.deployment}",
+                    details=self._tail(replica, plan.deployment, 25),
                 )
-                time.sleep(1.0)
+            self._check_supervisors(plan.deployment, pending)
+            events.progress(
+                f"waiting for {', '.join(pending)}",
+                step="ready",
+                completed=round(elapsed, 1),
+                total=float(timeout),
+            )
+            time.sleep(1.0)
 
     def destroy(self, name: str, events: EventBus) -> bool:
         """Run destroy.yml on every replica; True when a host had the deployment."""
@@ -631,7 +627,7 @@ def _replica_state(replica: Replica, runtime: dict[str, Any] | None, live: bool)
         host=replica.name,
         endpoint=str(runtime.get("endpoint", "")),
         running=live and status != "failed",
-        healthy=live and _healthy(str(runtime.get("health_url", ""))),
+        healthy=live and answers(str(runtime.get("health_url", ""))),
         pid=runtime.get("engine_pid"),
         starts=runtime.get("starts"),
         detail=detail,
@@ -689,12 +685,3 @@ def file_hashes(folder: Path) -> list[dict[str, str]]:
         {"path": str(path.relative_to(folder)), "sha256": sha256_file(path)}
         for path in sorted(p for p in folder.rglob("*") if p.is_file())
     ]
-
-
-def _healthy(url: str) -> bool:
-    if not url:
-        return False
-    try:
-        return httpx.get(url, timeout=2.0).status_code in ANSWERING
-    except httpx.HTTPError:
-        return False
