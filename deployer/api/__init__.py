@@ -22,7 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from deployer.api import gitops, hosts, mirror, tools, types
-    from deployer.api.daytwo import DeploymentView, api_key, destroy, history, logs, smoke, status
+    from deployer.api.daytwo import (
+        DeploymentView,
+        DestroyResult,
+        SmokeResult,
+        api_key,
+        destroy,
+        history,
+        logs,
+        smoke,
+        status,
+    )
     from deployer.api.deploy import ApplyResult, apply, plan
     from deployer.api.kubernetes import RenderReport, render
     from deployer.api.manifests import (
@@ -39,7 +49,18 @@ if TYPE_CHECKING:
 #: what it calls (``deployer --version`` for none of it).
 _WHERE = {
     **dict.fromkeys(
-        ["DeploymentView", "api_key", "destroy", "history", "logs", "smoke", "status"], "daytwo"
+        [
+            "DeploymentView",
+            "DestroyResult",
+            "SmokeResult",
+            "api_key",
+            "destroy",
+            "history",
+            "logs",
+            "smoke",
+            "status",
+        ],
+        "daytwo",
     ),
     **dict.fromkeys(["ApplyResult", "apply", "plan"], "deploy"),
     **dict.fromkeys(["RenderReport", "render"], "kubernetes"),
@@ -62,9 +83,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ApplyResult",
     "DeploymentView",
+    "DestroyResult",
     "LockReport",
     "QuantizeOutcome",
     "RenderReport",
+    "SmokeResult",
     "api_key",
     "apply",
     "destroy",

@@ -208,7 +208,7 @@ def apply(
             with rendering(console, verbose=verbose) as events:
                 result = api.apply(paths[0], STATE.settings(), events)
             if output is Output.json:
-                print_json(STATE.console, _apply_json(result))
+                print_json(STATE.console, result.to_json())
             else:
                 _print_applied(result)
             return
@@ -376,46 +376,7 @@ def status(
         settings = STATE.settings()
         views = api.status(settings, name)
         if output is Output.json:
-            print_json(
-                STATE.console,
-                [
-                    {
-                        "name": v.record.name,
-                        "status": v.record.status.value,
-                        "target": v.record.target_kind,
-                        "running": v.running,
-                        "healthy": v.healthy,
-                        "pid": v.pid,
-                        "endpoint": v.record.endpoint,
-                        "model": v.record.served_model_name,
-                        "message": v.record.message,
-                        "updated_at": v.record.updated_at.isoformat(),
-                        "last_run": (
-                            {
-                                "id": v.last_run.id,
-                                "operation": v.last_run.operation,
-                                "status": v.last_run.status.value,
-                                "error": v.last_run.error,
-                            }
-                            if v.last_run
-                            else None
-                        ),
-                        "replicas": [
-                            {
-                                "host": r.host,
-                                "endpoint": r.endpoint,
-                                "running": r.running,
-                                "healthy": r.healthy,
-                                "pid": r.pid,
-                                "starts": r.starts,
-                                "detail": r.detail,
-                            }
-                            for r in v.replicas
-                        ],
-                    }
-                    for v in views
-                ],
-            )
+            print_json(STATE.console, [v.to_json() for v in views])
             return
         if not views:
             STATE.console.print("no deployments yet; deployer apply MANIFEST creates one")
@@ -522,12 +483,12 @@ def smoke(
     with boundary():
         drawn = STATE.err if output is Output.json else STATE.console
         with rendering(drawn) as events:
-            report = api.smoke(name, STATE.settings(), events, manifest)
+            result = api.smoke(name, STATE.settings(), events, manifest)
         if output is Output.json:
-            print_json(STATE.console, {"deployment": name, **_smoke_json(report)})
+            print_json(STATE.console, result.to_json())
             return
-        STATE.console.print(escape(report.describe()))
-        STATE.console.print(f"[green]{report.summary()}[/]")
+        STATE.console.print(escape(result.report.describe()))
+        STATE.console.print(f"[green]{result.report.summary()}[/]")
 
 
 @app.command()
@@ -538,7 +499,7 @@ def destroy(name: NameArg, output: OutputOpt = Output.text) -> None:
         with rendering(drawn) as events:
             existed = api.destroy(name, STATE.settings(), events)
         if output is Output.json:
-            print_json(STATE.console, {"deployment": name, "existed": existed})
+            print_json(STATE.console, api.DestroyResult(deployment=name, existed=existed).to_json())
             return
         STATE.console.print(f"{name} {'destroyed' if existed else 'was already stopped'}")
 

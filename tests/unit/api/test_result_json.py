@@ -1,0 +1,174 @@
+"""The JSON documents of the API's results (``-o json``): each result's ``to_json``, pinned to
+the keys and values the CLI has always printed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployer import api
+from deployer.api.daytwo import DeploymentView, DestroyResult, SmokeResult
+from deployer.api.deploy import ApplyResult
+from deployer.planner import Plan, ReplicaState
+from deployer.settings import Settings
+from deployer.smoke import CheckResult, SmokeReport
+from deployer.state import DeploymentRecord, DeploymentStatus, RunRecord, RunStatus
+from tests.conftest import DEMO_MANIFEST
+
+WHEN = datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
+REPORT = SmokeReport(
+    [
+        CheckResult("capital", True, 12.5, "Paris", [], 3),
+        CheckResult("math", False, None, "5", ["expected 4"]),
+    ]
+)
+SMOKE_JSON = {
+    "passed": False,
+    "summary": "1/2 smoke checks passed",
+    "checks": [
+        {
+            "title": "capital",
+            "passed": True,
+            "answer": "Paris",
+            "latency_ms": 12.5,
+            "failures": [],
+        },
+        {
+            "title": "math",
+            "passed": False,
+            "answer": "5",
+            "latency_ms": None,
+            "failures": ["expected 4"],
+        },
+    ],
+}
+
+
+@pytest.fixture
+def plan(settings: Settings) -> Plan:
+    return api.plan(DEMO_MANIFEST, settings)
+
+
+def applied(plan: Plan, smoke: SmokeReport | None) -> ApplyResult:
+    return ApplyResult(
+        plan=plan,
+        changed=True,
+        smoke=smoke,
+        smoke_skipped_reason=None if smoke else "passed for this manifest",
+        endpoint="http://127.0.0.1:8000/v1",
+        api_key_source="generated",
+        api_key_path=Path("/home/u/.deployer/deployments/x/api-key"),
+    )
+
+
+def apply_json(plan: Plan, smoke: dict[str, Any] | None, skipped: str | None) -> dict[str, Any]:
+    return {
+        "deployment": plan.deployment,
+        "changed": True,
+        "endpoint": "http://127.0.0.1:8000/v1",
+        "api_key_source": "generated",
+        "smoke": smoke,
+        "smoke_skipped_reason": skipped,
+        "plan": plan.model_dump(mode="json"),
+    }
+
+
+def test_apply_result_json_has_the_plan_and_the_smoke_report(plan: Plan) -> None:
+    assert applied(plan, REPORT).to_json() == apply_json(plan, SMOKE_JSON, None)
+    assert applied(plan, None).to_json() == apply_json(plan, None, "passed for this manifest")
+
+
+def test_apply_result_is_frozen(plan: Plan) -> None:
+    result = applied(plan, None)
+
+    with pytest.raises(ValueError, match="frozen"):
+        result.changed = False  # type: ignore[misc]
+    assert result.plan is plan
+    assert result.deployment == plan.deployment
+
+
+def record(**changes: Any) -> DeploymentRecord:
+    fields: dict[str, Any] = {
+        "name": "demo",
+        "target_kind": "ssh",
+        "status": DeploymentStatus.HEALTHY,
+        "manifest_path": "/m.yaml",
+        "manifest_digest": "d1",
+        "spec_digest": "d2",
+        "endpoint": "http://h:8000/v1",
+        "served_model_name": "smol",
+        "message": "2/2 smoke checks passed",
+        "created_at": WHEN,
+        "updated_at": WHEN,
+        "last_run_id": 7,
+    }
+    return DeploymentRecord(**{**fields, **changes})
+
+
+def test_deployment_view_json_is_the_record_with_live_facts() -> None:
+    run = RunRecord(7, "demo", "apply", RunStatus.INTERRUPTED, WHEN, None, "killed", 42, "here")
+    replica = ReplicaState("h1", "http://h1:8000/v1", True, False, pid=9, starts=2, detail="slow")
+    view = DeploymentView(
+        record=record(),
+        running=True,
+        healthy=False,
+        pid=None,
+        detail="ignored",
+        replicas=(replica,),
+        last_run=run,
+    )
+
+    assert view.to_json() == {
+        "name": "demo",
+        "status": "healthy",
+        "target": "ssh",
+        "running": True,
+        "healthy": False,
+        "pid": None,
+        "endpoint": "http://h:8000/v1",
+        "model": "smol",
+        "message": "2/2 smoke checks passed",
+        "updated_at": "2026-01-02T03:04:05.000678+00:00",
+        "last_run": {"id": 7, "operation": "apply", "status": "interrupted", "error": "killed"},
+        "replicas": [
+            {
+                "host": "h1",
+                "endpoint": "http://h1:8000/v1",
+                "running": True,
+                "healthy": False,
+                "pid": 9,
+                "starts": 2,
+                "detail": "slow",
+            }
+        ],
+    }
+    assert view.record.name == "demo"
+
+
+def test_deployment_view_json_without_runs_or_replicas() -> None:
+    view = DeploymentView(
+        record=record(endpoint=None, served_model_name=None, message=None),
+        running=False,
+        healthy=False,
+        pid=None,
+        detail=None,
+    )
+
+    dumped = view.to_json()
+
+    assert (dumped["last_run"], dumped["replicas"]) == (None, [])
+    assert (dumped["endpoint"], dumped["model"], dumped["message"]) == (None, None, None)
+
+
+def test_smoke_and_destroy_json() -> None:
+    assert SmokeResult(deployment="demo", report=REPORT).to_json() == {
+        "deployment": "demo",
+        **SMOKE_JSON,
+    }
+    assert DestroyResult(deployment="demo", existed=False).to_json() == {
+        "deployment": "demo",
+        "existed": False,
+    }
