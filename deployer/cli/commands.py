@@ -21,7 +21,7 @@ from deployer.errors import ManifestError
 CHANGES_EXIT_CODE = 2
 
 if TYPE_CHECKING:
-    from deployer.api.types import CapacityPlan, Plan, ReplicaState, RunRecord, SmokeReport
+    from deployer.api.types import CapacityPlan, Plan, ReplicaState, RunRecord
 
 
 class Output(StrEnum):
@@ -225,20 +225,7 @@ def apply(
                 ),
             )
     if output is Output.json:
-        print_json(
-            STATE.console,
-            {
-                "applied": [_apply_json(result) for _, result in report.applied],
-                "failed": [
-                    {"deployment": m.deployment.name, "error": e.message, "code": e.code}
-                    for m, e in report.failed
-                ],
-                "not_run": [m.deployment.name for m in report.not_run],
-                "pruned": report.pruned,
-                "dry_run": report.dry_run,
-                "ok": report.ok,
-            },
-        )
+        print_json(STATE.console, report.to_json())
     else:
         for manifest, result in report.applied:
             verb = "deployed" if result.changed else "unchanged"
@@ -256,35 +243,6 @@ def apply(
         )
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _apply_json(result: api.ApplyResult) -> dict[str, object]:
-    return {
-        "deployment": result.plan.deployment,
-        "changed": result.changed,
-        "endpoint": result.endpoint,
-        "api_key_source": result.api_key_source,
-        "smoke": _smoke_json(result.smoke) if result.smoke else None,
-        "smoke_skipped_reason": result.smoke_skipped_reason,
-        "plan": result.plan.model_dump(mode="json"),
-    }
-
-
-def _smoke_json(report: SmokeReport) -> dict[str, object]:
-    return {
-        "passed": report.passed,
-        "summary": report.summary(),
-        "checks": [
-            {
-                "title": r.title,
-                "passed": r.passed,
-                "answer": r.answer,
-                "latency_ms": r.latency_ms,
-                "failures": list(r.failures),
-            }
-            for r in report.results
-        ],
-    }
 
 
 def _print_applied(result: api.ApplyResult) -> None:
@@ -335,21 +293,7 @@ def diff(
     console = STATE.console
     several = len(diffs) > 1
     if output is Output.json:
-        print_json(
-            console,
-            [
-                {
-                    "deployment": d.name,
-                    "target": d.target,
-                    "path": str(d.path),
-                    "changed": d.changed,
-                    "changes": d.changes,
-                    "error": d.error.message if d.error else None,
-                    "code": d.error.code if d.error else None,
-                }
-                for d in diffs
-            ],
-        )
+        print_json(console, [d.to_json() for d in diffs])
     else:
         for d in diffs:
             if d.error is not None:

@@ -12,6 +12,9 @@ import pytest
 from deployer import api
 from deployer.api.daytwo import DeploymentView, DestroyResult, SmokeResult
 from deployer.api.deploy import ApplyResult
+from deployer.api.gitops import DeploymentDiff, FolderApply
+from deployer.errors import NotFoundError, PlanError
+from deployer.manifest.loader import LoadedManifest, load_manifest
 from deployer.planner import Plan, ReplicaState
 from deployer.settings import Settings
 from deployer.smoke import CheckResult, SmokeReport
@@ -171,4 +174,69 @@ def test_smoke_and_destroy_json() -> None:
     assert DestroyResult(deployment="demo", existed=False).to_json() == {
         "deployment": "demo",
         "existed": False,
+    }
+
+
+def test_diff_json_names_the_change_or_the_error() -> None:
+    changed = DeploymentDiff(
+        name="a", target="local", path=Path("m/a.yaml"), changes=["deploy: update: argv"]
+    )
+    failed = DeploymentDiff(
+        name="b",
+        target="kubernetes",
+        path=Path("m/b.yaml"),
+        changes=[],
+        error=NotFoundError("no cluster", hint="set a context"),
+    )
+
+    assert [changed.to_json(), failed.to_json()] == [
+        {
+            "deployment": "a",
+            "target": "local",
+            "path": "m/a.yaml",
+            "changed": True,
+            "changes": ["deploy: update: argv"],
+            "error": None,
+            "code": None,
+        },
+        {
+            "deployment": "b",
+            "target": "kubernetes",
+            "path": "m/b.yaml",
+            "changed": False,
+            "changes": [],
+            "error": "no cluster",
+            "code": "not_found",
+        },
+    ]
+    assert (changed.name, changed.changed, failed.error is not None) == ("a", True, True)
+
+
+def test_folder_apply_json_lists_each_deployment(plan: Plan) -> None:
+    [one, two, three] = [
+        LoadedManifest(load_manifest(DEMO_MANIFEST).deployment, DEMO_MANIFEST, 1, i)
+        for i in range(3)
+    ]
+    report = FolderApply(
+        applied=[(one, applied(plan, REPORT))],
+        failed=[(two, PlanError("too big", hint="a bigger GPU"))],
+        not_run=[three],
+        pruned=["old"],
+    )
+
+    assert report.to_json() == {
+        "applied": [apply_json(plan, SMOKE_JSON, None)],
+        "failed": [{"deployment": "smollm2-demo", "error": "too big", "code": "plan_refused"}],
+        "not_run": ["smollm2-demo"],
+        "pruned": ["old"],
+        "dry_run": False,
+        "ok": False,
+    }
+    assert FolderApply(dry_run=True).to_json() == {
+        "applied": [],
+        "failed": [],
+        "not_run": [],
+        "pruned": [],
+        "dry_run": True,
+        "ok": True,
     }
