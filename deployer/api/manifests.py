@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import field_serializer
+
 from deployer.api import facts as gather
+from deployer.api.types import Result
 from deployer.errors import NotFoundError, UnsupportedError
 from deployer.events import EventBus
 from deployer.hub.fetch import FetchResult, LockMismatchError
@@ -30,8 +33,9 @@ def schema() -> dict[str, Any]:
     return json_schema()
 
 
-@dataclass(frozen=True)
-class LockReport:
+class LockReport(Result):
+    """What ``lock`` did: the lockfile, and each deployment's action and commit."""
+
     path: Path
     #: deployment name -> (action: "created" | "updated" | "unchanged", commit)
     entries: dict[str, tuple[str, str]]
@@ -85,8 +89,7 @@ def fetch(path: Path, settings: Settings, events: EventBus) -> FetchResult:
     return gather.fetcher(loaded, settings, events).fetch(gather.locked(loaded))
 
 
-@dataclass(frozen=True)
-class QuantizeOutcome:
+class QuantizeOutcome(Result):
     """What ``deployer quantize`` did: the job, the artifact's record, whether it was built now
     (False: found in the store), and the gate's verdict in one line."""
 
@@ -94,6 +97,16 @@ class QuantizeOutcome:
     record: QuantizeRecord
     created: bool
     gate: str
+
+    @field_serializer("record")
+    def _record(self, record: QuantizeRecord) -> dict[str, Any]:
+        """The record as its file in the artifact's folder has it."""
+        return dataclasses.asdict(record)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's fields, with ``created`` and ``gate``."""
+        dumped = self.model_dump(mode="json", include={"record", "created", "gate"})
+        return {**dumped.pop("record"), **dumped}
 
 
 def quantize(path: Path, settings: Settings, events: EventBus) -> QuantizeOutcome:
@@ -120,7 +133,10 @@ def quantize(path: Path, settings: Settings, events: EventBus) -> QuantizeOutcom
     existing = quantize_run.stored(job, settings)
     record = existing or quantize_run.ensure_artifact(job, settings, events)
     outcome = QuantizeOutcome(
-        job, record, existing is None, quantize_run.describe_gate(job, record)
+        job=job,
+        record=record,
+        created=existing is None,
+        gate=quantize_run.describe_gate(job, record),
     )
     quantize_run.check_gate(job, record)
     return outcome

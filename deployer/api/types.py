@@ -20,9 +20,12 @@ from deployer.units import human_bytes
 
 
 class Result(BaseModel):
-    """A result of the API: frozen; may hold the core's own (non-pydantic) types."""
+    """A result of the API: frozen; may hold the core's own (non-pydantic) types. Infinite and
+    NaN floats stay floats in JSON (as ``json.dumps`` writes them), not null."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        frozen=True, arbitrary_types_allowed=True, ser_json_inf_nan="constants"
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The result as a JSON document (``-o json``)."""

@@ -3,6 +3,7 @@ the keys and values the CLI has always printed."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,16 @@ from deployer import api
 from deployer.api.daytwo import DeploymentView, DestroyResult, SmokeResult
 from deployer.api.deploy import ApplyResult
 from deployer.api.gitops import DeploymentDiff, FolderApply
+from deployer.api.kubernetes import RenderReport
+from deployer.api.manifests import LockReport, QuantizeOutcome
 from deployer.errors import NotFoundError, PlanError
 from deployer.manifest.loader import LoadedManifest, load_manifest
+from deployer.manifest.models import QuantizeSpec
 from deployer.planner import Plan, ReplicaState
+from deployer.quantize.artifact import ArtifactFile, QuantizeRecord
+from deployer.quantize.pinned import ResolvedText
+from deployer.quantize.recipe import build_recipe
+from deployer.quantize.run import QuantizeJob
 from deployer.settings import Settings
 from deployer.smoke import CheckResult, SmokeReport
 from deployer.state import DeploymentRecord, DeploymentStatus, RunRecord, RunStatus
@@ -239,4 +247,66 @@ def test_folder_apply_json_lists_each_deployment(plan: Plan) -> None:
         "pruned": [],
         "dry_run": True,
         "ok": True,
+    }
+
+
+def test_quantize_json_is_the_record_with_created_and_the_gate() -> None:
+    spec = QuantizeSpec(method="int8")
+    recipe = build_recipe(spec, {"hidden_size": 576, "intermediate_size": 1536})
+    text = ResolvedText(Path("t.txt"), "e" * 64, "built-in en-v1")
+    job = QuantizeJob(
+        "k" * 64, recipe, Path("/src"), "folder:abc", text, 64, 512, text, 0.05, Path("/artifact")
+    )
+    quantized = QuantizeRecord(
+        key="k" * 64,
+        method="int8",
+        recipe=recipe.describe(),
+        recipe_json=recipe.as_json(),
+        source="/models/x",
+        source_identity="folder:abc",
+        calibration="built-in chat-v1",
+        calibration_sha256="c" * 64,
+        calibration_samples=64,
+        sequence_length=512,
+        evaluation="built-in en-v1",
+        evaluation_sha256="e" * 64,
+        evaluation_tokens=1200,
+        source_perplexity=10.0,
+        quantized_perplexity=float("inf"),
+        source_bytes=269_000_000,
+        artifact_bytes=135_000_000,
+        quantize_seconds=60.0,
+        total_seconds=90.0,
+        versions={"llmcompressor": "0.14.0"},
+        created_at="2026-01-01T00:00:00+00:00",
+        files={"model.safetensors": ArtifactFile("a" * 64, 1000)},
+    )
+    outcome = QuantizeOutcome(job=job, record=quantized, created=True, gate="refused")
+
+    assert outcome.to_json() == {"created": True, "gate": "refused", **asdict(quantized)}
+    assert outcome.job is job
+
+
+def test_lock_and_render_reports_as_json() -> None:
+    lock = LockReport(path=Path("m.lock.yaml"), entries={"a": ("created", "c0ffee")})
+    render = RenderReport(
+        out_dir=Path("out"),
+        pin="repo@c0ffee",
+        objects=3,
+        kube_versions=("1.37",),
+        created=["a.yaml"],
+        updated=[],
+        unchanged=["b.yaml"],
+    )
+
+    assert lock.to_json() == {"path": "m.lock.yaml", "entries": {"a": ["created", "c0ffee"]}}
+    assert render.to_json() == {
+        "out_dir": "out",
+        "pin": "repo@c0ffee",
+        "objects": 3,
+        "kube_versions": ["1.37"],
+        "created": ["a.yaml"],
+        "updated": [],
+        "unchanged": ["b.yaml"],
+        "changed": True,
     }
