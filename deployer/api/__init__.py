@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from deployer.api.manifests import (
         LockReport,
         QuantizeOutcome,
+        ValidationReport,
         fetch,
         lock,
         quantize,
@@ -65,7 +66,16 @@ _WHERE = {
     **dict.fromkeys(["ApplyResult", "apply", "plan"], "deploy"),
     **dict.fromkeys(["RenderReport", "render"], "kubernetes"),
     **dict.fromkeys(
-        ["LockReport", "QuantizeOutcome", "fetch", "lock", "quantize", "schema", "validate"],
+        [
+            "LockReport",
+            "QuantizeOutcome",
+            "ValidationReport",
+            "fetch",
+            "lock",
+            "quantize",
+            "schema",
+            "validate",
+        ],
         "manifests",
     ),
 }
@@ -88,6 +98,7 @@ __all__ = [
     "QuantizeOutcome",
     "RenderReport",
     "SmokeResult",
+    "ValidationReport",
     "api_key",
     "apply",
     "destroy",

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import field_serializer
+from pydantic import computed_field, field_serializer
 
 from deployer.api import facts as gather
 from deployer.api.types import Result
-from deployer.errors import NotFoundError, UnsupportedError
+from deployer.errors import ManifestError, NotFoundError, UnsupportedError
 from deployer.events import EventBus
 from deployer.hub.fetch import FetchResult, LockMismatchError
 from deployer.hub.lock import LockedModel, ModelLock, lock_path, read_lock, write_lock
@@ -27,6 +27,33 @@ from deployer.settings import Settings
 def validate(paths: Sequence[Path]) -> list[LoadedManifest]:
     """Load and validate every manifest under ``paths``; raises ManifestError listing problems."""
     return load_manifests(paths)
+
+
+class ValidationReport(Result):
+    """What ``validate`` found: the valid manifests, or every problem (``ManifestError.problems``)
+    of invalid ones."""
+
+    manifests: list[LoadedManifest] = []
+    problems: list[ManifestError] = []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    @field_serializer("manifests")
+    def _manifests(self, manifests: list[LoadedManifest]) -> list[dict[str, Any]]:
+        return [{"name": m.deployment.name, "path": str(m.path), "line": m.line} for m in manifests]
+
+    @field_serializer("problems")
+    def _problems(self, problems: list[ManifestError]) -> list[dict[str, Any]]:
+        return [{"location": p.location, "message": p.reason, "hint": p.hint} for p in problems]
+
+    def to_json(self) -> dict[str, Any]:
+        """``valid``, with the manifests when valid and the problems when not."""
+        return self.model_dump(
+            mode="json", include={"valid", "manifests" if self.valid else "problems"}
+        )
 
 
 def schema() -> dict[str, Any]:

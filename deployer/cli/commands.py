@@ -45,10 +45,7 @@ def validate(
         loaded = api.validate(paths)
     except ManifestError as exc:
         if output is Output.json:
-            problems = [
-                {"location": p.location, "message": p.reason, "hint": p.hint} for p in exc.problems
-            ]
-            print_json(console, {"valid": False, "problems": problems})
+            print_json(console, api.ValidationReport(problems=exc.problems).to_json())
             raise typer.Exit(1) from exc
         for problem in exc.problems:
             err.print(f"[bold red]error:[/] {shown(problem.message)}", soft_wrap=True)
@@ -58,16 +55,7 @@ def validate(
         raise typer.Exit(1) from exc
     with boundary():
         if output is Output.json:
-            print_json(
-                console,
-                {
-                    "valid": True,
-                    "manifests": [
-                        {"name": m.deployment.name, "path": str(m.path), "line": m.line}
-                        for m in loaded
-                    ],
-                },
-            )
+            print_json(console, api.ValidationReport(manifests=loaded).to_json())
             return
         for m in loaded:
             console.print(f"[green]✓[/] {escape(str(m.path))}:{m.line}  {m.deployment.name}")

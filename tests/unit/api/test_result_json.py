@@ -15,8 +15,8 @@ from deployer.api.daytwo import DeploymentView, DestroyResult, SmokeResult
 from deployer.api.deploy import ApplyResult
 from deployer.api.gitops import DeploymentDiff, FolderApply
 from deployer.api.kubernetes import RenderReport
-from deployer.api.manifests import LockReport, QuantizeOutcome
-from deployer.errors import NotFoundError, PlanError
+from deployer.api.manifests import LockReport, QuantizeOutcome, ValidationReport
+from deployer.errors import ManifestError, NotFoundError, PlanError
 from deployer.manifest.loader import LoadedManifest, load_manifest
 from deployer.manifest.models import QuantizeSpec
 from deployer.planner import Plan, ReplicaState
@@ -309,4 +309,22 @@ def test_lock_and_render_reports_as_json() -> None:
         "updated": [],
         "unchanged": ["b.yaml"],
         "changed": True,
+    }
+
+
+def test_validation_json_lists_the_manifests_or_the_problems() -> None:
+    loaded = load_manifest(DEMO_MANIFEST)
+    problem = ManifestError("unknown key", location="m.yaml:3:5", hint="did you mean port?")
+    other = ManifestError("invalid YAML", location="n.yaml:1:1")
+
+    assert ValidationReport(manifests=[loaded]).to_json() == {
+        "valid": True,
+        "manifests": [{"name": "smollm2-demo", "path": str(DEMO_MANIFEST), "line": loaded.line}],
+    }
+    assert ValidationReport(problems=[*problem.problems, other]).to_json() == {
+        "valid": False,
+        "problems": [
+            {"location": "m.yaml:3:5", "message": "unknown key", "hint": "did you mean port?"},
+            {"location": "n.yaml:1:1", "message": "invalid YAML", "hint": None},
+        ],
     }
