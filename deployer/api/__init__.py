@@ -22,12 +22,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from deployer.api import gitops, hosts, mirror, tools, types
-    from deployer.api.daytwo import DeploymentView, api_key, destroy, history, logs, smoke, status
+    from deployer.api.daytwo import (
+        DeploymentView,
+        DestroyResult,
+        SmokeResult,
+        api_key,
+        destroy,
+        history,
+        logs,
+        smoke,
+        status,
+    )
     from deployer.api.deploy import ApplyResult, apply, plan
     from deployer.api.kubernetes import RenderReport, render
     from deployer.api.manifests import (
         LockReport,
         QuantizeOutcome,
+        ValidationReport,
         fetch,
         lock,
         quantize,
@@ -39,12 +50,32 @@ if TYPE_CHECKING:
 #: what it calls (``deployer --version`` for none of it).
 _WHERE = {
     **dict.fromkeys(
-        ["DeploymentView", "api_key", "destroy", "history", "logs", "smoke", "status"], "daytwo"
+        [
+            "DeploymentView",
+            "DestroyResult",
+            "SmokeResult",
+            "api_key",
+            "destroy",
+            "history",
+            "logs",
+            "smoke",
+            "status",
+        ],
+        "daytwo",
     ),
     **dict.fromkeys(["ApplyResult", "apply", "plan"], "deploy"),
     **dict.fromkeys(["RenderReport", "render"], "kubernetes"),
     **dict.fromkeys(
-        ["LockReport", "QuantizeOutcome", "fetch", "lock", "quantize", "schema", "validate"],
+        [
+            "LockReport",
+            "QuantizeOutcome",
+            "ValidationReport",
+            "fetch",
+            "lock",
+            "quantize",
+            "schema",
+            "validate",
+        ],
         "manifests",
     ),
 }
@@ -62,9 +93,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ApplyResult",
     "DeploymentView",
+    "DestroyResult",
     "LockReport",
     "QuantizeOutcome",
     "RenderReport",
+    "SmokeResult",
+    "ValidationReport",
     "api_key",
     "apply",
     "destroy",

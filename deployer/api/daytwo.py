@@ -5,12 +5,15 @@ so a manifest that has moved or changed since does not matter."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import computed_field, field_serializer
 
 from deployer import credentials
 from deployer.api.deploy import smoke_each
 from deployer.api.runs import get, open_reader, open_store, recorded, unknown
+from deployer.api.types import Result, smoke_json
 from deployer.errors import DeployerError, NotFoundError, SmokeFailedError
 from deployer.events import EventBus
 from deployer.manifest.loader import load_manifest
@@ -22,8 +25,7 @@ from deployer.targets import registry
 from deployer.targets.base import Target
 
 
-@dataclass(frozen=True)
-class DeploymentView:
+class DeploymentView(Result):
     """A deployment as recorded, with what its target reports right now."""
 
     record: DeploymentRecord
@@ -35,6 +37,73 @@ class DeploymentView:
     replicas: tuple[ReplicaState, ...] = ()
     #: The deployment's latest run; a run whose process is gone reads as interrupted.
     last_run: RunRecord | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> str:
+        return self.record.status.value
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def target(self) -> str:
+        return self.record.target_kind
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def endpoint(self) -> str | None:
+        return self.record.endpoint
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def model(self) -> str | None:
+        return self.record.served_model_name
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def message(self) -> str | None:
+        return self.record.message
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def updated_at(self) -> str:
+        """When the record last changed, in ISO 8601 (``datetime.isoformat``)."""
+        return self.record.updated_at.isoformat()
+
+    @field_serializer("last_run")
+    def _last_run(self, run: RunRecord | None) -> dict[str, Any] | None:
+        if run is None:
+            return None
+        return {
+            "id": run.id,
+            "operation": run.operation,
+            "status": run.status.value,
+            "error": run.error,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"record", "detail"})
+
+
+class SmokeResult(Result):
+    """What ``smoke`` found: the deployment's smoke report."""
+
+    deployment: str
+    report: SmokeReport
+
+    def to_json(self) -> dict[str, Any]:
+        return {"deployment": self.deployment, **smoke_json(self.report)}
+
+
+class DestroyResult(Result):
+    """What ``destroy`` did: whether the deployment was still there to stop."""
+
+    deployment: str
+    existed: bool
 
 
 def record_target(record: DeploymentRecord, settings: Settings) -> Target:
@@ -111,7 +180,7 @@ def history(
 
 def smoke(
     name: str, settings: Settings, events: EventBus, manifest: Path | None = None
-) -> SmokeReport:
+) -> SmokeResult:
     """Run the smoke checks of ``name`` again (from ``manifest`` or the one it was applied from).
 
     Records the run (failed when a check fails, interrupted on Ctrl-C) and the outcome as the
@@ -170,7 +239,7 @@ def smoke(
                 )
     finally:
         store.close()
-    return report
+    return SmokeResult(deployment=name, report=report)
 
 
 def destroy(name: str, settings: Settings, events: EventBus) -> bool:

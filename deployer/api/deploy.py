@@ -13,11 +13,14 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import computed_field, field_serializer
 
 from deployer import credentials
 from deployer.api import facts as gather
 from deployer.api.runs import open_store, recorded
+from deployer.api.types import Result, smoke_json
 from deployer.engines.install import EnginePackage, find_engine
 from deployer.errors import EngineStartError, NotFoundError, SmokeFailedError
 from deployer.events import EventBus
@@ -37,8 +40,10 @@ if TYPE_CHECKING:
     from deployer.state import StateStore
 
 
-@dataclass(frozen=True)
-class ApplyResult:
+class ApplyResult(Result):
+    """What ``apply`` did: the plan it carried out, whether the engine changed, the smoke
+    report (None when the checks were skipped, and why), and where the API key comes from."""
+
     plan: Plan
     changed: bool
     smoke: SmokeReport | None
@@ -46,6 +51,18 @@ class ApplyResult:
     endpoint: str
     api_key_source: str
     api_key_path: Path | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def deployment(self) -> str:
+        return self.plan.deployment
+
+    @field_serializer("smoke")
+    def _smoke(self, report: SmokeReport | None) -> dict[str, Any] | None:
+        return smoke_json(report) if report is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"api_key_path"})
 
 
 def target_of(loaded: LoadedManifest, settings: Settings) -> Target:

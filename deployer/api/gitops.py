@@ -12,12 +12,15 @@ unless ``fail_fast``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field, computed_field, field_serializer
 
 from deployer.api import facts as gather
 from deployer.api.deploy import ApplyResult, apply_loaded, target_of
 from deployer.api.runs import open_reader
+from deployer.api.types import Result
 from deployer.errors import DeployerError
 from deployer.events import EventBus
 from deployer.manifest.loader import LoadedManifest, load_manifests
@@ -42,9 +45,10 @@ def plans(paths: Sequence[Path], settings: Settings) -> list[Plan]:
     return [plan_loaded(loaded, settings) for loaded in manifests(paths)]
 
 
-@dataclass(frozen=True)
-class DeploymentDiff:
-    name: str
+class DeploymentDiff(Result):
+    """What ``apply`` would change in one deployment, or why it could not be compared."""
+
+    name: str = Field(serialization_alias="deployment")
     target: str
     path: Path
     #: What would change, one line each (empty: nothing would).
@@ -52,9 +56,23 @@ class DeploymentDiff:
     #: Why this deployment could not be compared (then ``changes`` is empty).
     error: DeployerError | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def code(self) -> str | None:
+        """The error's code (see :mod:`deployer.errors`), when there is one."""
+        return self.error.code if self.error else None
+
+    @field_serializer("error")
+    def _error(self, error: DeployerError | None) -> str | None:
+        return error.message if error else None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
 
 
 def diff(paths: Sequence[Path], settings: Settings) -> list[DeploymentDiff]:
@@ -64,15 +82,19 @@ def diff(paths: Sequence[Path], settings: Settings) -> list[DeploymentDiff]:
     out = []
     for loaded in manifests(paths):
         deployment = loaded.deployment
+        error: DeployerError | None = None
         try:
             changes = _changes(loaded, settings, recorded.get(deployment.name))
         except DeployerError as exc:
-            out.append(
-                DeploymentDiff(deployment.name, deployment.spec.target.kind, loaded.path, [], exc)
-            )
-            continue
+            changes, error = [], exc
         out.append(
-            DeploymentDiff(deployment.name, deployment.spec.target.kind, loaded.path, changes)
+            DeploymentDiff(
+                name=deployment.name,
+                target=deployment.spec.target.kind,
+                path=loaded.path,
+                changes=changes,
+                error=error,
+            )
         )
     return out
 
@@ -118,20 +140,34 @@ def _changes(
     return changes
 
 
-@dataclass
-class FolderApply:
+class FolderApply(Result):
     """``apply`` of several deployments: each one's result or error, and what was pruned."""
 
-    applied: list[tuple[LoadedManifest, ApplyResult]] = field(default_factory=list)
-    failed: list[tuple[LoadedManifest, DeployerError]] = field(default_factory=list)
+    applied: list[tuple[LoadedManifest, ApplyResult]] = []
+    failed: list[tuple[LoadedManifest, DeployerError]] = []
     #: Deployments that were not reached because an earlier one failed (``fail_fast``).
-    not_run: list[LoadedManifest] = field(default_factory=list)
-    pruned: list[str] = field(default_factory=list)
+    not_run: list[LoadedManifest] = []
+    pruned: list[str] = []
     dry_run: bool = False
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         return not self.failed and not self.not_run
+
+    @field_serializer("applied")
+    def _applied(self, applied: list[tuple[LoadedManifest, ApplyResult]]) -> list[dict[str, Any]]:
+        return [result.to_json() for _, result in applied]
+
+    @field_serializer("failed")
+    def _failed(self, failed: list[tuple[LoadedManifest, DeployerError]]) -> list[dict[str, Any]]:
+        return [
+            {"deployment": m.deployment.name, "error": e.message, "code": e.code} for m, e in failed
+        ]
+
+    @field_serializer("not_run")
+    def _not_run(self, not_run: list[LoadedManifest]) -> list[str]:
+        return [m.deployment.name for m in not_run]
 
 
 def apply(
@@ -150,19 +186,22 @@ def apply(
     from deployer.api.daytwo import destroy
 
     loaded = manifests(paths)
-    report = FolderApply(dry_run=dry_run)
+    applied: list[tuple[LoadedManifest, ApplyResult]] = []
+    failed: list[tuple[LoadedManifest, DeployerError]] = []
+    not_run: list[LoadedManifest] = []
+    pruned: list[str] = []
     if not dry_run:
         for index, manifest in enumerate(loaded):
             if on_start is not None:
                 on_start(manifest)
             try:
-                report.applied.append((manifest, apply_loaded(manifest, settings, events)))
+                applied.append((manifest, apply_loaded(manifest, settings, events)))
             except DeployerError as exc:
-                report.failed.append((manifest, exc))
+                failed.append((manifest, exc))
                 if fail_fast:
-                    report.not_run = loaded[index + 1 :]
+                    not_run = loaded[index + 1 :]
                     break
-    if prune and (dry_run or not report.not_run):
+    if prune and (dry_run or not not_run):
         declared = {m.deployment.name for m in loaded}
         for record in _recorded(settings).values():
             if record.name in declared or not _under(record.manifest_path, paths):
@@ -171,8 +210,10 @@ def apply(
                 continue
             if not dry_run:
                 destroy(record.name, settings, events)
-            report.pruned.append(record.name)
-    return report
+            pruned.append(record.name)
+    return FolderApply(
+        applied=applied, failed=failed, not_run=not_run, pruned=pruned, dry_run=dry_run
+    )
 
 
 def _recorded(settings: Settings) -> dict[str, DeploymentRecord]:

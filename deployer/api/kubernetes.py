@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import computed_field
+
 from deployer.api import facts as gather
+from deployer.api.types import Result
 from deployer.errors import UnsupportedError
 from deployer.kube import render as kube_render
 from deployer.kube.helm import find_helm
@@ -21,8 +23,7 @@ from deployer.settings import Settings
 from deployer.targets import registry
 
 
-@dataclass(frozen=True)
-class RenderReport:
+class RenderReport(Result):
     """What ``render`` produced: the files and how they compare with the output folder."""
 
     out_dir: Path
@@ -33,6 +34,7 @@ class RenderReport:
     updated: list[str]
     unchanged: list[str]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def changed(self) -> bool:
         return bool(self.created or self.updated)

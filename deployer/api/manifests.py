@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import computed_field, field_serializer
+
 from deployer.api import facts as gather
-from deployer.errors import NotFoundError, UnsupportedError
+from deployer.api.types import Result
+from deployer.errors import ManifestError, NotFoundError, UnsupportedError
 from deployer.events import EventBus
 from deployer.hub.fetch import FetchResult, LockMismatchError
 from deployer.hub.lock import LockedModel, ModelLock, lock_path, read_lock, write_lock
@@ -26,12 +29,40 @@ def validate(paths: Sequence[Path]) -> list[LoadedManifest]:
     return load_manifests(paths)
 
 
+class ValidationReport(Result):
+    """What ``validate`` found: the valid manifests, or every problem (``ManifestError.problems``)
+    of invalid ones."""
+
+    manifests: list[LoadedManifest] = []
+    problems: list[ManifestError] = []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    @field_serializer("manifests")
+    def _manifests(self, manifests: list[LoadedManifest]) -> list[dict[str, Any]]:
+        return [{"name": m.deployment.name, "path": str(m.path), "line": m.line} for m in manifests]
+
+    @field_serializer("problems")
+    def _problems(self, problems: list[ManifestError]) -> list[dict[str, Any]]:
+        return [{"location": p.location, "message": p.reason, "hint": p.hint} for p in problems]
+
+    def to_json(self) -> dict[str, Any]:
+        """``valid``, with the manifests when valid and the problems when not."""
+        return self.model_dump(
+            mode="json", include={"valid", "manifests" if self.valid else "problems"}
+        )
+
+
 def schema() -> dict[str, Any]:
     return json_schema()
 
 
-@dataclass(frozen=True)
-class LockReport:
+class LockReport(Result):
+    """What ``lock`` did: the lockfile, and each deployment's action and commit."""
+
     path: Path
     #: deployment name -> (action: "created" | "updated" | "unchanged", commit)
     entries: dict[str, tuple[str, str]]
@@ -85,8 +116,7 @@ def fetch(path: Path, settings: Settings, events: EventBus) -> FetchResult:
     return gather.fetcher(loaded, settings, events).fetch(gather.locked(loaded))
 
 
-@dataclass(frozen=True)
-class QuantizeOutcome:
+class QuantizeOutcome(Result):
     """What ``deployer quantize`` did: the job, the artifact's record, whether it was built now
     (False: found in the store), and the gate's verdict in one line."""
 
@@ -94,6 +124,16 @@ class QuantizeOutcome:
     record: QuantizeRecord
     created: bool
     gate: str
+
+    @field_serializer("record")
+    def _record(self, record: QuantizeRecord) -> dict[str, Any]:
+        """The record as its file in the artifact's folder has it."""
+        return dataclasses.asdict(record)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's fields, with ``created`` and ``gate``."""
+        dumped = self.model_dump(mode="json", include={"record", "created", "gate"})
+        return {**dumped.pop("record"), **dumped}
 
 
 def quantize(path: Path, settings: Settings, events: EventBus) -> QuantizeOutcome:
@@ -120,7 +160,10 @@ def quantize(path: Path, settings: Settings, events: EventBus) -> QuantizeOutcom
     existing = quantize_run.stored(job, settings)
     record = existing or quantize_run.ensure_artifact(job, settings, events)
     outcome = QuantizeOutcome(
-        job, record, existing is None, quantize_run.describe_gate(job, record)
+        job=job,
+        record=record,
+        created=existing is None,
+        gate=quantize_run.describe_gate(job, record),
     )
     quantize_run.check_gate(job, record)
     return outcome

@@ -21,7 +21,7 @@ from deployer.errors import ManifestError
 CHANGES_EXIT_CODE = 2
 
 if TYPE_CHECKING:
-    from deployer.api.types import CapacityPlan, Plan, ReplicaState, RunRecord, SmokeReport
+    from deployer.api.types import CapacityPlan, Plan, ReplicaState, RunRecord
 
 
 class Output(StrEnum):
@@ -45,10 +45,7 @@ def validate(
         loaded = api.validate(paths)
     except ManifestError as exc:
         if output is Output.json:
-            problems = [
-                {"location": p.location, "message": p.reason, "hint": p.hint} for p in exc.problems
-            ]
-            print_json(console, {"valid": False, "problems": problems})
+            print_json(console, api.ValidationReport(problems=exc.problems).to_json())
             raise typer.Exit(1) from exc
         for problem in exc.problems:
             err.print(f"[bold red]error:[/] {shown(problem.message)}", soft_wrap=True)
@@ -58,16 +55,7 @@ def validate(
         raise typer.Exit(1) from exc
     with boundary():
         if output is Output.json:
-            print_json(
-                console,
-                {
-                    "valid": True,
-                    "manifests": [
-                        {"name": m.deployment.name, "path": str(m.path), "line": m.line}
-                        for m in loaded
-                    ],
-                },
-            )
+            print_json(console, api.ValidationReport(manifests=loaded).to_json())
             return
         for m in loaded:
             console.print(f"[green]✓[/] {escape(str(m.path))}:{m.line}  {m.deployment.name}")
@@ -208,7 +196,7 @@ def apply(
             with rendering(console, verbose=verbose) as events:
                 result = api.apply(paths[0], STATE.settings(), events)
             if output is Output.json:
-                print_json(STATE.console, _apply_json(result))
+                print_json(STATE.console, result.to_json())
             else:
                 _print_applied(result)
             return
@@ -225,20 +213,7 @@ def apply(
                 ),
             )
     if output is Output.json:
-        print_json(
-            STATE.console,
-            {
-                "applied": [_apply_json(result) for _, result in report.applied],
-                "failed": [
-                    {"deployment": m.deployment.name, "error": e.message, "code": e.code}
-                    for m, e in report.failed
-                ],
-                "not_run": [m.deployment.name for m in report.not_run],
-                "pruned": report.pruned,
-                "dry_run": report.dry_run,
-                "ok": report.ok,
-            },
-        )
+        print_json(STATE.console, report.to_json())
     else:
         for manifest, result in report.applied:
             verb = "deployed" if result.changed else "unchanged"
@@ -256,35 +231,6 @@ def apply(
         )
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _apply_json(result: api.ApplyResult) -> dict[str, object]:
-    return {
-        "deployment": result.plan.deployment,
-        "changed": result.changed,
-        "endpoint": result.endpoint,
-        "api_key_source": result.api_key_source,
-        "smoke": _smoke_json(result.smoke) if result.smoke else None,
-        "smoke_skipped_reason": result.smoke_skipped_reason,
-        "plan": result.plan.model_dump(mode="json"),
-    }
-
-
-def _smoke_json(report: SmokeReport) -> dict[str, object]:
-    return {
-        "passed": report.passed,
-        "summary": report.summary(),
-        "checks": [
-            {
-                "title": r.title,
-                "passed": r.passed,
-                "answer": r.answer,
-                "latency_ms": r.latency_ms,
-                "failures": list(r.failures),
-            }
-            for r in report.results
-        ],
-    }
 
 
 def _print_applied(result: api.ApplyResult) -> None:
@@ -335,21 +281,7 @@ def diff(
     console = STATE.console
     several = len(diffs) > 1
     if output is Output.json:
-        print_json(
-            console,
-            [
-                {
-                    "deployment": d.name,
-                    "target": d.target,
-                    "path": str(d.path),
-                    "changed": d.changed,
-                    "changes": d.changes,
-                    "error": d.error.message if d.error else None,
-                    "code": d.error.code if d.error else None,
-                }
-                for d in diffs
-            ],
-        )
+        print_json(console, [d.to_json() for d in diffs])
     else:
         for d in diffs:
             if d.error is not None:
@@ -376,46 +308,7 @@ def status(
         settings = STATE.settings()
         views = api.status(settings, name)
         if output is Output.json:
-            print_json(
-                STATE.console,
-                [
-                    {
-                        "name": v.record.name,
-                        "status": v.record.status.value,
-                        "target": v.record.target_kind,
-                        "running": v.running,
-                        "healthy": v.healthy,
-                        "pid": v.pid,
-                        "endpoint": v.record.endpoint,
-                        "model": v.record.served_model_name,
-                        "message": v.record.message,
-                        "updated_at": v.record.updated_at.isoformat(),
-                        "last_run": (
-                            {
-                                "id": v.last_run.id,
-                                "operation": v.last_run.operation,
-                                "status": v.last_run.status.value,
-                                "error": v.last_run.error,
-                            }
-                            if v.last_run
-                            else None
-                        ),
-                        "replicas": [
-                            {
-                                "host": r.host,
-                                "endpoint": r.endpoint,
-                                "running": r.running,
-                                "healthy": r.healthy,
-                                "pid": r.pid,
-                                "starts": r.starts,
-                                "detail": r.detail,
-                            }
-                            for r in v.replicas
-                        ],
-                    }
-                    for v in views
-                ],
-            )
+            print_json(STATE.console, [v.to_json() for v in views])
             return
         if not views:
             STATE.console.print("no deployments yet; deployer apply MANIFEST creates one")
@@ -522,12 +415,12 @@ def smoke(
     with boundary():
         drawn = STATE.err if output is Output.json else STATE.console
         with rendering(drawn) as events:
-            report = api.smoke(name, STATE.settings(), events, manifest)
+            result = api.smoke(name, STATE.settings(), events, manifest)
         if output is Output.json:
-            print_json(STATE.console, {"deployment": name, **_smoke_json(report)})
+            print_json(STATE.console, result.to_json())
             return
-        STATE.console.print(escape(report.describe()))
-        STATE.console.print(f"[green]{report.summary()}[/]")
+        STATE.console.print(escape(result.report.describe()))
+        STATE.console.print(f"[green]{result.report.summary()}[/]")
 
 
 @app.command()
@@ -538,7 +431,7 @@ def destroy(name: NameArg, output: OutputOpt = Output.text) -> None:
         with rendering(drawn) as events:
             existed = api.destroy(name, STATE.settings(), events)
         if output is Output.json:
-            print_json(STATE.console, {"deployment": name, "existed": existed})
+            print_json(STATE.console, api.DestroyResult(deployment=name, existed=existed).to_json())
             return
         STATE.console.print(f"{name} {'destroyed' if existed else 'was already stopped'}")
 

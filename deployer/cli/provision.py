@@ -1,8 +1,9 @@
 """``deployer provision INVENTORY``: prepare SSH hosts for serving models (Ansible).
 
 Runs ``playbooks/provision.yml`` (see :mod:`deployer.targets.ssh.provision`) on the inventory's
-hosts, draws progress while it runs, then prints one row per host. Exits 1 with a one-line error
-when any host failed or was unreachable, after the table.
+hosts, draws progress while it runs, then prints one row per host (with ``-o json``, the
+report's JSON, progress on stderr). Exits 1 with a one-line error when any host failed or was
+unreachable, after the table.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from deployer import api
+from deployer.cli.commands import Output, OutputOpt
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
-from deployer.cli.render import rendering
+from deployer.cli.render import print_json, rendering
 
 if TYPE_CHECKING:
     from deployer.api.hosts import GpuFacts, PlaybookResult
@@ -42,6 +44,7 @@ def provision_command(
         int, typer.Option("--connect-timeout", min=1, help="Seconds to wait for ssh to connect.")
     ] = 10,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every task.")] = False,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Provision SSH hosts: detect GPUs (installing the NVIDIA stack where one is found) and
     prepare the model server's folders. Safe to run again."""
@@ -51,7 +54,7 @@ def provision_command(
     with boundary():
         loaded = api.hosts.load_inventory(inventory)
         with rendering(STATE.err, verbose=verbose) as events:
-            result = api.hosts.provision(
+            report = api.hosts.provision(
                 loaded,
                 events=events,
                 workdir=STATE.settings().home / "ssh",
@@ -59,8 +62,11 @@ def provision_command(
                 group=group,
                 connect_timeout=connect_timeout,
             )
-        _print(result)
-        error = result.error()
+        if output is Output.json:
+            print_json(STATE.console, report.to_json())
+        else:
+            _print(report.result)
+        error = report.error()
         if error is not None:
             raise error
 

@@ -6,7 +6,7 @@ installs the quantizer's virtualenv. Progress goes to stderr, results to stdout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -16,9 +16,6 @@ from deployer.cli.commands import ManifestArg, Output, OutputOpt
 from deployer.cli.context import STATE, boundary
 from deployer.cli.main import app
 from deployer.cli.render import print_json, rendering
-
-if TYPE_CHECKING:
-    from deployer.api.types import QuantizeRecord
 
 quantizer_app = typer.Typer(
     help="The quantizer (llmcompressor in its own virtualenv).", no_args_is_help=True
@@ -34,9 +31,7 @@ def quantize(manifest: ManifestArg, output: OutputOpt = Output.text) -> None:
             outcome = api.quantize(manifest, STATE.settings(), events)
         record = outcome.record
         if output is Output.json:
-            print_json(
-                STATE.console, {"created": outcome.created, "gate": outcome.gate, **_json(record)}
-            )
+            print_json(STATE.console, outcome.to_json())
             return
         verb = "quantized" if outcome.created else "found in store"
         console = STATE.console
@@ -66,9 +61,3 @@ def install(
         with rendering(STATE.err) as events:
             env = api.tools.install_quantizer(STATE.settings(), events, force=force)
         STATE.console.print(f"quantizer ready in {env.root}", soft_wrap=True)
-
-
-def _json(record: QuantizeRecord) -> dict[str, object]:
-    from dataclasses import asdict
-
-    return asdict(record)
