@@ -11,6 +11,7 @@ a discriminated union. Pure: no I/O, and nothing is raised.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import types
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from pydantic_core import ErrorDetails
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from deployer.errors import ManifestError
+from deployer.manifest.attribute_docs import field_doc
 from deployer.manifest.models import ModelDeployment
 from deployer.manifest.yaml_reader import Document, Mark, child_marks, item_mark, yaml_type
 
@@ -267,7 +269,11 @@ def _union_tags(tp: Any, discriminator: str) -> list[str]:
 def model_field(model: type[BaseModel], key: int | str) -> FieldInfo | None:
     for name, field in model.model_fields.items():
         if key in (name, field.alias):
-            return field
+            if field.description:
+                return field
+            described = copy.copy(field)
+            described.description = field_doc(model, name)
+            return described
     return None
 
 

@@ -92,7 +92,9 @@ class Spec(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         frozen=True,
-        use_attribute_docstrings=True,
+        # Field docstrings are descriptions, read when an error or the schema needs them
+        # (deployer.manifest.attribute_docs), not on every start.
+        use_attribute_docstrings=False,
         # .inf and .nan are never a size, a price or a fraction.
         allow_inf_nan=False,
     )

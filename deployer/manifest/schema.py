@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from deployer.manifest import models
+from deployer.manifest.attribute_docs import described
 from deployer.manifest.models import API_VERSION, KIND, ModelDeployment
 
 SCHEMA_ID = "urn:deployer:schema:model-deployment:v1alpha1"
@@ -25,8 +29,29 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = SCHEMA_DIALECT
     schema["$id"] = SCHEMA_ID
     schema["title"] = f"{KIND} manifest ({API_VERSION})"
+    _describe_fields(schema)
     _serving_by_engine(schema)
     return schema
+
+
+def _describe_fields(schema: dict[str, Any]) -> None:
+    """Each property's ``description``: its field's docstring (see
+    :mod:`deployer.manifest.attribute_docs`), on the root and on every model in ``$defs``."""
+    classes = {
+        cls.__name__: cls
+        for cls in vars(models).values()
+        if isinstance(cls, type) and issubclass(cls, BaseModel)
+    }
+    for name, definition in [(ModelDeployment.__name__, schema), *schema["$defs"].items()]:
+        model = classes.get(name)
+        if model is None:
+            continue
+        properties = definition.get("properties", {})
+        for field_name, field in model.model_fields.items():
+            prop = properties.get(field.alias or field_name)
+            text = described(model, field_name)
+            if prop is not None and text and "description" not in prop:
+                prop["description"] = text
 
 
 def _serving_by_engine(schema: dict[str, Any]) -> None:
