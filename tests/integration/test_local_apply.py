@@ -34,7 +34,13 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def first_apply(home: Path) -> Result:
+def planned(home: Path) -> Result:
+    """``deployer plan`` before the first apply, as a new user would run it."""
+    return deployer("plan", str(DEMO_MANIFEST), "-o", "json", home=home)
+
+
+@pytest.fixture(scope="module")
+def first_apply(home: Path, planned: Result) -> Result:
     return deployer("apply", str(DEMO_MANIFEST), home=home)
 
 
@@ -83,6 +89,13 @@ def test_apply_deploys_and_the_model_says_paris(first_apply: Result, home: Path)
     key = deployer("key", NAME, home=home).stdout.strip()
     assert key.startswith("dk-")
     assert "Paris" in ask(str(entry["endpoint"]), key)
+
+
+def test_the_plans_endpoint_is_the_one_apply_used(
+    planned: Result, first_apply: Result, home: Path
+) -> None:
+    assert planned.code == 0, planned.output
+    assert json.loads(planned.stdout)["endpoint"] == status(home)["endpoint"]
 
 
 def test_the_endpoint_requires_the_key(first_apply: Result, home: Path) -> None:

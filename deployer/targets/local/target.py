@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -82,11 +83,13 @@ class LocalTarget:
         return Placement(device, None if accelerator == "auto" else lookup(accelerator))
 
     def default_port(self, name: str, host: str) -> int:
-        """The port it used last time, else a free one on ``host``."""
+        """The port it used last time, else the deployment's own port (:func:`preferred_port`):
+        the same on every plan while it stays free, so ``deployer plan`` prints the port that
+        ``apply`` then uses."""
         previous = self.previous_port(name)
         if previous is not None:
             return previous
-        return free_port("127.0.0.1" if host == "0.0.0.0" else host)  # noqa: S104
+        return preferred_port(name, "127.0.0.1" if host == "0.0.0.0" else host)  # noqa: S104
 
     def plan_steps(self, deployment: ModelDeployment, port: int, *, offline: bool) -> TargetSteps:
         return TargetSteps()
@@ -356,6 +359,32 @@ def ensure_port_free(host: str, port: int) -> None:
                 f"port {port} on {host} is in use{holder}",
                 hint="set spec.serving.port to a free port, or stop what holds it",
             ) from exc
+
+
+#: Where a deployment's port is looked for: below Linux's ephemeral range (32768-60999), from which
+#: the system picks the local ports of outgoing connections.
+PORT_RANGE = range(20000, 32768)
+
+
+def preferred_port(name: str, host: str = "127.0.0.1") -> int:
+    """The first port of :data:`PORT_RANGE` free on ``host``, looking from one that the
+    deployment's name picks: deterministic, so a plan and the apply after it agree (unless
+    something takes the port in between; apply then plans another)."""
+    start = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(PORT_RANGE)
+    for step in range(len(PORT_RANGE)):
+        port = PORT_RANGE[(start + step) % len(PORT_RANGE)]
+        if _bindable(host, port):
+            return port
+    return free_port(host)
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
