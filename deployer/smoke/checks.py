@@ -31,6 +31,9 @@ class CheckResult:
     answer: str
     failures: list[str] = field(default_factory=list)
     completion_tokens: int | None = None
+    #: Whether the engine answered at all (False: the request failed, or its response was an
+    #: error or not an answer; ``answer`` is then empty).
+    answered: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class SmokeReport:
         for result in self.results:
             mark = "PASS" if result.passed else "FAIL"
             latency = f"{result.latency_ms:.0f} ms" if result.latency_ms is not None else "-"
-            lines.append(f"{mark}  {result.title}  ({latency})  answer: {_short(result.answer)}")
+            lines.append(f"{mark}  {result.title}  ({latency})  answer: {_shown(result)}")
             lines.extend(f"      - {reason}" for reason in result.failures)
         return "\n".join(lines)
 
@@ -79,8 +82,7 @@ def run_checks(
             results.append(result)
             if events is not None:
                 events.log(
-                    f"{'pass' if result.passed else 'FAIL'}: {result.title} -> "
-                    f"{_short(result.answer)}",
+                    f"{'pass' if result.passed else 'FAIL'}: {result.title} -> {_shown(result)}",
                     step="smoke",
                 )
     return SmokeReport(results)
@@ -94,19 +96,29 @@ def _run_one(client: httpx.Client, model: str, check: SmokeCheck) -> CheckResult
     try:
         response = client.post(path, json=body)
     except httpx.HTTPError as exc:
-        return CheckResult(check.title, False, None, "", [f"request failed: {exc}"])
+        return CheckResult(check.title, False, None, "", [f"request failed: {exc}"], answered=False)
     latency_ms = (time.perf_counter() - started) * 1000
     if response.status_code != 200:
         text = secrets.mask(response.text[:300])
         return CheckResult(
-            check.title, False, latency_ms, "", [f"HTTP {response.status_code}: {text}"]
+            check.title,
+            False,
+            latency_ms,
+            "",
+            [f"HTTP {response.status_code}: {text}"],
+            answered=False,
         )
     try:
         payload = response.json()
         answer, vector, tokens = _extract(check, payload)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         return CheckResult(
-            check.title, False, latency_ms, "", [f"unexpected response shape: {exc}"]
+            check.title,
+            False,
+            latency_ms,
+            "",
+            [f"unexpected response shape: {exc}"],
+            answered=False,
         )
     failures = _evaluate(check.expect, answer, vector)
     if check.max_latency_ms is not None and latency_ms > check.max_latency_ms:
@@ -188,6 +200,12 @@ def _json_failures(answer: str, schema: dict[str, object]) -> list[str]:
     return [f"JSON answer invalid at /{'/'.join(map(str, e.path))}: {e.message}" for e in errors]
 
 
-def _short(text: str, limit: int = 100) -> str:
-    flat = " ".join(text.split())
+def _shown(result: CheckResult, limit: int = 100) -> str:
+    """The answer on one line, cut at ``limit``. An answer with nothing to read is shown quoted
+    and named, so a line never ends at the arrow; no answer at all (a failed request, whose
+    reason follows) shows nothing."""
+    flat = " ".join(result.answer.split())
+    if not flat and result.answered and result.latency_ms is not None:
+        what = "whitespace only" if result.answer else "empty answer"
+        return f"{json.dumps(result.answer)} ({what})"
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
