@@ -121,8 +121,12 @@ def record_target(record: DeploymentRecord, settings: Settings) -> Target:
     return registry.driver(loaded.deployment.spec.target, settings, loaded.base_dir)
 
 
-def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
-    """Recorded deployments with live facts from their targets; ``name`` narrows to one."""
+def status(
+    settings: Settings, name: str | None = None, *, include_destroyed: bool = False
+) -> list[DeploymentView]:
+    """Recorded deployments with live facts from their targets; ``name`` narrows to one (a
+    destroyed one too), ``include_destroyed`` lists destroyed ones beside the others, each with
+    its last run."""
     if name is not None:
         check_name(name)
     store = open_reader(settings)
@@ -131,7 +135,11 @@ def status(settings: Settings, name: str | None = None) -> list[DeploymentView]:
             raise unknown(name, [])
         return []
     try:
-        records = [get(store, name)] if name else store.list_deployments()
+        records = (
+            [get(store, name)]
+            if name
+            else store.list_deployments(include_destroyed=include_destroyed)
+        )
         last_runs = {r.name: next(iter(store.list_runs(r.name, limit=1)), None) for r in records}
     finally:
         store.close()

@@ -301,17 +301,26 @@ def diff(
 @app.command()
 def status(
     name: Annotated[str | None, typer.Argument(help="One deployment (default: all).")] = None,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", "-a", help="Destroyed deployments too, each with its last run."),
+    ] = False,
     output: OutputOpt = Output.text,
 ) -> None:
     """List deployments with their recorded and live status; with NAME, also its recent runs."""
     with boundary():
         settings = STATE.settings()
-        views = api.status(settings, name)
+        views = api.status(settings, name, include_destroyed=all_)
         if output is Output.json:
             print_json(STATE.console, [v.to_json() for v in views])
             return
         if not views:
-            STATE.console.print("no deployments yet; deployer apply MANIFEST creates one")
+            destroyed = len(api.status(settings, include_destroyed=True))
+            STATE.console.print(
+                f"no deployments; {destroyed} destroyed (deployer status --all lists them)"
+                if destroyed
+                else "no deployments yet; deployer apply MANIFEST creates one"
+            )
             return
         table = Table(box=None)
         for column in (
