@@ -715,7 +715,10 @@ def _round_down_len(tokens: int) -> int:
 def _blocks_per_request(
     max_model_len: int, sliding_window: int | None, block_size: int, in_flight_tokens: int
 ) -> int:
-    if sliding_window is not None and sliding_window < max_model_len:
+    if sliding_window is not None:
+        # A windowed layer's request holds one block more than its tokens need, also when the
+        # window covers the whole context: Mistral-7B-v0.1 (window 4096) at maxModelLen 2048 on
+        # the CPU build logs 240.94x for 4,096 blocks of 128, that is 17 blocks, not 16, each.
         tokens = min(sliding_window - 1 + in_flight_tokens, max_model_len)
         return -(-tokens // block_size) + 1
     return -(-max_model_len // block_size)

@@ -82,7 +82,10 @@ def test_kv_tokens_counts_whole_blocks(kv_bytes: int, per_token: int, tokens: in
         (8192, 8192, None, 0, 1.0),
         # window 4096 within 32k: cdiv(4095 + 0, 16) + 1 = 257 blocks per request
         (257 * 16, 32768, 4096, 0, 1.0),
-        (257 * 16, 2048, 4096, 0, 257 / 128),  # window longer than the request: ignored
+        # a window at or above the context still costs one more block: cdiv(2048, 16) + 1 = 129
+        # (issue 13: the CPU build logged 240.94x, 4,096 blocks of 128 / 17, for Mistral's 4096
+        # window at maxModelLen 2048)
+        (257 * 16, 2048, 4096, 0, 257 / 129),
     ],
 )
 def test_max_concurrency(
@@ -347,3 +350,10 @@ def test_assumed_decode_throughput_is_bandwidth_bound() -> None:
 
 def test_block_size_is_vllms_default() -> None:
     assert BLOCK_SIZE == 16
+
+
+def test_a_window_at_or_above_the_context_matches_the_cpu_builds_log() -> None:
+    """Issue 13's measurement: a tiny Mistral with a 4096 window at maxModelLen 2048 on the CPU
+    build (blocks of 128) got 4,096 blocks and logged "Maximum concurrency ... 240.94x"."""
+    concurrency = max_concurrency(4096 * 128, 2048, 4096, block_size=128)
+    assert round(concurrency, 2) == 240.94
