@@ -39,6 +39,7 @@ class CapacityPlan(_CapacityModel):
     replicas: int
     block_size: int
     kv_cache_bytes_per_device: int
+    #: Tokens the KV pool holds: its whole blocks times the block size.
     kv_tokens: int
     max_concurrency: float
     memory_per_device: list[MemoryRow]
@@ -46,11 +47,19 @@ class CapacityPlan(_CapacityModel):
     cost_per_hour_usd: float | None
     cost_per_million_tokens_usd: float | None
     notes: list[str]
+    #: The engine's own "KV cache size" figure, where it logs one that differs in meaning from
+    #: the pool's tokens: vLLM logs max concurrency x context (``get_kv_cache_capacity``), which
+    #: is less than the pool when the context is not a multiple of the block size.
+    kv_cache_size_tokens: int | None = None
 
     @property
     def verdict(self) -> str:
+        logged = self.kv_cache_size_tokens
+        pool = f"{self.kv_tokens:,} KV-cache tokens"
+        if logged is not None and logged != self.kv_tokens:
+            pool += f' in the pool (vLLM logs it as "KV cache size: {logged:,} tokens")'
         return (
             f"fits on {self.count} x {self.accelerator} (tensor parallel {self.tensor_parallel})"
-            f": {self.kv_tokens:,} KV-cache tokens, {self.max_concurrency:.2f} concurrent "
-            f"requests of {self.max_model_len:,} tokens"
+            f": {pool}, {self.max_concurrency:.2f} concurrent requests of "
+            f"{self.max_model_len:,} tokens"
         )

@@ -109,6 +109,8 @@ def place(
         cost_per_hour_usd=per_hour,
         cost_per_million_tokens_usd=per_million,
         notes=notes,
+        # vLLM's "KV cache size" log figure: get_kv_cache_capacity, int(concurrency x context).
+        kv_cache_size_tokens=int(result.max_concurrency * max_len),
     )
 
 

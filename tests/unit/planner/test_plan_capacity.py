@@ -177,6 +177,35 @@ def test_the_demo_on_the_cpu_matches_what_vllm_logs() -> None:
     assert plan.capacity.kv_tokens == 23296
     assert plan.capacity.max_concurrency == pytest.approx(11.38, abs=0.01)
     assert plan.capacity.kv_bytes_per_token == 23040
+    assert plan.capacity.kv_cache_size_tokens == 23296  # a multiple of the block: the same
+    assert "in the pool" not in plan.capacity.verdict
+
+
+def test_a_context_off_the_block_size_gives_vllms_kv_cache_size_beside_the_pool() -> None:
+    """maxModelLen 2000 takes 16 blocks of 128 per request: vLLM logs concurrency x context
+    (11.375 x 2000: "KV cache size: 22,750 tokens"), less than the pool's 182 blocks."""
+    deployment = ModelDeployment.model_validate(
+        {
+            "apiVersion": "deployer/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "demo"},
+            "spec": {
+                "model": {"source": "local", "path": "/m"},
+                "serving": {"dtype": "bfloat16", "maxModelLen": 2000, "kvCacheMemory": "512MiB"},
+                "resources": {"accelerator": "cpu"},
+            },
+        }
+    )
+    plan = make_plan(deployment, facts("HuggingFaceTB/SmolLM2-135M-Instruct", "cpu"))
+    assert plan.capacity is not None
+    assert plan.capacity.kv_tokens == 182 * 128
+    assert plan.capacity.max_concurrency == 11.38
+    assert plan.capacity.kv_cache_size_tokens == 22_750
+    verdict = plan.capacity.verdict
+    assert (
+        '23,296 KV-cache tokens in the pool (vLLM logs it as "KV cache size: 22,750 tokens")'
+        in (verdict)
+    )
 
 
 @pytest.mark.parametrize(
