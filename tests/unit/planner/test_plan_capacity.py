@@ -208,6 +208,23 @@ def test_a_context_off_the_block_size_gives_vllms_kv_cache_size_beside_the_pool(
     )
 
 
+def test_an_interleaved_layout_is_named_as_an_approximation() -> None:
+    plan = make_plan(
+        manifest("google/gemma-2-9b-it", resources={"accelerator": "L4"}),
+        facts("google/gemma-2-9b-it", "L4"),
+    )
+    assert plan.capacity is not None
+    [note] = [n for n in plan.capacity.notes if "interleaves" in n]
+    assert note.startswith("gemma2 interleaves sliding-window and full-attention layers")
+    assert "248.24x logged" in note
+    llama = make_plan(
+        manifest("meta-llama/Llama-3.1-8B-Instruct", resources={"accelerator": "L4"}),
+        facts("meta-llama/Llama-3.1-8B-Instruct", "L4"),
+    )
+    assert llama.capacity is not None
+    assert not [n for n in llama.capacity.notes if "interleaves" in n]
+
+
 @pytest.mark.parametrize(
     "path",
     sorted(
