@@ -118,6 +118,10 @@ class ModelFacts:
     needs_remote_code: bool
     """Whether the config has an ``auto_map`` (transformers would import the repository's
     Python)."""
+    sliding_layers: int | None = None
+    """How many layers apply ``sliding_window`` when not all do (Gemma 2 every other one, from
+    ``layer_types`` or the family's pattern; the rest attend to the whole context); None when
+    every layer does, or there is no window."""
 
     @property
     def attention(self) -> Attention:
@@ -174,7 +178,7 @@ def facts_from_config(
         head_dim=_head_dim(reader, hidden_size, heads),
         vocab_size=reader.positive("vocab_size"),
         max_position_embeddings=reader.optional_positive("max_position_embeddings", "n_positions"),
-        sliding_window=_sliding_window(reader),
+        sliding_window=(window := _sliding_window(reader)),
         num_experts=reader.optional_positive("num_local_experts", "num_experts"),
         experts_per_token=reader.optional_positive("num_experts_per_tok"),
         tie_word_embeddings=tied,
@@ -184,6 +188,7 @@ def facts_from_config(
         weight_bytes=weight_bytes,
         bytes_by_dtype=by_dtype,
         needs_remote_code=needs_remote_code(config),
+        sliding_layers=_sliding_layers(reader, model_type, num_layers) if window else None,
     )
 
 
@@ -463,6 +468,28 @@ def _intermediate_size(reader: _Config, model_type: str, hidden: int) -> int | N
     if model_type == "gpt2":
         return reader.optional_positive("n_inner") or 4 * hidden
     return reader.optional_positive("intermediate_size")
+
+
+#: Families whose layers alternate between the window and full attention, when the config has no
+#: ``layer_types``: Gemma 2 windows every other layer (the even ones, transformers' default),
+#: Gemma 3 and Cohere 2 all but every ``sliding_window_pattern``-th (default 6 and 4).
+_INTERLEAVED_PATTERN: Mapping[str, int] = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6, "cohere2": 4}
+
+
+def _sliding_layers(reader: _Config, model_type: str, num_layers: int) -> int | None:
+    """How many of ``num_layers`` apply the window when not all do (see
+    :attr:`ModelFacts.sliding_layers`)."""
+    types = reader.raw("layer_types")
+    if isinstance(types, list) and len(types) == num_layers:
+        sliding = sum(1 for kind in types if kind == "sliding_attention")
+    elif model_type in _INTERLEAVED_PATTERN:
+        every = _INTERLEAVED_PATTERN[model_type]
+        if model_type != "gemma2":
+            every = reader.optional_positive("sliding_window_pattern") or every
+        sliding = num_layers - num_layers // every
+    else:
+        return None
+    return sliding if sliding < num_layers else None
 
 
 def _sliding_window(reader: _Config) -> int | None:

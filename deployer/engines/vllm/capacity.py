@@ -18,9 +18,6 @@ from deployer.sizing.model_facts import ModelFacts
 
 #: vLLM's context length when neither the manifest nor the config names one.
 DEFAULT_MAX_MODEL_LEN = 2048
-#: ``model_type``s whose layers alternate between a sliding window and full attention: vLLM's
-#: hybrid KV cache manager (``_get_kv_cache_groups_uniform_page_size``), not modelled yet.
-INTERLEAVED = frozenset({"gemma2", "gemma3", "gemma3_text", "cohere2"})
 
 
 def place(
@@ -65,12 +62,11 @@ def place(
     tokens_per_second: float | None = None
     per_hour = per_million = None
     notes = list(result.notes)
-    if model.model_type in INTERLEAVED and model.sliding_window is not None:
+    if model.sliding_window is not None and model.sliding_layers is not None:
         notes.append(
-            f"{model.model_type} interleaves sliding-window and full-attention layers, which "
-            "vLLM keeps as two groups of one pool; this plan treats every layer as windowed, so "
-            "its concurrency may be a few percent low (a 4-layer Gemma 2 at 2,048 tokens: "
-            "240.94x planned, 248.24x logged)"
+            f"{model.sliding_layers} of {model.num_layers} layers use a {model.sliding_window:,}"
+            "-token window, the rest full attention: one KV pool shared by both kinds of layer "
+            "groups, as vLLM's hybrid KV cache manager lays them out"
         )
     if accelerator.vendor != "cpu":
         tokens_per_second = replicas * assumed_decode_throughput(

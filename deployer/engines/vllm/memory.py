@@ -105,6 +105,8 @@ class ModelShape(Protocol):
     @property
     def sliding_window(self) -> int | None: ...
     @property
+    def sliding_layers(self) -> int | None: ...
+    @property
     def num_experts(self) -> int | None: ...
     @property
     def experts_per_token(self) -> int | None: ...
@@ -152,6 +154,56 @@ def max_concurrency(
     """
     per_request = _blocks_per_request(max_model_len, sliding_window, block_size, in_flight_tokens)
     return (tokens // block_size) / per_request
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    """How vLLM's KV cache manager lays a model's layers out in its one block pool.
+
+    Every layer windowed or none: one group of all layers, a block holds ``block_size`` tokens
+    of every layer. Some layers windowed and the rest not (Gemma 2): the hybrid manager
+    (``kv_cache_utils.py``, ``_get_kv_cache_groups_uniform_page_size``) splits each kind into
+    groups of ``group_layers`` layers (the smaller kind's count, or the larger's when it is less
+    than 1.5 times that), a block holds ``block_size`` tokens of one group's layers
+    (``_get_kv_cache_bytes_per_block``), and a request takes blocks from every group out of the
+    same pool (``get_max_concurrency_for_kv_cache_config``: the sum over groups).
+    """
+
+    group_layers: int
+    num_layers: int
+    blocks_per_request: int
+
+    def num_blocks(self, kv_cache_bytes: int, bytes_per_token: int, block_size: int) -> int:
+        """Blocks a pool of ``kv_cache_bytes`` holds; ``bytes_per_token`` is all layers'."""
+        per_block = block_size * bytes_per_token * self.group_layers // self.num_layers
+        return kv_cache_bytes // per_block if per_block > 0 and kv_cache_bytes > 0 else 0
+
+    def pool_tokens(self, num_blocks: int, block_size: int) -> int:
+        """The pool's tokens, counted across all layers (as for a model of one group)."""
+        return num_blocks * block_size * self.group_layers // self.num_layers
+
+
+def kv_layout(
+    model: ModelShape, max_model_len: int, block_size: int, in_flight_tokens: int
+) -> KVLayout:
+    """The layout of ``model``'s KV cache at ``max_model_len`` (see :class:`KVLayout`)."""
+    layers, window, sliding = model.num_layers, model.sliding_window, model.sliding_layers
+    if window is None or sliding is None:
+        per_request = _blocks_per_request(max_model_len, window, block_size, in_flight_tokens)
+        return KVLayout(group_layers=layers, num_layers=layers, blocks_per_request=per_request)
+    full = layers - sliding
+    if sliding == 0:
+        per_request = _blocks_per_request(max_model_len, None, block_size, in_flight_tokens)
+        return KVLayout(group_layers=layers, num_layers=layers, blocks_per_request=per_request)
+    group = min(full, sliding)
+    if max(full, sliding) < group * 1.5:
+        group = max(full, sliding)
+    per_request = -(-full // group) * _blocks_per_request(
+        max_model_len, None, block_size, in_flight_tokens
+    ) + -(-sliding // group) * _blocks_per_request(
+        max_model_len, window, block_size, in_flight_tokens
+    )
+    return KVLayout(group_layers=group, num_layers=layers, blocks_per_request=per_request)
 
 
 @dataclass(frozen=True)
@@ -407,6 +459,9 @@ class _Attempt:
     kv_tokens: int
     blocks_per_request: int
     block_size: int = BLOCK_SIZE
+    #: Blocks in the pool and the bytes of one (all layers of a group: see KVLayout).
+    num_blocks: int = 0
+    bytes_per_block: int = 0
 
     @property
     def weights_fit(self) -> bool:
@@ -420,9 +475,7 @@ class _Attempt:
     @property
     def fits(self) -> bool:
         return (
-            self.weights_fit
-            and self.kv_given_fits
-            and self.kv_tokens // self.block_size >= self.blocks_per_request
+            self.weights_fit and self.kv_given_fits and self.num_blocks >= self.blocks_per_request
         )
 
 
@@ -554,6 +607,9 @@ def _attempt(req: _Request, tensor_parallel: int) -> _Attempt:
     room = budget - (weights + activation + graphs + non_torch)
     kv_bytes = req.kv_cache_bytes if req.kv_cache_bytes is not None else max(0, room)
     per_token = kv_bytes_per_token_per_device(model, req.kv_dtype_bytes, t)
+    block = block_size_for(acc)
+    layout = kv_layout(model, req.max_model_len, block, batched)
+    num_blocks = layout.num_blocks(kv_bytes, per_token, block)
     breakdown = MemoryBreakdown(
         budget=budget,
         weights=weights,
@@ -570,11 +626,11 @@ def _attempt(req: _Request, tensor_parallel: int) -> _Attempt:
         total_weights=total_weights,
         room=room,
         kv_per_token=per_token,
-        kv_tokens=kv_tokens(kv_bytes, per_token, block_size_for(acc)),
-        blocks_per_request=_blocks_per_request(
-            req.max_model_len, model.sliding_window, block_size_for(acc), batched
-        ),
-        block_size=block_size_for(acc),
+        kv_tokens=layout.pool_tokens(num_blocks, block),
+        blocks_per_request=layout.blocks_per_request,
+        block_size=block,
+        num_blocks=num_blocks,
+        bytes_per_block=block * per_token * layout.group_layers // layout.num_layers,
     )
 
 
@@ -591,14 +647,8 @@ def _first_fit(req: _Request, sizes: list[int]) -> _Attempt | None:
 
 def _result(req: _Request, attempt: _Attempt, *, count: int) -> Fit:
     t = attempt.tensor_parallel
-    concurrency = max_concurrency(
-        attempt.kv_tokens,
-        req.max_model_len,
-        req.model.sliding_window,
-        block_size=attempt.block_size,
-        in_flight_tokens=req.max_num_batched_tokens
-        or default_max_num_batched_tokens(req.accelerator, t),
-    )
+    # get_max_concurrency_for_kv_cache_config: the pool's blocks over one request's blocks.
+    concurrency = attempt.num_blocks / attempt.blocks_per_request
     notes: list[str] = []
     if req.quantization != "none" and req.weight_bytes is not None:
         notes.append(
@@ -675,7 +725,7 @@ def _kv_error(
     req: _Request, attempt: _Attempt, *, count: int, hint_more: _Attempt | None
 ) -> PlanError:
     acc, b = req.accelerator, attempt.breakdown
-    needed = attempt.blocks_per_request * attempt.block_size * attempt.kv_per_token
+    needed = attempt.blocks_per_request * attempt.bytes_per_block
     where = f"{count} x {acc.name} (tensor parallel {attempt.tensor_parallel})"
     if not attempt.kv_given_fits:
         return PlanError(

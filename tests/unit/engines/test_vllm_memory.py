@@ -16,6 +16,7 @@ from deployer.engines.vllm.memory import (
     default_max_num_batched_tokens,
     fit,
     kv_bytes_per_token_per_device,
+    kv_layout,
     kv_tokens,
     max_concurrency,
     quantized_weight_bytes,
@@ -41,6 +42,7 @@ class Shape:
     num_experts: int | None = None
     experts_per_token: int | None = None
     dtype: str = "bfloat16"
+    sliding_layers: int | None = None
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int:
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes
@@ -357,3 +359,64 @@ def test_a_window_at_or_above_the_context_matches_the_cpu_builds_log() -> None:
     build (blocks of 128) got 4,096 blocks and logged "Maximum concurrency ... 240.94x"."""
     concurrency = max_concurrency(4096 * 128, 2048, 4096, block_size=128)
     assert round(concurrency, 2) == 240.94
+
+
+TINY_GEMMA2 = Shape(
+    num_layers=4,
+    hidden_size=256,
+    intermediate_size=512,
+    num_attention_heads=4,
+    num_kv_heads=1,
+    head_dim=256,
+    vocab_size=49152,
+    parameter_count=14_000_000,
+    weight_bytes=28_000_000,
+    sliding_window=4096,
+    sliding_layers=2,
+)
+
+
+def test_interleaved_windows_share_one_pool_as_vllm_lays_them_out() -> None:
+    """Issue 13's measurement: a 4-layer Gemma 2 (two windowed layers, two full) at 2,048
+    tokens on the CPU build logged 248.24x. vLLM's hybrid manager makes two groups of two
+    layers, a block of 128 tokens of one group's layers, and a request takes 16 blocks for the
+    full group and 17 for the windowed one: 8,192 / 33. Treating every layer as windowed (the
+    old plan) gave 4,096 / 17 = 240.94x."""
+    full_blocks = 4096
+    kv_bytes = full_blocks * 128 * TINY_GEMMA2.kv_bytes_per_token(2)
+    result = fit(
+        TINY_GEMMA2, cpu_accelerator(24 * GiB), max_model_len=2048, kv_cache_bytes=kv_bytes
+    )
+    assert round(result.max_concurrency, 2) == 248.24
+    assert result.kv_tokens == full_blocks * 128  # the pool, across all layers
+    layout = kv_layout(TINY_GEMMA2, 2048, 128, 0)
+    assert (layout.group_layers, layout.blocks_per_request) == (2, 33)
+
+
+@pytest.mark.parametrize(
+    ("full", "sliding", "group"),
+    [
+        (1, 5, 1),  # Gemma 3's 5:1: six groups of one layer
+        (12, 13, 13),  # close counts: the larger one (gpt-oss-20b's 12 + 13 -> 13)
+        (10, 20, 10),  # 1:2, three groups of ten
+    ],
+)
+def test_hybrid_group_sizes(full: int, sliding: int, group: int) -> None:
+    shape = Shape(
+        num_layers=full + sliding,
+        hidden_size=256,
+        intermediate_size=512,
+        num_attention_heads=4,
+        num_kv_heads=1,
+        head_dim=64,
+        vocab_size=1000,
+        parameter_count=1,
+        weight_bytes=2,
+        sliding_window=512,
+        sliding_layers=sliding,
+    )
+    layout = kv_layout(shape, 4096, 16, 0)
+    assert layout.group_layers == group
+    window_blocks = -(-511 // 16) + 1
+    expected = -(-full // group) * 256 + -(-sliding // group) * window_blocks
+    assert layout.blocks_per_request == expected

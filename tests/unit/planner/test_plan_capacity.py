@@ -208,21 +208,25 @@ def test_a_context_off_the_block_size_gives_vllms_kv_cache_size_beside_the_pool(
     )
 
 
-def test_an_interleaved_layout_is_named_as_an_approximation() -> None:
-    plan = make_plan(
-        manifest("google/gemma-2-9b-it", resources={"accelerator": "L4"}),
-        facts("google/gemma-2-9b-it", "L4"),
-    )
+def test_an_interleaved_layout_is_planned_as_one_shared_pool() -> None:
+    """Gemma 2 windows 21 of its 42 layers: vLLM's hybrid layout, named in a note, gives more
+    concurrency than treating every layer as windowed would."""
+    gemma = shape("google/gemma-2-9b-it")
+    assert (gemma.sliding_window, gemma.sliding_layers) == (4096, 21)
+    spec = {"resources": {"accelerator": "L4"}, "serving": {"maxModelLen": 8192}}
+    plan = make_plan(manifest("google/gemma-2-9b-it", **spec), facts("google/gemma-2-9b-it", "L4"))
     assert plan.capacity is not None
-    [note] = [n for n in plan.capacity.notes if "interleaves" in n]
-    assert note.startswith("gemma2 interleaves sliding-window and full-attention layers")
-    assert "248.24x logged" in note
-    llama = make_plan(
-        manifest("meta-llama/Llama-3.1-8B-Instruct", resources={"accelerator": "L4"}),
-        facts("meta-llama/Llama-3.1-8B-Instruct", "L4"),
+    assert "21 of 42 layers use a 4,096-token window, the rest full attention" in " ".join(
+        plan.capacity.notes
     )
-    assert llama.capacity is not None
-    assert not [n for n in llama.capacity.notes if "interleaves" in n]
+    uniform = dataclasses.replace(gemma, sliding_layers=None)
+    base = facts("google/gemma-2-9b-it", "L4")
+    as_if_all_windowed = make_plan(
+        manifest("google/gemma-2-9b-it", **spec), dataclasses.replace(base, model_shape=uniform)
+    )
+    assert as_if_all_windowed.capacity is not None
+    assert plan.capacity.max_concurrency != as_if_all_windowed.capacity.max_concurrency
+    assert shape("mistralai/Mistral-7B-Instruct-v0.1").sliding_layers is None  # all windowed
 
 
 @pytest.mark.parametrize(

@@ -410,3 +410,19 @@ def test_folder_with_a_renamed_pickle(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"\x80\x04" + bytes(64))
     with pytest.raises(UnsafeModelError):
         facts_from_folder(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "sliding"),
+    [
+        ("gemma-2-9b-it", {}, 21),  # every other one of 42 layers
+        ("gemma-2-9b-it", {"layer_types": ["sliding_attention", "full_attention"] * 21}, 21),
+        ("gemma-2-9b-it", {"layer_types": ["full_attention"] * 42}, 0),
+        ("mistral-7b-instruct-v0.1", {}, None),  # every layer windowed
+        ("llama-3.1-8b-instruct", {}, None),  # no window
+    ],
+)
+def test_which_layers_apply_the_window(
+    name: str, changes: dict[str, Any], sliding: int | None
+) -> None:
+    assert facts_from_config({**config(name), **changes}).sliding_layers == sliding
