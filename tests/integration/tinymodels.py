@@ -27,6 +27,20 @@ if kind == "qwen2":
         tie_word_embeddings=True, torch_dtype="bfloat16",
     )
     model = transformers.Qwen2ForCausalLM(config)
+elif kind == "mistral-window":
+    config = transformers.MistralConfig(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
+        sliding_window=4096, tie_word_embeddings=True, torch_dtype="bfloat16",
+    )
+    model = transformers.MistralForCausalLM(config)
+elif kind == "gemma2":
+    config = transformers.Gemma2Config(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
+        sliding_window=4096, query_pre_attn_scalar=64, torch_dtype="bfloat16",
+    )
+    model = transformers.Gemma2ForCausalLM(config)
 else:
     raise SystemExit(f"unknown kind {kind}")
 model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
@@ -36,6 +50,16 @@ model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
 def tiny_qwen2() -> Path:
     """A 6-layer Qwen2 (GQA: 8 heads, 2 KV heads, head dim 64) with SmolLM2's tokenizer."""
     return _build("qwen2")
+
+
+def tiny_mistral_window() -> Path:
+    """A 4-layer Mistral whose 4096-token window covers any context the tests use."""
+    return _build("mistral-window")
+
+
+def tiny_gemma2() -> Path:
+    """A 4-layer Gemma 2: even layers windowed (4096 tokens), odd ones full attention."""
+    return _build("gemma2")
 
 
 def _build(kind: str) -> Path:
