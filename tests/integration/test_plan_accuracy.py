@@ -2,10 +2,11 @@
 
 For each model (the demo, and locally built random-weight models: a Qwen2, a Mistral whose 4096
 window covers the context, a Gemma 2 whose layers alternate between the window and full
-attention) the plan is made first, then real vLLM is started with the plan's own argv, and its log line "CPU KV cache size: N
-tokens, Maximum concurrency for L tokens per request: Cx" is compared with the plan: the pool
-within 2%, and vLLM's own "KV cache size" figure and concurrency exactly (a context that is not a
-multiple of the block size makes the two token figures differ).
+attention) the plan is made first, then real vLLM is started with the plan's own argv, and its
+log line "CPU KV cache size: N tokens, Maximum concurrency for L tokens per request: Cx" is
+compared with the plan: vLLM's own "KV cache size" figure and the concurrency exactly, and the
+pool within 2% where the two token figures mean the same (full attention at a context that is a
+multiple of the block size).
 """
 
 from __future__ import annotations
