@@ -173,9 +173,14 @@ class KVLayout:
     num_layers: int
     blocks_per_request: int
 
+    def bytes_per_block(self, bytes_per_token: int, block_size: int) -> int:
+        """One block: ``block_size`` tokens of one group's layers (``bytes_per_token`` is all
+        layers')."""
+        return block_size * bytes_per_token * self.group_layers // self.num_layers
+
     def num_blocks(self, kv_cache_bytes: int, bytes_per_token: int, block_size: int) -> int:
-        """Blocks a pool of ``kv_cache_bytes`` holds; ``bytes_per_token`` is all layers'."""
-        per_block = block_size * bytes_per_token * self.group_layers // self.num_layers
+        """Blocks a pool of ``kv_cache_bytes`` holds."""
+        per_block = self.bytes_per_block(bytes_per_token, block_size)
         return kv_cache_bytes // per_block if per_block > 0 and kv_cache_bytes > 0 else 0
 
     def pool_tokens(self, num_blocks: int, block_size: int) -> int:
@@ -188,13 +193,12 @@ def kv_layout(
 ) -> KVLayout:
     """The layout of ``model``'s KV cache at ``max_model_len`` (see :class:`KVLayout`)."""
     layers, window, sliding = model.num_layers, model.sliding_window, model.sliding_layers
-    if window is None or sliding is None:
-        per_request = _blocks_per_request(max_model_len, window, block_size, in_flight_tokens)
+    if window is None or not sliding:
+        # One group: every layer windowed (sliding None) or none (no window, or 0 windowed).
+        uniform = window if sliding is None else None
+        per_request = _blocks_per_request(max_model_len, uniform, block_size, in_flight_tokens)
         return KVLayout(group_layers=layers, num_layers=layers, blocks_per_request=per_request)
     full = layers - sliding
-    if sliding == 0:
-        per_request = _blocks_per_request(max_model_len, None, block_size, in_flight_tokens)
-        return KVLayout(group_layers=layers, num_layers=layers, blocks_per_request=per_request)
     group = min(full, sliding)
     if max(full, sliding) < group * 1.5:
         group = max(full, sliding)
@@ -630,7 +634,7 @@ def _attempt(req: _Request, tensor_parallel: int) -> _Attempt:
         blocks_per_request=layout.blocks_per_request,
         block_size=block,
         num_blocks=num_blocks,
-        bytes_per_block=block * per_token * layout.group_layers // layout.num_layers,
+        bytes_per_block=layout.bytes_per_block(per_token, block),
     )
 
 
