@@ -123,6 +123,11 @@ class ModelFacts:
     ``layer_types`` or the family's pattern; the rest attend to the whole context); None when
     every layer does, or there is no window."""
 
+    unmodelled: tuple[str, ...] = ()
+    """Parts of the model's KV cache layout deployer does not model, each a sentence naming the
+    part and the size of the error it may cause (multi-head latent attention, chunked local
+    attention, state-space or linear-attention layers, cross-attention); empty when none."""
+
     @property
     def attention(self) -> Attention:
         """``MHA``: a key/value per head; ``MQA``: one shared by all; ``GQA``: groups of heads."""
@@ -156,6 +161,8 @@ def facts_from_config(
     hidden_size = reader.positive("hidden_size", "n_embed", "n_embd", "d_model")
     heads = reader.positive("num_attention_heads", "n_head")
     tied = reader.flag("tie_word_embeddings", default=model_type not in _UNTIED_BY_DEFAULT)
+    kv_heads = _kv_heads(reader, model_type, heads)
+    head_dim = _head_dim(reader, hidden_size, heads)
     dtype = _dtype(reader, headers)
     if headers:
         count = sum(header.parameter_count for header in headers)
@@ -174,8 +181,8 @@ def facts_from_config(
         hidden_size=hidden_size,
         intermediate_size=_intermediate_size(reader, model_type, hidden_size),
         num_attention_heads=heads,
-        num_kv_heads=_kv_heads(reader, model_type, heads),
-        head_dim=_head_dim(reader, hidden_size, heads),
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
         vocab_size=reader.positive("vocab_size"),
         max_position_embeddings=reader.optional_positive("max_position_embeddings", "n_positions"),
         sliding_window=(window := _sliding_window(reader)),
@@ -189,6 +196,7 @@ def facts_from_config(
         bytes_by_dtype=by_dtype,
         needs_remote_code=needs_remote_code(config),
         sliding_layers=_sliding_layers(reader, model_type, num_layers) if window else None,
+        unmodelled=_unmodelled(reader, num_layers, 2 * kv_heads * head_dim),
     )
 
 
@@ -490,6 +498,67 @@ def _sliding_layers(reader: _Config, model_type: str, num_layers: int) -> int | 
     else:
         return None
     return sliding if sliding < num_layers else None
+
+
+_MODELLED_LAYER_TYPES = frozenset({"full_attention", "sliding_attention"})
+
+
+def _unmodelled(reader: _Config, num_layers: int, planned: int) -> tuple[str, ...]:
+    """The layouts of :attr:`ModelFacts.unmodelled` that ``reader``'s config shows; ``planned``
+    is the plan's K and V values per layer and token.
+
+    Each is a KV cache spec of vLLM's (``vllm/v1/kv_cache_interface.py``) other than
+    ``FullAttentionSpec`` and ``SlidingWindowSpec``, which the planner models exactly.
+    """
+    notes: list[str] = []
+    rank = reader.optional_positive("kv_lora_rank")
+    if rank is not None:
+        cached = rank + (reader.optional_positive("qk_rope_head_dim") or 0)
+        notes.append(
+            f"multi-head latent attention (kv_lora_rank {rank}) is not modelled: vLLM's "
+            f"MLAAttentionSpec caches {cached} values per layer and token where the plan counts "
+            f"{planned}, so the planned KV tokens and concurrency may be {planned / cached:.1f}x "
+            "too low"
+        )
+    chunk = reader.optional_positive("attention_chunk_size")
+    if chunk is not None:
+        notes.append(
+            f"chunked local attention ({chunk:,}-token chunks) is not modelled: the plan counts "
+            "those layers as full attention (vLLM's ChunkedLocalAttentionSpec holds at most a "
+            "chunk per request), so above that context the planned concurrency may be too low, "
+            f"by up to the share of chunked layers; up to {num_layers}x in the extreme"
+        )
+    other = _other_layers(reader, num_layers)
+    if other:
+        notes.append(
+            f"{other} of {num_layers} layers are state-space or linear attention, not modelled: "
+            "vLLM keeps a fixed state per request for them (MambaSpec) where the plan counts "
+            "KV per token, so the planned KV tokens may be off either way, by up to "
+            f"{num_layers / max(num_layers - other, 1):.1f}x"
+        )
+    if reader.raw("is_encoder_decoder") is True or reader.raw("cross_attention_layers"):
+        notes.append(
+            "cross-attention to an encoder is not modelled: vLLM's CrossAttentionSpec caches "
+            "the encoder's tokens per request as well, so the planned concurrency may be too "
+            "high by the encoder's share of the cache"
+        )
+    return tuple(notes)
+
+
+def _other_layers(reader: _Config, num_layers: int) -> int:
+    """Layers that are neither full nor sliding-window attention (Mamba, linear attention):
+    from ``layer_types``, Jamba's and Granite's ``layers_block_type``, or Nemotron-H's
+    ``hybrid_override_pattern`` (``M`` a Mamba layer)."""
+    types = reader.raw("layer_types")
+    if isinstance(types, list):
+        return sum(1 for kind in types if kind not in _MODELLED_LAYER_TYPES)
+    blocks = reader.raw("layers_block_type")
+    if isinstance(blocks, list):
+        return sum(1 for kind in blocks if kind != "attention")
+    pattern = reader.raw("hybrid_override_pattern")
+    if isinstance(pattern, str):
+        return pattern.count("M")
+    return 0
 
 
 def _sliding_window(reader: _Config) -> int | None:

@@ -68,6 +68,14 @@ def place(
             "-token window, the rest full attention: one KV pool shared by both kinds of layer "
             "groups, as vLLM's hybrid KV cache manager lays them out"
         )
+    if model.num_experts is not None:
+        notes.append(
+            f"mixture of experts: {model.num_experts} experts"
+            + (f", {model.experts_per_token} per token" if model.experts_per_token else "")
+            + "; every expert's weights are loaded, the KV cache is the attention layers' as for "
+            "a dense model"
+        )
+    notes.extend(model.unmodelled)
     if accelerator.vendor != "cpu":
         tokens_per_second = replicas * assumed_decode_throughput(
             model,

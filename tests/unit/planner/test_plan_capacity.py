@@ -268,3 +268,19 @@ def test_every_catalog_model_has_facts(repo: str) -> None:
     facts = shape(repo)
     assert facts.parameter_count > 0
     assert facts.kv_bytes_per_token(2) > 0
+
+
+def test_a_mixture_of_experts_and_an_unmodelled_layout_are_named_in_the_notes() -> None:
+    repo = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    spec = {"resources": {"accelerator": "A100-80GB"}, "serving": {"maxModelLen": 4096}}
+    plan = make_plan(manifest(repo, **spec), facts(repo, "A100-80GB"))
+    assert plan.capacity is not None
+    notes = " ".join(plan.capacity.notes)
+    assert "mixture of experts: 8 experts, 2 per token; every expert's weights are loaded" in notes
+    assert "not modelled" not in notes
+    caveat = "chunked local attention (8,192-token chunks) is not modelled: ..."
+    base = facts(repo, "A100-80GB")
+    shaped = dataclasses.replace(base.model_shape, unmodelled=(caveat,))
+    flagged = make_plan(manifest(repo, **spec), dataclasses.replace(base, model_shape=shaped))
+    assert flagged.capacity is not None
+    assert caveat in flagged.capacity.notes

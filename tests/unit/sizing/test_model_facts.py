@@ -426,3 +426,58 @@ def test_which_layers_apply_the_window(
     name: str, changes: dict[str, Any], sliding: int | None
 ) -> None:
     assert facts_from_config({**config(name), **changes}).sliding_layers == sliding
+
+
+# The config keys of layouts the planner does not model, as DeepSeek V2/V3, Llama 4, Jamba,
+# Qwen3-Next, Nemotron-H and Llama 3.2 Vision publish them, on Llama 3.1 8B's shape (8 KV heads
+# of 128: the plan counts 2,048 K and V values per layer and token).
+UNMODELLED = [
+    pytest.param(
+        {"kv_lora_rank": 512, "qk_rope_head_dim": 64},
+        "multi-head latent attention (kv_lora_rank 512) is not modelled: vLLM's "
+        "MLAAttentionSpec caches 576 values per layer and token where the plan counts 2048, "
+        "so the planned KV tokens and concurrency may be 3.6x too low",
+        id="deepseek-mla",
+    ),
+    pytest.param(
+        {"attention_chunk_size": 8192},
+        "chunked local attention (8,192-token chunks) is not modelled",
+        id="llama4-chunked",
+    ),
+    pytest.param(
+        {"layers_block_type": ["mamba"] * 28 + ["attention"] * 4},
+        "28 of 32 layers are state-space or linear attention, not modelled: vLLM keeps a fixed "
+        "state per request for them (MambaSpec) where the plan counts KV per token, so the "
+        "planned KV tokens may be off either way, by up to 8.0x",
+        id="jamba-mamba",
+    ),
+    pytest.param(
+        {"layer_types": ["linear_attention"] * 24 + ["full_attention"] * 8},
+        "24 of 32 layers are state-space or linear attention",
+        id="qwen3-next-linear",
+    ),
+    pytest.param(
+        {"hybrid_override_pattern": "M-M-M*-" + "M" * 2},
+        "5 of 32 layers are state-space or linear attention",
+        id="nemotron-h-pattern",
+    ),
+    pytest.param(
+        {"cross_attention_layers": [3, 8, 13]},
+        "cross-attention to an encoder is not modelled",
+        id="mllama-cross",
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "note"), UNMODELLED)
+def test_a_layout_the_planner_does_not_model_is_named_with_its_error(
+    extra: dict[str, Any], note: str
+) -> None:
+    facts = facts_from_config({**config("llama-3.1-8b-instruct"), **extra})
+    assert len(facts.unmodelled) == 1
+    assert note in facts.unmodelled[0]
+
+
+@pytest.mark.parametrize("name", [name for name, _ in PARAMETERS])
+def test_the_families_deployer_models_have_no_unmodelled_layout(name: str) -> None:
+    assert facts_from_config(config(name)).unmodelled == ()
