@@ -122,40 +122,6 @@ class ModelShape(Protocol):
         ...
 
 
-def kv_tokens(kv_cache_bytes: int, bytes_per_token: int, block_size: int = BLOCK_SIZE) -> int:
-    """Tokens a KV pool of ``kv_cache_bytes`` holds: whole blocks only.
-
-    vLLM: ``num_blocks = available_memory // bytes_per_block`` (``kv_cache_utils.py``,
-    ``get_kv_cache_config_from_groups``). Checked against the CPU build here: 512 MiB for
-    SmolLM2-135M (23,040 B/token in bf16) gives 1,456 blocks, logged as "23,296 tokens".
-    """
-    if bytes_per_token <= 0 or kv_cache_bytes <= 0:
-        return 0
-    num_blocks = kv_cache_bytes // (block_size * bytes_per_token)
-    return num_blocks * block_size
-
-
-def max_concurrency(
-    tokens: int,
-    max_model_len: int,
-    sliding_window: int | None = None,
-    *,
-    block_size: int = BLOCK_SIZE,
-    in_flight_tokens: int = 0,
-) -> float:
-    """How many requests of ``max_model_len`` tokens the pool holds at once, as vLLM logs it.
-
-    ``num_blocks / blocks_per_request`` (``kv_cache_utils.py``,
-    ``get_max_concurrency_for_kv_cache_config``): 23,296 tokens at 2,048 per request is 11.38x.
-    With a sliding window a request holds at most ``window - 1 + in_flight_tokens`` tokens plus
-    one block (``kv_cache_interface.py``, ``SlidingWindowSpec.max_admission_blocks_per_request``);
-    this treats every layer as windowed, so it overstates hybrid models (Gemma 2's alternating
-    layers), whose full-attention layers dominate.
-    """
-    per_request = _blocks_per_request(max_model_len, sliding_window, block_size, in_flight_tokens)
-    return (tokens // block_size) / per_request
-
-
 @dataclass(frozen=True)
 class KVLayout:
     """How vLLM's KV cache manager lays a model's layers out in its one block pool.
@@ -179,7 +145,10 @@ class KVLayout:
         return block_size * bytes_per_token * self.group_layers // self.num_layers
 
     def num_blocks(self, kv_cache_bytes: int, bytes_per_token: int, block_size: int) -> int:
-        """Blocks a pool of ``kv_cache_bytes`` holds."""
+        """Blocks a pool of ``kv_cache_bytes`` holds: ``available_memory // page_size``
+        (``kv_cache_utils.py``, ``get_kv_cache_config_from_groups``). Checked against the CPU
+        build here: 512 MiB for SmolLM2-135M (23,040 B/token in bf16) gives 1,456 blocks of 16,
+        logged as "23,296 tokens"."""
         per_block = self.bytes_per_block(bytes_per_token, block_size)
         return kv_cache_bytes // per_block if per_block > 0 and kv_cache_bytes > 0 else 0
 

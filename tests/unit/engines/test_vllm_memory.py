@@ -17,8 +17,6 @@ from deployer.engines.vllm.memory import (
     fit,
     kv_bytes_per_token_per_device,
     kv_layout,
-    kv_tokens,
-    max_concurrency,
     quantized_weight_bytes,
 )
 from deployer.errors import PlanError
@@ -54,6 +52,27 @@ LLAMA_70B = Shape(80, 8192, 28672, 64, 8, 128, 128256, 70_550_000_000, 141_100_0
 
 
 # --- KV tokens and concurrency: the CPU log on this machine ---------------------------------
+
+
+def kv_tokens(kv_bytes: int, per_token: int, block_size: int = BLOCK_SIZE) -> int:
+    """The pool's tokens for one group of layers, as the planner counts them."""
+    layout = kv_layout(SMOLLM2_135M, 2048, block_size, 0)
+    return layout.pool_tokens(layout.num_blocks(kv_bytes, per_token, block_size), block_size)
+
+
+def max_concurrency(
+    tokens: int,
+    max_model_len: int,
+    window: int | None = None,
+    *,
+    block_size: int = BLOCK_SIZE,
+    in_flight_tokens: int = 0,
+) -> float:
+    """vLLM's concurrency for a pool of ``tokens``: its blocks over one request's blocks, with
+    every layer windowed by ``window`` (or none)."""
+    shape = dataclasses.replace(SMOLLM2_135M, sliding_window=window)
+    layout = kv_layout(shape, max_model_len, block_size, in_flight_tokens)
+    return (tokens // block_size) / layout.blocks_per_request
 
 
 def test_smollm2_kv_bytes_per_token_is_23040() -> None:
