@@ -211,6 +211,7 @@ class LocalTarget:
         started = time.monotonic()
         # Exits before this wait (an adopted engine that was restarted earlier) are history.
         exits_before = len((_read_json(folder / SUPERVISOR) or {}).get("exits") or [])
+        foreign = False
         while True:
             elapsed = time.monotonic() - started
             state = _read_json(folder / SUPERVISOR) or {}
@@ -228,16 +229,30 @@ class LocalTarget:
                     details=_tail(folder / SUPERVISOR_LOG, 15),
                 )
             if answers(runtime["health_url"]):
-                events.log(f"healthy after {elapsed:.1f}s", step="ready")
-                return
+                # The port was free when the engine started, but an engine binds it only once
+                # the model is loaded: another process that took it meanwhile answers too.
+                foreign = not _listens(runtime, runtime["port"])
+                if not foreign:
+                    events.log(f"healthy after {elapsed:.1f}s", step="ready")
+                    return
             if elapsed > timeout:
+                if foreign:
+                    raise HealthTimeoutError(
+                        f"port {runtime['port']} of {name} is answered by another process, and "
+                        f"the engine did not take it within {timeout:.0f}s",
+                        hint=f"another deployment or service took the port; run deployer destroy "
+                        f"{name}, then apply again to plan a free one",
+                        details=_tail(folder / ENGINE_LOG, 25),
+                    )
                 raise HealthTimeoutError(
                     f"{name} did not answer {runtime['health_url']} within {timeout:.0f}s",
                     hint=f"raise spec.serving.startupTimeoutSeconds, or read: deployer logs {name}",
                     details=_tail(folder / ENGINE_LOG, 25),
                 )
             events.progress(
-                _last_line(folder / ENGINE_LOG) or "starting",
+                f"port {runtime['port']} is answered by another process; waiting for the engine"
+                if foreign
+                else _last_line(folder / ENGINE_LOG) or "starting",
                 step="ready",
                 completed=round(elapsed, 1),
                 total=float(timeout),
@@ -405,6 +420,26 @@ def _port_holder(port: int) -> str:
 
 def _bind_host(plan: Plan) -> str:
     return plan.engine.host
+
+
+def _listens(runtime: dict[str, Any], port: int) -> bool:
+    """Whether the supervisor in ``runtime`` or a process under it (the engine) listens on
+    ``port``: the health URL answering proves nothing when another process holds the port."""
+    supervisor = _process(runtime["supervisor_pid"], runtime["supervisor_create_time"])
+    if supervisor is None:
+        return False
+    try:
+        tree = [supervisor, *supervisor.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for proc in tree:
+        try:
+            sockets = proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        if any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets):
+            return True
+    return False
 
 
 def _process(pid: int | None, create_time: float | None = None) -> psutil.Process | None:
