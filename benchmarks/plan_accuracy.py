@@ -1,9 +1,10 @@
 """The plan's KV cache figures against the real engine's, for a tiny model of every family.
 
 For each family (tests/support/tinymodels.py: random weights, built locally on first use) it
-runs `deployer plan`, then `deployer apply` on the vLLM CPU build, reads vLLM's start-up line
-"KV cache size: N tokens, Maximum concurrency for L tokens per request: Cx" from the engine log,
-and destroys the deployment. The baseline is the engine's own figure, measured in the same run;
+runs `deployer plan`, then `deployer apply` on the vLLM CPU build, reads the engine's KV pool
+blocks from its /metrics (``vllm:cache_config_info``, ``num_gpu_blocks``) and its start-up line
+"KV cache size: N tokens, Maximum concurrency for L tokens per request: Cx" from its log, and
+destroys the deployment. The baseline is the engine's own figure, measured in the same run;
 the table says, per family, whether the plan equals it. Exit code 1 when any family differs.
 
 ``--quick`` serves the tiny Llama only, for CI; ``--family K`` (repeatable) picks families.
@@ -17,33 +18,41 @@ import argparse
 import json
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from _common import ROOT, deployer
 
 sys.path.insert(0, str(ROOT))  # the test suite's tiny models
-from tests.support.tinymodels import FAMILIES, logged_kv, manifest, tiny
+from tests.support.tinymodels import FAMILIES, cache_config_info, logged_kv, manifest, tiny
 
 
 def measure(kind: str, context: int, home: Path) -> tuple[str, str, str, str, str]:
     name = f"bench-{kind}"
     path = manifest(tiny(kind), name, context, "64MiB", home / f"{name}.yaml")
-    capacity = json.loads(deployer("plan", str(path), "-o", "json", home=home).stdout)["capacity"]
+    planned = json.loads(deployer("plan", str(path), "-o", "json", home=home).stdout)
+    capacity, endpoint = planned["capacity"], planned["endpoint"]
     try:
         deployer("apply", str(path), home=home)
         log = (home / "deployments" / name / "engine.log").read_text()
+        metrics = urllib.request.urlopen(endpoint.removesuffix("/v1") + "/metrics").read()
     finally:
         deployer("destroy", name, home=home, check=False)
     logged = logged_kv(log)
     if logged is None:
         raise SystemExit(f"{kind}: vLLM did not log its KV cache size; see its log above")
+    blocks = int(cache_config_info(metrics.decode()).get("num_gpu_blocks", "0"))
     planned_tokens = int(capacity["kv_cache_size_tokens"])
     planned_concurrency = f"{capacity['max_concurrency']:.2f}"
-    equal = planned_tokens == logged.tokens and planned_concurrency == logged.concurrency
+    equal = (capacity["kv_blocks"], planned_tokens, planned_concurrency) == (
+        blocks,
+        logged.tokens,
+        logged.concurrency,
+    )
     return (
         kind,
-        f"{planned_tokens:,} / {planned_concurrency}x",
-        f"{logged.tokens:,} / {logged.concurrency}x",
+        f"{capacity['kv_blocks']:,} / {planned_tokens:,} / {planned_concurrency}x",
+        f"{blocks:,} / {logged.tokens:,} / {logged.concurrency}x",
         "yes" if equal else "NO",
         FAMILIES[kind],
     )
@@ -58,7 +67,7 @@ def main() -> None:
     kinds = ["llama"] if args.quick else (args.family or list(FAMILIES))
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(kind, args.context, Path(tmp)) for kind in kinds]
-    header = ("family", "planned tokens / concurrency", "vLLM logged", "equal", "layout")
+    header = ("family", "planned blocks / KV cache size / concurrency", "vLLM", "equal", "layout")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))

@@ -51,6 +51,9 @@ class CapacityPlan(_CapacityModel):
     #: the pool's tokens: vLLM logs max concurrency x context (``get_kv_cache_capacity``), which
     #: is less than the pool when the context is not a multiple of the block size.
     kv_cache_size_tokens: int | None = None
+    #: The KV pool's blocks on each device, where the engine has blocks: vLLM's
+    #: ``num_gpu_blocks`` (``vllm:cache_config_info`` on its /metrics, on a CPU too).
+    kv_blocks: int | None = None
 
     @property
     def verdict(self) -> str:

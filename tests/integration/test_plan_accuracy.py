@@ -1,26 +1,29 @@
-"""The planner against the real engine: planned KV-cache tokens and concurrency vs what vLLM logs.
+"""The planner against the real engine: planned KV blocks, tokens and concurrency vs vLLM's own.
 
 For the demo and a tiny random-weight model of every family (tests/support/tinymodels.py:
 Llama, Qwen2, Mistral without a window, with one under and one over the context, Falcon's 7B
 and 40B shapes, BLOOM, Gemma, Gemma 2's interleaved layers, a Mixtral-style mixture of experts)
 the plan is made first, then `deployer apply` serves the model on the real vLLM CPU build with
-the plan's own argv and runs a smoke check. vLLM's log line "CPU KV cache size: N tokens,
-Maximum concurrency for L tokens per request: Cx" is compared with the plan: vLLM's "KV cache
-size" figure and the concurrency exactly, and the pool within 2% where the two token figures
-mean the same (full attention at a context that is a multiple of the block size). The engines
-start one after another; `benchmarks/plan_accuracy.py` prints the same comparison as a table.
+the plan's own argv (on the port the plan printed) and runs a smoke check. The engine's own
+figures are compared with the plan: the KV pool's blocks (``num_gpu_blocks`` of
+``vllm:cache_config_info`` on its /metrics) and, from its log line "CPU KV cache size: N tokens,
+Maximum concurrency for L tokens per request: Cx", the "KV cache size" and the concurrency,
+all exactly; and the pool's tokens within 2% where the two token figures mean the same (full
+attention at a context that is a multiple of the block size). The engines start one after
+another; `benchmarks/plan_accuracy.py` prints the same comparison as a table.
 """
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.integration.cli import deployer
-from tests.support.tinymodels import DEMO, logged_kv, manifest, tiny
+from tests.support.tinymodels import DEMO, cache_config_info, logged_kv, manifest, tiny
 
 pytestmark = pytest.mark.engine
 
@@ -55,13 +58,18 @@ def test_planned_kv_tokens_match_the_engine(
     planned = deployer("plan", str(path), "-o", "json", home=home)
     assert planned.code == 0, planned.output
     capacity = json.loads(planned.stdout)["capacity"]
+    endpoint = json.loads(planned.stdout)["endpoint"]
     try:
         applied = deployer("apply", str(path), home=home)
         assert applied.code == 0, applied.output
         assert "pass: answers" in applied.output, applied.output
         log = (home / "deployments" / name / "engine.log").read_text()
+        metrics = urllib.request.urlopen(endpoint.removesuffix("/v1") + "/metrics").read()
     finally:
         deployer("destroy", name, home=home)
+    pool = cache_config_info(metrics.decode())
+    assert int(pool["num_gpu_blocks"]) == capacity["kv_blocks"], (capacity, pool)
+    assert int(pool["block_size"]) == capacity["block_size"]
     logged = logged_kv(log)
     assert logged, "vLLM did not log its KV cache size"
     assert logged.context == max_len

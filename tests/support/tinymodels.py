@@ -164,6 +164,16 @@ def logged_kv(log: str) -> LoggedKV | None:
     )
 
 
+_CACHE_INFO = re.compile(r"^vllm:cache_config_info\{(.*)\}", re.MULTILINE)
+
+
+def cache_config_info(metrics: str) -> dict[str, str]:
+    """The labels of vLLM's ``vllm:cache_config_info`` gauge in a /metrics page (its KV pool:
+    ``num_gpu_blocks``, ``block_size``, ``kv_cache_size_tokens``, ...); empty when absent."""
+    match = _CACHE_INFO.search(metrics)
+    return dict(re.findall(r'(\w+)="([^"]*)"', match.group(1))) if match else {}
+
+
 def manifest(folder: Path, name: str, max_len: int, kv: str, path: Path) -> Path:
     """Write a local CPU manifest serving ``folder`` with a fixed KV budget, and return it.
 

@@ -125,6 +125,7 @@ def place(
         notes=notes,
         # vLLM's "KV cache size" log figure: get_kv_cache_capacity, int(concurrency x context).
         kv_cache_size_tokens=int(result.max_concurrency * max_len),
+        kv_blocks=result.kv_blocks,
     )
 
 

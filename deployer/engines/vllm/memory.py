@@ -233,6 +233,8 @@ class Fit:
     kv_tokens: int
     max_concurrency: float
     notes: list[str] = field(default_factory=list)
+    kv_blocks: int = 0
+    """The pool's blocks per device: vLLM's ``num_gpu_blocks`` (on a CPU too)."""
 
 
 def fit(
@@ -652,6 +654,7 @@ def _result(req: _Request, attempt: _Attempt, *, count: int) -> Fit:
         tensor_parallel=t,
         breakdown=attempt.breakdown,
         kv_tokens=attempt.kv_tokens,
+        kv_blocks=attempt.num_blocks,
         max_concurrency=concurrency,
         notes=notes,
     )

@@ -178,6 +178,7 @@ def test_the_demo_on_the_cpu_matches_what_vllm_logs() -> None:
     assert plan.capacity.max_concurrency == pytest.approx(11.38, abs=0.01)
     assert plan.capacity.kv_bytes_per_token == 23040
     assert plan.capacity.kv_cache_size_tokens == 23296  # a multiple of the block: the same
+    assert plan.capacity.kv_blocks == 182  # its /metrics: vllm:cache_config_info num_gpu_blocks
     assert "in the pool" not in plan.capacity.verdict
 
 
