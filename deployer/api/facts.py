@@ -8,13 +8,12 @@ import functools
 import hashlib
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deployer import credentials, inputs
-from deployer.engines.gguf_header import GGUFModelFacts, read_model_facts
 from deployer.engines.install import default_package
 from deployer.errors import UnsupportedError
 from deployer.events import EventBus
-from deployer.hub.fetch import Fetcher
 from deployer.hub.lock import LockedModel, lock_path, read_lock
 from deployer.hub.safetensors_header import parse_header
 from deployer.hub.source import ModelSourceFacts, hub_facts, local_facts, locked_entry
@@ -22,12 +21,16 @@ from deployer.hub.store import ModelStore
 from deployer.manifest.loader import LoadedManifest
 from deployer.manifest.models import ARTIFACT_METHODS
 from deployer.planner import Facts, Plan, PlannedStep, StepAction, make_plan
-from deployer.quantize import run as quantize_run
 from deployer.settings import Settings
 from deployer.sizing.catalog import builtin_config
 from deployer.sizing.model_facts import ModelFacts, facts_from_config, facts_from_folder
 from deployer.targets.base import Renders, Target
 from deployer.units import human_bytes
+
+if TYPE_CHECKING:
+    # Imported where used: an unchanged apply of a local safetensors model needs none of them.
+    from deployer.engines.gguf_header import GGUFModelFacts
+    from deployer.hub.fetch import Fetcher
 
 
 def make(
@@ -184,6 +187,8 @@ def gguf_facts(path: Path) -> GGUFModelFacts:
 
 @functools.lru_cache(maxsize=32)
 def _gguf_facts(path: Path, size: int, mtime_ns: int) -> GGUFModelFacts:
+    from deployer.engines.gguf_header import read_model_facts
+
     return read_model_facts(path)
 
 
@@ -257,6 +262,8 @@ def with_quantize(
             "targets yet (the cluster's pods cannot fetch deployer's local artifact)",
             hint="use quantize method none or fp8 there; int8 and w4a16 work on local and ssh",
         )
+    from deployer.quantize import run as quantize_run
+
     job = quantize_run.job_for(spec, source, settings=settings, base_dir=loaded.base_dir)
     gate = PlannedStep(
         name="gate",
@@ -327,6 +334,8 @@ def fetcher(loaded: LoadedManifest, settings: Settings, events: EventBus) -> Fet
             "are fetched or locked",
             hint="a local folder is used where it is",
         )
+    from deployer.hub.fetch import Fetcher
+
     return Fetcher(
         model,
         store=ModelStore(settings.models_dir),

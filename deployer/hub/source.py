@@ -14,7 +14,6 @@ from typing import Literal
 
 from deployer.errors import ManifestError
 from deployer.events import EventBus
-from deployer.hub.fetch import Fetcher
 from deployer.hub.local import inspect_folder
 from deployer.hub.lock import LockedModel, ModelLock
 from deployer.hub.remote import HubUnreachableError
@@ -102,6 +101,8 @@ def hub_facts(
             else f"{model.revision} (not locked: apply resolves it; deployer lock pins it)"
         )
     else:
+        from deployer.hub.fetch import Fetcher  # the hub client: only when it is asked
+
         try:
             commit = Fetcher(model, store=store, token=token, events=events).resolve_commit()
             pinned = f"{model.revision} = {commit[:12]} (not locked)"

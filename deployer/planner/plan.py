@@ -12,16 +12,19 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from deployer.engines import registry
 from deployer.engines.base import Device, EngineRequest
-from deployer.engines.gguf_header import GGUFModelFacts
 from deployer.manifest.models import ModelDeployment
 from deployer.sizing.accelerators import Accelerator
 from deployer.sizing.capacity import CapacityPlan
 from deployer.sizing.model_facts import ModelFacts
+
+if TYPE_CHECKING:
+    from deployer.engines.gguf_header import GGUFModelFacts
 
 
 class StepAction(StrEnum):

@@ -62,6 +62,9 @@ class LocalTarget:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: Deployments whose engine this target started: only then can another process have
+        #: taken the port while the model loaded (a running engine already holds its port).
+        self._started: set[str] = set()
 
     @classmethod
     def from_spec(cls, spec: LocalTargetSpec, settings: Settings, base_dir: Path) -> LocalTarget:
@@ -200,6 +203,7 @@ class LocalTarget:
             inputs=dict(plan.engine.inputs),
         )
         atomic.write_text(folder / RUNTIME, record.to_json())
+        self._started.add(name)
         events.log(f"engine starting on port {port} (supervisor pid {proc.pid})", step="deploy")
 
     def wait_ready(self, request: DeployRequest, timeout: float) -> None:
@@ -231,7 +235,7 @@ class LocalTarget:
             if answers(runtime["health_url"]):
                 # The port was free when the engine started, but an engine binds it only once
                 # the model is loaded: another process that took it meanwhile answers too.
-                foreign = not _listens(runtime, runtime["port"])
+                foreign = name in self._started and not _listens(runtime, runtime["port"])
                 if not foreign:
                     events.log(f"healthy after {elapsed:.1f}s", step="ready")
                     return

@@ -64,7 +64,8 @@ def supervisors() -> Iterator[list[subprocess.Popen[bytes]]]:
 def started(
     target: LocalTarget, name: str, supervisor: subprocess.Popen[bytes], port: int
 ) -> SimpleNamespace:
-    """runtime.json as deploy writes it, for ``supervisor`` on ``port``; a request for it."""
+    """runtime.json as deploy writes it, for ``supervisor`` on ``port``; a request for it.
+    (Starting a real engine takes half a minute; the integration tests do that.)"""
     folder = target.settings.deployment_dir(name)
     folder.mkdir(parents=True)
     record = RuntimeRecord(
@@ -77,6 +78,7 @@ def started(
         started_at=0.0,
     )
     atomic.write_text(folder / RUNTIME, record.to_json())
+    target._started.add(name)  # as deploy() marks the engines it started
     return SimpleNamespace(name=name, events=EventBus())
 
 
