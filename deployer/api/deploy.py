@@ -29,7 +29,6 @@ from deployer.manifest.loader import LoadedManifest, load_manifest
 from deployer.manifest.models import ARTIFACT_METHODS, SmokeCheck
 from deployer.pipeline import Pipeline
 from deployer.planner import Plan, PlannedStep, StepAction
-from deployer.quantize import run as quantize_run
 from deployer.settings import Settings
 from deployer.smoke import SmokeReport, run_checks
 from deployer.state import DeploymentRecord, DeploymentStatus
@@ -37,6 +36,7 @@ from deployer.targets import registry
 from deployer.targets.base import DeployRequest, StepRunner, Target
 
 if TYPE_CHECKING:
+    from deployer.quantize.run import QuantizeJob
     from deployer.state import StateStore
 
 
@@ -236,7 +236,9 @@ class _Apply:
         fetcher = gather.fetcher(self.loaded, self.settings, self.pipeline.events)
         return fetcher.fetch(gather.locked(self.loaded))
 
-    def _job(self) -> quantize_run.QuantizeJob:
+    def _job(self) -> QuantizeJob:
+        from deployer.quantize import run as quantize_run  # only for a quantized model
+
         spec = self.loaded.deployment.spec.quantize
         source = gather.model_source(self.loaded, self.settings, self.pipeline.events, offline=True)
         job = quantize_run.job_for(
@@ -251,12 +253,16 @@ class _Apply:
         return job
 
     def _quantize(self, step: PlannedStep) -> object:
+        from deployer.quantize import run as quantize_run
+
         job = self._job()
         return quantize_run.stored(job, self.settings) or quantize_run.ensure_artifact(
             job, self.settings, self.pipeline.events
         )
 
     def _gate(self, step: PlannedStep) -> None:
+        from deployer.quantize import run as quantize_run
+
         job = self._job()
         record = quantize_run.stored(job, self.settings)
         if record is None:
