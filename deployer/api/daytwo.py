@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import computed_field, field_serializer
 
@@ -23,6 +23,9 @@ from deployer.smoke import SmokeReport
 from deployer.state import DeploymentRecord, DeploymentStatus, RunRecord, StepRecord
 from deployer.targets import registry
 from deployer.targets.base import Target
+
+if TYPE_CHECKING:
+    from deployer.metrics.engine_load import EngineLoad
 
 
 class DeploymentView(Result):
@@ -158,6 +161,22 @@ def status(
             )
         )
     return views
+
+
+def engine_load(views: list[DeploymentView]) -> dict[str, EngineLoad | str]:
+    """Each running deployment's engine load, read from its metrics now; a deployment whose
+    metrics could not be read gets the reason instead (the others are still read)."""
+    from deployer.metrics.engine_load import ScrapeError, scrape  # watching only
+
+    loads: dict[str, EngineLoad | str] = {}
+    for view in views:
+        if not view.running or not view.record.endpoint:
+            continue
+        try:
+            loads[view.record.name] = scrape(view.record.endpoint)
+        except ScrapeError as exc:
+            loads[view.record.name] = str(exc)
+    return loads
 
 
 def _observe(record: DeploymentRecord, settings: Settings) -> Observed | None:

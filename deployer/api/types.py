@@ -7,7 +7,7 @@ its JSON document: what ``-o json`` prints, and what an HTTP API would answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +17,11 @@ from deployer.sizing.capacity import CapacityPlan
 from deployer.smoke import SmokeReport
 from deployer.state.records import RunRecord
 from deployer.units import human_bytes
+
+if TYPE_CHECKING:
+    # For annotations only: the metrics reader imports prometheus_client (a tenth of a second),
+    # which only ``status --watch`` pays for.
+    from deployer.metrics.engine_load import EngineLoad as EngineLoad
 
 
 class Result(BaseModel):

@@ -305,10 +305,31 @@ def status(
         bool,
         typer.Option("--all", "-a", help="Destroyed deployments too, each with its last run."),
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="A live table with each engine's load (requests, KV cache, tokens/s, latency).",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="Seconds between refreshes of --watch.")
+    ] = 2.0,
     output: OutputOpt = Output.text,
 ) -> None:
     """List deployments with their recorded and live status; with NAME, also its recent runs."""
     with boundary():
+        if watch:
+            if output is Output.json:
+                raise typer.BadParameter(
+                    "--watch draws a live table; for a pipeline run status -o json on a timer",
+                    param_hint="--watch",
+                )
+            from deployer.cli.watch import watch as watch_table
+
+            watch_table(name, all_, interval)
+            return
         settings = STATE.settings()
         views = api.status(settings, name, include_destroyed=all_)
         if output is Output.json:

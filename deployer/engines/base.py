@@ -25,6 +25,19 @@ if TYPE_CHECKING:
 Device = Literal["cpu", "cuda"]
 DEVICES: tuple[Device, ...] = get_args(Device)
 
+#: What deployer reads from an engine's metrics, whatever the engine calls it: gauges of the
+#: requests running and waiting and of the KV cache's use (0 to 1), counters of prompt and
+#: generated tokens, and histograms (seconds) of the time to the first token and between tokens.
+LoadMetric = Literal[
+    "requests_running",
+    "requests_waiting",
+    "kv_cache_usage",
+    "prompt_tokens",
+    "generation_tokens",
+    "time_to_first_token",
+    "inter_token_latency",
+]
+
 
 @dataclass(frozen=True)
 class Packaging:
@@ -118,6 +131,9 @@ class Engine(Protocol):
     health_path: str
     #: Prometheus metrics; None when the engine has none.
     metrics_path: str | None
+    #: The engine's names for each :data:`LoadMetric` it exposes, newest first: a release that
+    #: renames a metric adds the new name in front, and older engines are still read.
+    metric_names: Mapping[LoadMetric, tuple[str, ...]]
     #: Flags deployer sets from typed fields, each with the field to use instead.
     owned_flags: Mapping[str, str]
     #: How the chart runs it; None when the chart cannot (the engine serves on hosts only).

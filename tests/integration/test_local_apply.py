@@ -11,6 +11,9 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +130,49 @@ def test_second_apply_changes_nothing(first_apply: Result, home: Path) -> None:
     assert "deploy: skip: already running" in again.stdout
     assert f"{NAME} unchanged" in again.stdout
     assert status(home)["pid"] == before
+
+
+def test_status_watch_shows_the_engines_load_while_it_answers(
+    first_apply: Result, home: Path
+) -> None:
+    """`deployer status --watch`: the live table reads the engine's own metrics, and the
+    generated-token rate moves while requests are answered."""
+    entry = status(home)
+    key = deployer("key", NAME, home=home).stdout.strip()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "deployer", "status", "--watch", "--interval", "0.5"],
+        env={**os.environ, "DEPLOYER_HOME": str(home), "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    asking = threading.Event()
+    asking.set()
+
+    def keep_asking() -> None:
+        while asking.is_set():
+            ask(str(entry["endpoint"]), key, "Count to twenty.")
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        time.sleep(4)  # several refreshes while tokens are generated
+    finally:
+        # Interrupted mid-answer: the table it leaves is the last refresh, under load.
+        watcher.send_signal(signal.SIGINT)
+        output, _ = watcher.communicate(timeout=30)
+        asking.clear()
+        asker.join(timeout=120)
+    assert watcher.returncode == 0, output
+    assert "Traceback" not in output
+    header = next(line for line in output.splitlines() if "tokens/s" in line)
+    assert header.split()[4:8] == ["running", "waiting", "KV", "cache"]
+    [row] = [line.split() for line in output.splitlines() if line.strip().startswith(NAME)]
+    assert row[1:3] == ["healthy", "healthy"]
+    assert "metrics:" not in row, row  # the scrape worked
+    assert row[6].endswith("%"), row  # KV cache use
+    assert float(row[7]) > 0, row  # generated tokens per second since the refresh before
+    assert (row[9], row[11]) == ("ms", "ms"), row  # mean TTFT and ITL from the histograms
 
 
 def test_a_failing_smoke_check_fails_apply_and_marks_unhealthy(

@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from deployer.engines import llamacpp
-from deployer.engines.base import ChartContainer, EngineDecision, EngineRequest, Packaging
+from deployer.engines.base import (
+    ChartContainer,
+    EngineDecision,
+    EngineRequest,
+    LoadMetric,
+    Packaging,
+)
 from deployer.engines.llamacpp.capacity import place_gguf
 from deployer.errors import PlanError
 from deployer.manifest.models import LlamaCppServingSpec
@@ -37,6 +43,8 @@ class LlamaCppEngine:
     api_key_env = llamacpp.API_KEY_ENV
     health_path = llamacpp.HEALTH_PATH
     metrics_path = llamacpp.METRICS_PATH
+    #: No metrics endpoint is served (``METRICS_PATH`` is None), so nothing to read.
+    metric_names: Mapping[LoadMetric, tuple[str, ...]] = {}
     owned_flags: Mapping[str, str] = llamacpp.OWNED_FLAGS
     #: The model-server chart runs vLLM's images only.
     chart: ChartContainer | None = None

@@ -7,8 +7,10 @@ OpenAI-compatible server reads when ``--api-key`` is absent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from deployer.engines.base import LoadMetric
 from deployer.errors import PlanError
 from deployer.manifest.models import ArgValue, ServingSpec
 
@@ -19,6 +21,24 @@ ENTRYPOINT_MODULE = "vllm.entrypoints.openai.api_server"
 API_KEY_ENV = "VLLM_API_KEY"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
+
+#: The metrics deployer reads, by vLLM's names, newest first (``vllm/v1/metrics/loggers.py``).
+#: ``gpu_cache_usage_perc`` became ``kv_cache_usage_perc`` (vLLM PR 18354, 2025; the old name is
+#: hidden in later releases) and ``time_per_output_token_seconds`` became
+#: ``inter_token_latency_seconds``; counters are named without their ``_total`` suffix, as the
+#: Prometheus parser reports them.
+METRIC_NAMES: Mapping[LoadMetric, tuple[str, ...]] = {
+    "requests_running": ("vllm:num_requests_running",),
+    "requests_waiting": ("vllm:num_requests_waiting",),
+    "kv_cache_usage": ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    "prompt_tokens": ("vllm:prompt_tokens",),
+    "generation_tokens": ("vllm:generation_tokens",),
+    "time_to_first_token": ("vllm:time_to_first_token_seconds",),
+    "inter_token_latency": (
+        "vllm:inter_token_latency_seconds",
+        "vllm:time_per_output_token_seconds",
+    ),
+}
 
 #: Flags deployer sets from typed fields; a pass-through of one of them is refused with the
 #: field to use instead, so one setting never has two sources.

@@ -11,6 +11,7 @@ from deployer.engines.base import (
     Device,
     EngineDecision,
     EngineRequest,
+    LoadMetric,
     Packaging,
 )
 from deployer.engines.vllm.capacity import place
@@ -58,6 +59,7 @@ class VllmEngine:
     api_key_env = vllm.API_KEY_ENV
     health_path = vllm.HEALTH_PATH
     metrics_path: str | None = vllm.METRICS_PATH
+    metric_names: Mapping[LoadMetric, tuple[str, ...]] = vllm.METRIC_NAMES
     owned_flags: Mapping[str, str] = vllm.OWNED_FLAGS
     chart: ChartContainer | None = ChartContainer(
         images={"cpu": CPU_IMAGE, "cuda": GPU_IMAGE}, container="vllm"

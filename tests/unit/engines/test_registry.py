@@ -7,11 +7,12 @@ import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from deployer.engines import registry
-from deployer.engines.base import DEVICES, Engine, EngineDecision, EngineRequest
+from deployer.engines.base import DEVICES, Engine, EngineDecision, EngineRequest, LoadMetric
 from deployer.engines.install import default_package, install_command
 from deployer.errors import UnsupportedError
 from deployer.kube.values import chart_values
@@ -42,6 +43,10 @@ def test_every_engine_answers_the_protocol(engine: Engine) -> None:
     assert re.fullmatch(r"[a-z_][a-z0-9_.]*", engine.entrypoint_module)
     assert engine.health_path.startswith("/")
     assert engine.metrics_path is None or engine.metrics_path.startswith("/")
+    # An engine with a metrics page says what its load metrics are called, one name at least.
+    assert bool(engine.metric_names) == (engine.metrics_path is not None)
+    assert set(engine.metric_names) <= set(get_args(LoadMetric))
+    assert all(names for names in engine.metric_names.values())
     assert engine.api_key_env.isupper()
     assert engine.api_key_env not in engine.env_remove()
     assert "model" in engine.owned_flags

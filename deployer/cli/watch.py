@@ -1,0 +1,101 @@
+"""``deployer status --watch``: a live table of every deployment and its engine's load.
+
+Each refresh reads the state and every running engine's metrics (requests running and waiting,
+KV cache use, generated tokens per second since the last refresh, mean time to first token and
+between tokens since the engine started). An engine whose metrics cannot be read shows why in
+its row; the others still refresh. Ctrl-C ends it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from deployer import api
+from deployer.cli.context import STATE
+
+if TYPE_CHECKING:
+    from deployer.api import DeploymentView
+    from deployer.api.types import EngineLoad
+
+COLUMNS = (
+    "name",
+    "status",
+    "live",
+    "target",
+    "running",
+    "waiting",
+    "KV cache",
+    "tokens/s",
+    "TTFT",
+    "ITL",
+    "last run",
+)
+
+
+def watch(name: str | None, include_destroyed: bool, interval: float) -> None:
+    """Redraw the table every ``interval`` seconds until interrupted."""
+    settings = STATE.settings()
+    previous: dict[str, EngineLoad] = {}
+    with Live(console=STATE.console, auto_refresh=False) as live:
+        try:
+            while True:
+                views = api.status(settings, name, include_destroyed=include_destroyed)
+                loads = api.engine_load(views)
+                live.update(_table(views, loads, previous), refresh=True)
+                previous = {k: v for k, v in loads.items() if not isinstance(v, str)}
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def _table(
+    views: list[DeploymentView],
+    loads: dict[str, EngineLoad | str],
+    previous: dict[str, EngineLoad],
+) -> Table:
+    table = Table(box=None, caption=f"refreshed {time.strftime('%H:%M:%S')}; Ctrl-C ends")
+    for column in COLUMNS:
+        table.add_column(column, justify="right" if column in COLUMNS[4:10] else "left")
+    if not views:
+        table.add_row("no deployments", *[""] * (len(COLUMNS) - 1))
+    for view in views:
+        live = "healthy" if view.healthy else ("running" if view.running else "stopped")
+        load = loads.get(view.record.name)
+        table.add_row(
+            view.record.name,
+            view.record.status.value,
+            live,
+            view.record.target_kind,
+            *_load_cells(load, previous.get(view.record.name)),
+            view.last_run.status.value if view.last_run else "-",
+        )
+    return table
+
+
+def _load_cells(load: EngineLoad | str | None, earlier: EngineLoad | None) -> list[str]:
+    if load is None:
+        return ["-"] * 6
+    if isinstance(load, str):
+        return [f"[red]metrics: {escape(load)}[/]", *[""] * 5]
+    rate = load.tokens_per_second(earlier) if earlier else None
+    return [
+        _number(load.requests_running),
+        _number(load.requests_waiting),
+        f"{load.kv_cache_usage:.1%}" if load.kv_cache_usage is not None else "-",
+        f"{rate:.1f}" if rate is not None else "-",
+        _ms(load.time_to_first_token.mean if load.time_to_first_token else None),
+        _ms(load.inter_token_latency.mean if load.inter_token_latency else None),
+    ]
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"

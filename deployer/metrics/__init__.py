@@ -1,0 +1,1 @@
+"""Engines' load, read from their Prometheus metrics, whatever each engine names them."""

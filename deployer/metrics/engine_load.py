@@ -1,0 +1,159 @@
+"""What an engine is doing now: requests running and waiting, KV cache use, tokens so far.
+
+:func:`read` parses a Prometheus text page (``prometheus_client``'s parser) and takes each
+:data:`~deployer.engines.base.LoadMetric` under the engine's own names (``Engine.metric_names``,
+newest first, so a renamed metric still reads); :func:`scrape` fetches the page from a served
+endpoint. Neither names an engine: the registry's engines say what their metrics are called,
+and the page tells which engine serves it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from deployer.engines import registry
+from deployer.engines.base import LoadMetric
+
+#: A page larger than this is not an engine's metrics: it is refused unread.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+
+
+class ScrapeError(Exception):
+    """The metrics could not be read: unreachable, an HTTP error, or not an engine's page."""
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A histogram summed over its label sets: observations, their sum (seconds), and the
+    cumulative count at or under each bucket's upper bound."""
+
+    count: float
+    total: float
+    buckets: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    """One reading of an engine's metrics. Gauges and counters are summed over the engine's
+    label sets (data-parallel engines, served models); KV cache use is the highest one's."""
+
+    engine: str
+    """The engine whose metric names the page uses."""
+    at: float
+    """When it was read (``time.time()``)."""
+    requests_running: float | None = None
+    requests_waiting: float | None = None
+    kv_cache_usage: float | None = None
+    """0 to 1."""
+    prompt_tokens: float | None = None
+    generation_tokens: float | None = None
+    time_to_first_token: Histogram | None = None
+    inter_token_latency: Histogram | None = None
+    renamed: tuple[str, ...] = field(default=())
+    """Older names read because the newer were absent (an older engine release)."""
+
+    def tokens_per_second(self, earlier: EngineLoad) -> float | None:
+        """Generated tokens per second since ``earlier``; None without both counters, or when
+        the counter went back (the engine restarted)."""
+        if self.generation_tokens is None or earlier.generation_tokens is None:
+            return None
+        seconds = self.at - earlier.at
+        delta = self.generation_tokens - earlier.generation_tokens
+        if seconds <= 0 or delta < 0:
+            return None
+        return delta / seconds
+
+
+def read(text: str, at: float | None = None) -> EngineLoad:
+    """The load in a Prometheus text page; :class:`ScrapeError` when it is not one or when no
+    registered engine's metrics are in it."""
+    try:
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ScrapeError(f"not a Prometheus metrics page: {exc}") from None
+    for name in registry.names():
+        names = registry.get(name).metric_names
+        if names and any(n in families for candidates in names.values() for n in candidates):
+            return _load(name, names, families, time.time() if at is None else at)
+    raise ScrapeError("no engine metrics deployer knows on this page")
+
+
+def scrape(base_url: str, timeout: float = 2.0) -> EngineLoad:
+    """Read the load of the engine serving at ``base_url`` (its OpenAI ``/v1`` URL or its root),
+    at each registered engine's metrics path until one answers."""
+    import httpx  # only the paths that scrape pay for it
+
+    root = base_url.rstrip("/").removesuffix("/v1")
+    paths = sorted({e.metrics_path for e in map(registry.get, registry.names()) if e.metrics_path})
+    problem = "no registered engine serves metrics"
+    for path in paths:
+        try:
+            with httpx.stream("GET", root + path, timeout=timeout) as response:
+                if response.status_code != 200:
+                    problem = f"{root + path} answered HTTP {response.status_code}"
+                    continue
+                body = _bounded(response.iter_bytes(), root + path)
+        except httpx.HTTPError as exc:
+            problem = f"{root + path}: {exc or type(exc).__name__}"
+            continue
+        return read(body.decode("utf-8", errors="replace"))
+    raise ScrapeError(problem)
+
+
+def _bounded(chunks: Iterable[bytes], url: str) -> bytes:
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > MAX_PAGE_BYTES:
+            raise ScrapeError(f"{url} sent more than {MAX_PAGE_BYTES // 1024 // 1024} MiB")
+    return bytes(body)
+
+
+def _load(
+    engine: str,
+    names: Mapping[LoadMetric, tuple[str, ...]],
+    families: Mapping[str, Metric],
+    at: float,
+) -> EngineLoad:
+    found: dict[str, float | Histogram | None] = {}
+    renamed: list[str] = []
+    for metric, candidates in names.items():
+        present = next((n for n in candidates if n in families), None)
+        if present is None:
+            continue
+        if present != candidates[0]:
+            renamed.append(present)
+        family = families[present]
+        samples = [s for s in family.samples if math.isfinite(s.value)]
+        if family.type == "histogram":
+            found[metric] = _histogram(present, samples)
+        elif metric == "kv_cache_usage":
+            found[metric] = max((s.value for s in samples), default=None)
+        else:
+            found[metric] = sum(s.value for s in samples if not s.name.endswith("_created"))
+    return EngineLoad(engine=engine, at=at, renamed=tuple(renamed), **found)  # type: ignore[arg-type]
+
+
+def _histogram(name: str, samples: list[Sample]) -> Histogram:
+    count = total = 0.0
+    buckets: dict[float, float] = {}
+    for sample in samples:
+        if sample.name == f"{name}_count":
+            count += sample.value
+        elif sample.name == f"{name}_sum":
+            total += sample.value
+        elif sample.name == f"{name}_bucket":
+            bound = float(sample.labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return Histogram(count=count, total=total, buckets=tuple(sorted(buckets.items())))
