@@ -164,18 +164,28 @@ def status(
 
 
 def engine_load(views: list[DeploymentView]) -> dict[str, EngineLoad | str]:
-    """Each running deployment's engine load, read from its metrics now; a deployment whose
-    metrics could not be read gets the reason instead (the others are still read)."""
+    """The engine load behind each endpoint of the running deployments (every running replica
+    of a multi-host one), read from its metrics now, by endpoint; an endpoint whose metrics could
+    not be read gets the reason instead (the others are still read)."""
     from deployer.metrics.engine_load import ScrapeError, scrape  # watching only
 
+    endpoints = [
+        endpoint
+        for view in views
+        if view.running
+        for endpoint in (
+            [r.endpoint for r in view.replicas if r.running]
+            if view.replicas
+            else [view.record.endpoint]
+        )
+        if endpoint
+    ]
     loads: dict[str, EngineLoad | str] = {}
-    for view in views:
-        if not view.running or not view.record.endpoint:
-            continue
+    for endpoint in dict.fromkeys(endpoints):
         try:
-            loads[view.record.name] = scrape(view.record.endpoint)
+            loads[endpoint] = scrape(endpoint)
         except ScrapeError as exc:
-            loads[view.record.name] = str(exc)
+            loads[endpoint] = str(exc)
     return loads
 
 

@@ -2,8 +2,9 @@
 
 Each refresh reads the state and every running engine's metrics (requests running and waiting,
 KV cache use, generated tokens per second since the last refresh, mean time to first token and
-between tokens since the engine started). An engine whose metrics cannot be read shows why in
-its row; the others still refresh. Ctrl-C ends it.
+between tokens since the engine started); a multi-host deployment has a row per replica, each
+with its own engine's load. An engine whose metrics cannot be read shows why in its row; the
+others still refresh. Ctrl-C ends it.
 """
 
 from __future__ import annotations
@@ -65,15 +66,26 @@ def _table(
         table.add_row("no deployments", *[""] * (len(COLUMNS) - 1))
     for view in views:
         live = "healthy" if view.healthy else ("running" if view.running else "stopped")
-        load = loads.get(view.record.name)
+        endpoint = view.record.endpoint or ""
         table.add_row(
             view.record.name,
             view.record.status.value,
             live,
             view.record.target_kind,
-            *_load_cells(load, previous.get(view.record.name)),
+            # A multi-host deployment's load is on its replicas' rows, one engine each.
+            *_load_cells(None if view.replicas else loads.get(endpoint), previous.get(endpoint)),
             view.last_run.status.value if view.last_run else "-",
         )
+        for replica in view.replicas:
+            state = "healthy" if replica.healthy else ("running" if replica.running else "down")
+            table.add_row(
+                f"  └ {escape(replica.host)}",
+                "",
+                state,
+                "",
+                *_load_cells(loads.get(replica.endpoint), previous.get(replica.endpoint)),
+                "",
+            )
     return table
 
 

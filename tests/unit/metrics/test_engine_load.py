@@ -1,6 +1,6 @@
 """Reading an engine's load from its metrics page: vLLM 0.32's real page, a renamed metric from
 an older release, and pages that are not an engine's (garbage, another exporter, an error, too
-large) served by a real HTTP server on the loopback."""
+large) served by a real HTTP server on the loopback; and the API reading every replica."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import http.server
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from deployer.api import DeploymentView, engine_load
 from deployer.metrics.engine_load import MAX_PAGE_BYTES, EngineLoad, ScrapeError, read, scrape
+from deployer.planner import ReplicaState
+from deployer.state import DeploymentRecord, DeploymentStatus
 
 #: The CPU build's /metrics after the demo answered one chat request (captured from a real
 #: `deployer apply` of model_manifests/demo/smollm2-135m.yaml).
@@ -132,3 +136,36 @@ def test_a_failed_scrape_says_why(server: _Server, status: int, body: bytes, rea
 def test_nothing_listening_is_a_scrape_failure() -> None:
     with pytest.raises(ScrapeError, match=r"127\.0\.0\.1:9/metrics"):
         scrape("http://127.0.0.1:9/v1", timeout=0.5)
+
+
+def test_each_running_replica_is_read_and_one_failure_spares_the_others(server: _Server) -> None:
+    server.body = PAGE.encode()
+    now = datetime.now(UTC)
+    record = DeploymentRecord(
+        name="fleet",
+        target_kind="ssh",
+        status=DeploymentStatus.HEALTHY,
+        manifest_path=None,
+        manifest_digest=None,
+        spec_digest=None,
+        endpoint=url(server),
+        served_model_name="fleet",
+        message=None,
+        created_at=now,
+        updated_at=now,
+        last_run_id=None,
+    )
+    replicas = (
+        ReplicaState(host="a", endpoint=url(server), running=True, healthy=True),
+        ReplicaState(host="b", endpoint="http://127.0.0.1:9/v1", running=True, healthy=False),
+        ReplicaState(host="c", endpoint="http://127.0.0.1:10/v1", running=False, healthy=False),
+    )
+    view = DeploymentView(
+        record=record, running=True, healthy=True, pid=None, detail=None, replicas=replicas
+    )
+    loads = engine_load([view])
+    assert set(loads) == {url(server), "http://127.0.0.1:9/v1"}  # c is not running
+    served = loads[url(server)]
+    assert isinstance(served, EngineLoad)
+    assert served.generation_tokens == 8
+    assert "127.0.0.1:9/metrics" in str(loads["http://127.0.0.1:9/v1"])
