@@ -21,7 +21,7 @@ ENGINE_PYTHON = (
 
 #: Each tiny model: its family and the layout it exercises. All have 4 layers (Qwen2 and Gemma 3
 #: 6), hidden 256 (Qwen2 512), head dim 64, SmolLM2's 49,152-token vocabulary and tokenizer,
-#: bfloat16. The integration test serves those up to Mixtral; the benchmark serves them all.
+#: bfloat16. The integration test and the benchmark serve them all.
 FAMILIES: dict[str, str] = {
     "llama": "Llama: GQA, 4 heads and 2 KV heads",
     "qwen2": "Qwen2: GQA with QKV bias, 8 heads and 2 KV heads",
