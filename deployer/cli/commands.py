@@ -14,7 +14,7 @@ from rich.table import Table
 from deployer import api
 from deployer.cli.context import STATE, boundary, report_error, shown
 from deployer.cli.main import app
-from deployer.cli.render import print_json, rendering
+from deployer.cli.render import liveness, print_json, rendering
 from deployer.errors import ManifestError
 
 #: ``diff`` (and ``render --check``): something would change.
@@ -356,7 +356,7 @@ def status(
         ):
             table.add_column(column)
         for v in views:
-            live = "healthy" if v.healthy else ("running" if v.running else "stopped")
+            live = liveness(v.healthy, v.running)
             table.add_row(
                 v.record.name,
                 _status_style(v.record.status.value),
@@ -386,7 +386,7 @@ def status(
 
 def _replica_row(replica: ReplicaState) -> tuple[str, ...]:
     """A replica's line under its deployment in ``deployer status``."""
-    live = "healthy" if replica.healthy else ("running" if replica.running else "down")
+    live = liveness(replica.healthy, replica.running, "down")
     colour = {"healthy": "green", "running": "yellow"}.get(live, "red")
     facts = [f"pid {replica.pid}"] if replica.pid else []
     if replica.starts and replica.starts > 1:

@@ -83,5 +83,11 @@ def rendering(console: Console, *, verbose: bool = False) -> Iterator[EventBus]:
         yield bus
 
 
+def liveness(healthy: bool, running: bool, stopped: str = "stopped") -> str:
+    """The word ``status`` shows for what a target observed: healthy, running, or ``stopped``
+    (a replica's is ``"down"``)."""
+    return "healthy" if healthy else ("running" if running else stopped)
+
+
 def print_json(console: Console, data: Any) -> None:
     console.print_json(json.dumps(data, default=str, sort_keys=True))

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from deployer import api
 from deployer.cli.context import STATE
+from deployer.cli.render import liveness
 
 if TYPE_CHECKING:
     from deployer.api import DeploymentView
@@ -65,23 +66,21 @@ def _table(
     if not views:
         table.add_row("no deployments", *[""] * (len(COLUMNS) - 1))
     for view in views:
-        live = "healthy" if view.healthy else ("running" if view.running else "stopped")
         endpoint = view.record.endpoint or ""
         table.add_row(
             view.record.name,
             view.record.status.value,
-            live,
+            liveness(view.healthy, view.running),
             view.record.target_kind,
             # A multi-host deployment's load is on its replicas' rows, one engine each.
             *_load_cells(None if view.replicas else loads.get(endpoint), previous.get(endpoint)),
             view.last_run.status.value if view.last_run else "-",
         )
         for replica in view.replicas:
-            state = "healthy" if replica.healthy else ("running" if replica.running else "down")
             table.add_row(
                 f"  └ {escape(replica.host)}",
                 "",
-                state,
+                liveness(replica.healthy, replica.running, "down"),
                 "",
                 *_load_cells(loads.get(replica.endpoint), previous.get(replica.endpoint)),
                 "",

@@ -231,10 +231,10 @@ class Fit:
     tensor_parallel: int
     breakdown: MemoryBreakdown
     kv_tokens: int
+    kv_blocks: int
+    """The pool's blocks per device: vLLM's ``num_gpu_blocks`` (on a CPU too)."""
     max_concurrency: float
     notes: list[str] = field(default_factory=list)
-    kv_blocks: int = 0
-    """The pool's blocks per device: vLLM's ``num_gpu_blocks`` (on a CPU too)."""
 
 
 def fit(
