@@ -4,12 +4,17 @@ Each refresh reads the state and every running engine's metrics (requests runnin
 KV cache use, generated tokens per second since the last refresh, mean time to first token and
 between tokens since the engine started); a multi-host deployment has a row per replica, each
 with its own engine's load. An engine whose metrics cannot be read shows why in its row; the
-others still refresh. Ctrl-C ends it.
+others still refresh. Ctrl-C (or SIGTERM) ends it, leaving the last table on the screen; it
+also ends when started from a shell that ignores SIGINT (a background job), where Ctrl-C
+would otherwise be lost.
 """
 
 from __future__ import annotations
 
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.live import Live
@@ -43,16 +48,33 @@ def watch(name: str | None, include_destroyed: bool, interval: float) -> None:
     """Redraw the table every ``interval`` seconds until interrupted."""
     settings = STATE.settings()
     previous: dict[str, EngineLoad] = {}
-    with Live(console=STATE.console, auto_refresh=False) as live:
+    with _ends_on_signal():
         try:
-            while True:
-                views = api.status(settings, name, include_destroyed=include_destroyed)
-                loads = api.engine_load(views)
-                live.update(_table(views, loads, previous), refresh=True)
-                previous = {k: v for k, v in loads.items() if not isinstance(v, str)}
-                time.sleep(interval)
+            with Live(console=STATE.console, auto_refresh=False) as live:
+                while True:
+                    views = api.status(settings, name, include_destroyed=include_destroyed)
+                    loads = api.engine_load(views)
+                    live.update(_table(views, loads, previous), refresh=True)
+                    previous = {k: v for k, v in loads.items() if not isinstance(v, str)}
+                    time.sleep(interval)
         except KeyboardInterrupt:
-            pass
+            pass  # Live has drawn its last table on the way out
+
+
+@contextmanager
+def _ends_on_signal() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt here, whatever the process inherited."""
+
+    def interrupt(_number: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, interrupt) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _table(

@@ -141,7 +141,8 @@ def test_status_watch_shows_the_engines_load_while_it_answers(
     key = deployer("key", NAME, home=home).stdout.strip()
     watcher = subprocess.Popen(
         [sys.executable, "-m", "deployer", "status", "--watch", "--interval", "0.5"],
-        env={**os.environ, "DEPLOYER_HOME": str(home), "COLUMNS": "200"},
+        # PYTHONFAULTHANDLER: should it ever hang, SIGABRT prints where it was.
+        env={**os.environ, "DEPLOYER_HOME": str(home), "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -160,9 +161,15 @@ def test_status_watch_shows_the_engines_load_while_it_answers(
     finally:
         # Interrupted mid-answer: the table it leaves is the last refresh, under load.
         watcher.send_signal(signal.SIGINT)
-        output, _ = watcher.communicate(timeout=30)
         asking.clear()
-        asker.join(timeout=120)
+        try:
+            output, _ = watcher.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            watcher.send_signal(signal.SIGABRT)
+            output, _ = watcher.communicate(timeout=30)
+            pytest.fail(f"status --watch did not end on Ctrl-C; it was here:\n{output}")
+        finally:
+            asker.join(timeout=120)
     assert watcher.returncode == 0, output
     assert "Traceback" not in output
     header = next(line for line in output.splitlines() if "tokens/s" in line)
