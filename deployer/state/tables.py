@@ -33,7 +33,8 @@ from sqlalchemy.types import TypeDecorator
 #: Bump when the tables change, with a migration; a database from a newer deployer is refused.
 #: 2: ``runs.process_created`` and the ``application`` marker.
 #: 3: ``deployments.target_spec``.
-SCHEMA_VERSION = 3
+#: 4: ``api_tokens`` and ``audit_events`` (the server's).
+SCHEMA_VERSION = 4
 
 #: ``deployer_meta``'s ``application`` value: the mark of a deployer state database.
 APPLICATION = "deployer"
@@ -155,6 +156,38 @@ events = Table(
     Column("data", JSON, nullable=False),
     Column("completed", Float),
     Column("total", Float),
+    sqlite_autoincrement=True,
+)
+
+#: The server's access tokens. Only a token's SHA-256 is kept (a token is 32 random bytes, so a
+#: plain hash cannot be searched back); ``prefix`` is its first characters, to tell tokens apart
+#: in a listing. A revoked token keeps its row, so the audit trail still names it.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    sqlite_autoincrement=True,
+)
+
+#: Every action taken through the server: who (a token's name, or ``cli``), what, on what, when,
+#: and how it ended.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", Text),
+    Column("result", String(16), nullable=False),
+    Column("detail", Text),
     sqlite_autoincrement=True,
 )
 
