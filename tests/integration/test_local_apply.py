@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -27,6 +28,8 @@ from tests.integration.cli import Result, deployer
 
 pytestmark = pytest.mark.engine
 NAME = "smollm2-demo"
+#: Terminal control sequences (cursor moves between refreshes of a live table).
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.fixture(scope="module")
@@ -141,12 +144,34 @@ def test_status_watch_shows_the_engines_load_while_it_answers(
     key = deployer("key", NAME, home=home).stdout.strip()
     watcher = subprocess.Popen(
         [sys.executable, "-m", "deployer", "status", "--watch", "--interval", "0.5"],
-        # PYTHONFAULTHANDLER: should it ever hang, SIGABRT prints where it was.
-        env={**os.environ, "DEPLOYER_HOME": str(home), "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"},
+        env={
+            **os.environ,
+            "DEPLOYER_HOME": str(home),
+            "COLUMNS": "200",
+            # Every refresh drawn into the pipe (as on a terminal), so the test can wait for one
+            # under load instead of guessing how long the engine takes to answer /metrics.
+            "TTY_COMPATIBLE": "1",
+            "NO_COLOR": "1",
+            # Should it ever hang, SIGABRT prints where it was.
+            "PYTHONFAULTHANDLER": "1",
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    rows: list[list[str]] = []
+    lines: list[str] = []
+
+    def read() -> None:
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            line = ANSI.sub("", line)
+            lines.append(line)
+            if line.strip().startswith(NAME):
+                rows.append(line.split())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     asking = threading.Event()
     asking.set()
 
@@ -154,31 +179,39 @@ def test_status_watch_shows_the_engines_load_while_it_answers(
         while asking.is_set():
             ask(str(entry["endpoint"]), key, "Count to twenty.")
 
+    def moving(row: list[str]) -> bool:
+        return row[7] != "-" and float(row[7]) > 0
+
     asker = threading.Thread(target=keep_asking)
     asker.start()
     try:
-        time.sleep(4)  # several refreshes while tokens are generated
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not any(moving(row) for row in rows):
+            time.sleep(0.2)
     finally:
         # Interrupted mid-answer: the table it leaves is the last refresh, under load.
         watcher.send_signal(signal.SIGINT)
         asking.clear()
         try:
-            output, _ = watcher.communicate(timeout=30)
+            watcher.wait(timeout=30)
         except subprocess.TimeoutExpired:
             watcher.send_signal(signal.SIGABRT)
-            output, _ = watcher.communicate(timeout=30)
-            pytest.fail(f"status --watch did not end on Ctrl-C; it was here:\n{output}")
+            watcher.wait(timeout=30)
+            reader.join(timeout=10)
+            pytest.fail("status --watch did not end on Ctrl-C; it was here:\n" + "".join(lines))
         finally:
             asker.join(timeout=120)
+    reader.join(timeout=10)
+    output = "".join(lines)
     assert watcher.returncode == 0, output
     assert "Traceback" not in output
-    header = next(line for line in output.splitlines() if "tokens/s" in line)
+    header = next(line for line in lines if "tokens/s" in line)
     assert header.split()[4:8] == ["running", "waiting", "KV", "cache"]
-    [row] = [line.split() for line in output.splitlines() if line.strip().startswith(NAME)]
-    assert row[1:3] == ["healthy", "healthy"]
+    row = next((row for row in rows if moving(row)), rows[-1] if rows else [])
+    assert row[1:3] == ["healthy", "healthy"], output
     assert "metrics:" not in row, row  # the scrape worked
     assert row[6].endswith("%"), row  # KV cache use
-    assert float(row[7]) > 0, row  # generated tokens per second since the refresh before
+    assert moving(row), row  # generated tokens per second since the refresh before
     assert (row[9], row[11]) == ("ms", "ms"), row  # mean TTFT and ITL from the histograms
 
 
