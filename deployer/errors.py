@@ -146,6 +146,12 @@ class StateError(PermanentError):
     code = "state_invalid"
 
 
+class RunStartTimeout(TemporaryError):
+    """A run asked of the server was not recorded in time (the state store is slow or locked)."""
+
+    code = "run_not_started"
+
+
 class ConcurrentRunError(TemporaryError):
     """Another deployer process is changing the same deployment."""
 

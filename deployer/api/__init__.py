@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         DeploymentView,
         DestroyResult,
         SmokeResult,
+        StatusPage,
         api_key,
         destroy,
         engine_load,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         logs,
         smoke,
         status,
+        status_page,
     )
     from deployer.api.deploy import ApplyResult, apply, plan
     from deployer.api.kubernetes import RenderReport, render
@@ -62,6 +64,8 @@ _WHERE = {
             "logs",
             "smoke",
             "status",
+            "status_page",
+            "StatusPage",
         ],
         "daytwo",
     ),
@@ -100,6 +104,7 @@ __all__ = [
     "QuantizeOutcome",
     "RenderReport",
     "SmokeResult",
+    "StatusPage",
     "ValidationReport",
     "api_key",
     "apply",
@@ -118,6 +123,7 @@ __all__ = [
     "schema",
     "smoke",
     "status",
+    "status_page",
     "tools",
     "types",
     "validate",

@@ -143,24 +143,50 @@ def status(
             if name
             else store.list_deployments(include_destroyed=include_destroyed)
         )
-        last_runs = {r.name: next(iter(store.list_runs(r.name, limit=1)), None) for r in records}
+        last_runs = store.latest_runs([r.name for r in records])
     finally:
         store.close()
-    views = []
-    for record in records:
-        observed = _observe(record, settings)
-        views.append(
-            DeploymentView(
-                record=record,
-                running=bool(observed and observed.running),
-                healthy=bool(observed and observed.healthy),
-                pid=observed.pid if observed else None,
-                detail=observed.detail if observed else None,
-                replicas=observed.replicas if observed else (),
-                last_run=last_runs[record.name],
-            )
-        )
-    return views
+    return [_view(record, last_runs.get(record.name), settings) for record in records]
+
+
+class StatusPage(Result):
+    """One page of :func:`status_page`: its deployments and how many there are in all."""
+
+    views: list[DeploymentView]
+    total: int
+
+
+def status_page(
+    settings: Settings, *, limit: int, offset: int = 0, include_destroyed: bool = False
+) -> StatusPage:
+    """A page of :func:`status` (by name): live facts are gathered for its deployments only,
+    and the state is read in two queries whatever the page's size."""
+    store = open_reader(settings)
+    if store is None:
+        return StatusPage(views=[], total=0)
+    try:
+        records = store.list_deployments(include_destroyed=include_destroyed)
+        page = records[offset : offset + limit]
+        last_runs = store.latest_runs([r.name for r in page])
+    finally:
+        store.close()
+    views = [_view(record, last_runs.get(record.name), settings) for record in page]
+    return StatusPage(views=views, total=len(records))
+
+
+def _view(
+    record: DeploymentRecord, last_run: RunRecord | None, settings: Settings
+) -> DeploymentView:
+    observed = _observe(record, settings)
+    return DeploymentView(
+        record=record,
+        running=bool(observed and observed.running),
+        healthy=bool(observed and observed.healthy),
+        pid=observed.pid if observed else None,
+        detail=observed.detail if observed else None,
+        replicas=observed.replicas if observed else (),
+        last_run=last_run,
+    )
 
 
 def engine_load(views: list[DeploymentView]) -> dict[str, EngineLoad | str]:

@@ -54,7 +54,15 @@ def _global(
 def _register() -> None:
     # Command modules register themselves on ``app``; imported here so that ``deployer.cli.main``
     # is the one entry point.
-    from deployer.cli import commands, engine, kube, mirror, provision, quantize  # noqa: F401
+    from deployer.cli import (  # noqa: F401
+        commands,
+        engine,
+        kube,
+        mirror,
+        provision,
+        quantize,
+        server,
+    )
 
 
 def main() -> None:

@@ -9,29 +9,35 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deployer.state.records import (
+    AuditRecord,
     DeploymentRecord,
     DeploymentStatus,
     EventData,
     EventRecord,
+    Role,
     RunRecord,
     RunStatus,
     StepRecord,
     StepStatus,
+    TokenRecord,
 )
 
 if TYPE_CHECKING:
     from deployer.state.store import StateStore
 
 __all__ = [
+    "AuditRecord",
     "DeploymentRecord",
     "DeploymentStatus",
     "EventData",
     "EventRecord",
+    "Role",
     "RunRecord",
     "RunStatus",
     "StateStore",
     "StepRecord",
     "StepStatus",
+    "TokenRecord",
 ]
 
 

@@ -109,3 +109,41 @@ class EventRecord:
     #: For progress events: units done and total (None when unknown).
     completed: float | None = None
     total: float | None = None
+
+
+class Role(StrEnum):
+    """What a server token may do; each role may do everything the ones before it may."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A server token as stored: never the token itself, only its hash and first characters."""
+
+    id: int
+    name: str
+    role: Role
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One action through the server: who, what, on what, when, and how it ended."""
+
+    id: int
+    ts: datetime
+    actor: str
+    action: str
+    target: str | None
+    result: str
+    detail: str | None

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 import psutil
-from sqlalchemy import Connection, Insert, Row, Select, Table, exc, insert, select, update
+from sqlalchemy import Connection, Insert, Row, Select, Table, exc, func, insert, select, update
 
 from deployer.errors import ConcurrentRunError, NotFoundError, StateError
 from deployer.events import Event
@@ -46,20 +46,25 @@ from deployer.state.database import (
     use_wal,
 )
 from deployer.state.records import (
+    AuditRecord,
     DeploymentRecord,
     DeploymentStatus,
     EventData,
     EventRecord,
+    Role,
     RunRecord,
     RunStatus,
     StepRecord,
     StepStatus,
+    TokenRecord,
 )
 
 _d = tables.deployments
 _r = tables.runs
 _s = tables.steps
 _e = tables.events
+_t = tables.api_tokens
+_a = tables.audit_events
 
 #: Seconds two readings of a process's start time may differ by and still be the same process
 #: (psutil derives it from the boot time, which the kernel reports to the second).
@@ -321,6 +326,34 @@ class StateStore:
 
     # --- steps ---------------------------------------------------------------------------------
 
+    def latest_runs(self, deployments: list[str]) -> dict[str, RunRecord]:
+        """Each named deployment's most recent run (those with none are left out), in one
+        query, seen as :meth:`get_run` sees them."""
+        if not deployments:
+            return {}
+        names = [mask(name) for name in deployments]
+        newest = (
+            select(func.max(_r.c.id)).where(_r.c.deployment.in_(names)).group_by(_r.c.deployment)
+        )
+        with self._read(f"read the latest runs of {len(names)} deployment(s)") as conn:
+            rows = conn.execute(self._select(_r).where(_r.c.id.in_(newest))).all()
+        return {row.deployment: self._observed(row) for row in rows}
+
+    def run_totals(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """Finished runs counted and their seconds summed, by operation and status."""
+        with self._read("count runs") as conn:
+            if conn.dialect.name == "sqlite":
+                span = (func.julianday(_r.c.finished_at) - func.julianday(_r.c.started_at)) * 86400
+            else:
+                span = func.extract("epoch", _r.c.finished_at - _r.c.started_at)
+            query = (
+                select(_r.c.operation, _r.c.status, func.count(), func.sum(span))
+                .where(_r.c.finished_at.is_not(None))
+                .group_by(_r.c.operation, _r.c.status)
+            )
+            rows = conn.execute(query).all()
+        return {(op, status): (int(n), float(total or 0.0)) for op, status, n, total in rows}
+
     def start_step(self, run_id: int, name: str, action: str) -> StepRecord:
         """Record a RUNNING step of the run. Raises :class:`NotFoundError` for an unknown run."""
         with self._write(f"start step {name} of run {run_id}") as conn:
@@ -394,6 +427,91 @@ class StateStore:
         with self._read(f"list events of run {run_id}") as conn:
             rows = conn.execute(select(_e).where(_e.c.run_id == run_id).order_by(_e.c.id)).all()
         return [_event(row) for row in rows]
+
+    # --- server tokens and audit ---------------------------------------------------------------
+
+    def add_token(self, name: str, role: Role, token_sha256: str, prefix: str) -> TokenRecord:
+        """Keep a new token's hash (never the token) under ``name``."""
+        values = {
+            "name": mask(name),
+            "role": role.value,
+            "token_sha256": token_sha256,
+            "prefix": prefix,
+            "created_at": _now(),
+        }
+        with self._write(f"add token {name}") as conn:
+            token_id = _inserted_id(conn, insert(_t).values(values))
+            row = conn.execute(select(_t).where(_t.c.id == token_id)).one()
+        return _token(row)
+
+    def find_token(self, token_sha256: str) -> TokenRecord | None:
+        """The token with this hash, revoked or not; None when there is none."""
+        with self._read("look up a token") as conn:
+            row = conn.execute(select(_t).where(_t.c.token_sha256 == token_sha256)).first()
+        return _token(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._read("list tokens") as conn:
+            rows = conn.execute(select(_t).order_by(_t.c.id)).all()
+        return [_token(row) for row in rows]
+
+    def touch_token(self, token_id: int) -> None:
+        """Note that the token was just used."""
+        with self._write(f"note the use of token {token_id}") as conn:
+            conn.execute(update(_t).where(_t.c.id == token_id).values(last_used_at=_now()))
+
+    def revoke_token(self, token_id: int) -> TokenRecord:
+        """Revoke a token (idempotent); raises :class:`NotFoundError` for an unknown id."""
+        with self._write(f"revoke token {token_id}") as conn:
+            row = conn.execute(select(_t).where(_t.c.id == token_id)).first()
+            if row is None:
+                raise NotFoundError(
+                    f"no token {token_id}", hint="deployer server token list shows them"
+                )
+            if row.revoked_at is None:
+                conn.execute(update(_t).where(_t.c.id == token_id).values(revoked_at=_now()))
+                row = conn.execute(select(_t).where(_t.c.id == token_id)).one()
+        return _token(row)
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        target: str | None,
+        result: str,
+        detail: str | None = None,
+    ) -> None:
+        """Append an audit event."""
+        values = {
+            "ts": _now(),
+            "actor": mask(actor),
+            "action": action,
+            "target": _mask(target),
+            "result": result,
+            "detail": _mask(detail),
+        }
+        with self._write(f"audit {action}") as conn:
+            conn.execute(insert(_a).values(values))
+
+    def list_audit(self, limit: int = 100, before_id: int | None = None) -> list[AuditRecord]:
+        """The latest audit events, newest first (older than ``before_id`` when given)."""
+        query = select(_a).order_by(_a.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(_a.c.id < before_id)
+        with self._read("list audit events") as conn:
+            rows = conn.execute(query).all()
+        return [
+            AuditRecord(
+                id=row.id,
+                ts=row.ts,
+                actor=row.actor,
+                action=row.action,
+                target=row.target,
+                result=row.result,
+                detail=row.detail,
+            )
+            for row in rows
+        ]
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -630,4 +748,16 @@ def _event(row: Row[Any]) -> EventRecord:
         data=data,
         completed=row.completed,
         total=row.total,
+    )
+
+
+def _token(row: Row[Any]) -> TokenRecord:
+    return TokenRecord(
+        id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        prefix=row.prefix,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
     )

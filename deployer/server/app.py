@@ -1,0 +1,290 @@
+"""The FastAPI application: ``/api/v1`` over the facade (:mod:`deployer.api`), ``/metrics`` for
+Prometheus, ``/healthz``.
+
+Every response body is what the CLI's ``-o json`` prints for the same question (the facade's
+result models), inside a page envelope for lists. Every request carries a token
+(``Authorization: Bearer dps_...``): none or an unknown one is 401, a role too small is 403.
+Every action (each POST) is an audit event with who, what, on what, and how it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from deployer import __version__, api
+from deployer.errors import (
+    ConcurrentRunError,
+    DeployerError,
+    InvalidNameError,
+    ManifestError,
+    NotFoundError,
+    PlanError,
+    TemporaryError,
+)
+from deployer.events import EventBus
+from deployer.metrics.fleet import exposition
+from deployer.server import auth, runs
+from deployer.settings import Settings
+from deployer.state import Role, RunStatus, StateStore
+
+#: Most items one page of a list holds.
+MAX_PAGE = 200
+#: Seconds between two looks at a followed run's new events.
+FOLLOW_POLL = 0.5
+
+_bearer = HTTPBearer(auto_error=False, description="a token from `deployer server token create`")
+_LOCATION = re.compile(r":(\d+):(\d+)$")
+
+
+def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> auth.Principal:
+    store: StateStore = request.app.state.store
+    found = auth.authenticate(store, credentials.credentials) if credentials else None
+    if found is None:
+        raise HTTPException(
+            401,
+            detail={"code": "unauthorized", "message": "a valid token is required"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return found
+
+
+def _role(needed: Role) -> Callable[[Request, auth.Principal], auth.Principal]:
+    def check(
+        request: Request, who: Annotated[auth.Principal, Depends(_principal)]
+    ) -> auth.Principal:
+        if not who.role.allows(needed):
+            store: StateStore = request.app.state.store
+            store.audit(who.name, "denied", request.url.path, "refused", f"role {who.role}")
+            raise HTTPException(
+                403,
+                detail={
+                    "code": "forbidden",
+                    "message": f"this needs the {needed} role; token {who.name!r} is {who.role}",
+                },
+            )
+        return who
+
+    return check
+
+
+Viewer = Annotated[auth.Principal, Depends(_role(Role.VIEWER))]
+Operator = Annotated[auth.Principal, Depends(_role(Role.OPERATOR))]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The server's application on ``settings``' state store (created when missing)."""
+    store = StateStore(settings.database_url)
+    background = runs.Runs()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="deployer",
+        version=__version__,
+        summary="Deploy open models from manifests and prove they answer: the HTTP API.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.store = store
+
+    @app.exception_handler(DeployerError)
+    async def _deployer_error(_request: Request, exc: DeployerError) -> JSONResponse:
+        return JSONResponse(error_body(exc), status_code=status_for(exc))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    def metrics() -> PlainTextResponse:
+        text, content_type = exposition(store)
+        return PlainTextResponse(text, media_type=content_type)
+
+    @app.get("/api/v1/deployments", summary="List deployments, a page at a time")
+    def list_deployments(
+        who: Viewer,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        include_destroyed: bool = False,
+    ) -> dict[str, Any]:
+        page = api.status_page(
+            settings, limit=limit, offset=offset, include_destroyed=include_destroyed
+        )
+        return {
+            "items": [view.to_json() for view in page.views],
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+        }
+
+    @app.get("/api/v1/deployments/{name}", summary="One deployment with its recent runs")
+    def get_deployment(name: str, who: Viewer) -> dict[str, Any]:
+        [view] = api.status(settings, name)
+        return {**view.to_json(), "runs": _runs(api.history(settings, name, limit=10))}
+
+    @app.get("/api/v1/deployments/{name}/runs", summary="A deployment's runs with their steps")
+    def list_runs(
+        name: str, who: Viewer, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20
+    ) -> dict[str, Any]:
+        return {"items": _runs(api.history(settings, name, limit=limit))}
+
+    @app.get("/api/v1/runs/{run_id}", summary="One run with its steps and events")
+    def get_run(run_id: int, who: Viewer) -> dict[str, Any]:
+        run = store.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"no run {run_id}")
+        return {
+            **_json(run),
+            "steps": [_json(s) for s in store.list_steps(run_id)],
+            "events": [_json(e) for e in store.list_events(run_id)],
+        }
+
+    @app.get(
+        "/api/v1/runs/{run_id}/events",
+        summary="A run's events as Server-Sent Events, until the run ends",
+        response_class=StreamingResponse,
+    )
+    async def follow_run(run_id: int, who: Viewer) -> StreamingResponse:
+        if store.get_run(run_id) is None:
+            raise NotFoundError(f"no run {run_id}")
+        return StreamingResponse(_follow(store, run_id), media_type="text/event-stream")
+
+    @app.post("/api/v1/plan", summary="Plan manifests posted as YAML; nothing is changed")
+    def plan(
+        who: Viewer,
+        manifest: Annotated[str, Body(media_type="application/yaml")],
+    ) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="deployer-posted-") as folder:
+            path = Path(folder) / "posted.yaml"
+            path.write_text(manifest)
+            try:
+                plans = api.plan(path, settings)
+            except ManifestError as exc:
+                store.audit(who.name, "plan", None, "refused", exc.reason)
+                raise _posted(exc, str(path)) from None
+        store.audit(who.name, "plan", plans.deployment, "ok")
+        return plans.model_dump(mode="json")
+
+    @app.post(
+        "/api/v1/deployments/{name}/smoke",
+        status_code=202,
+        summary="Run the deployment's smoke checks again, as a background run",
+    )
+    def smoke(name: str, who: Operator) -> dict[str, Any]:
+        return _start(who, "smoke", name, lambda events: api.smoke(name, settings, events))
+
+    @app.post(
+        "/api/v1/deployments/{name}/destroy",
+        status_code=202,
+        summary="Stop the deployment (its history stays), as a background run",
+    )
+    def destroy(name: str, who: Operator) -> dict[str, Any]:
+        return _start(who, "destroy", name, lambda events: api.destroy(name, settings, events))
+
+    def _start(
+        who: auth.Principal, action: str, name: str, work: Callable[[EventBus], object]
+    ) -> dict[str, Any]:
+        def done(error: BaseException | None) -> None:
+            result = "ok" if error is None else "failed"
+            store.audit(who.name, action, name, result, str(error) if error else None)
+
+        try:
+            run_id = background.start(name, work, done)
+        except DeployerError as exc:
+            store.audit(who.name, action, name, "refused", exc.message)
+            raise
+        return {"run_id": run_id, "events": f"/api/v1/runs/{run_id}/events"}
+
+    return app
+
+
+def status_for(exc: DeployerError) -> int:
+    """The HTTP status of a facade error."""
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConcurrentRunError):
+        return 409
+    if isinstance(exc, ManifestError | PlanError):
+        return 422
+    if isinstance(exc, InvalidNameError):
+        return 400
+    if isinstance(exc, TemporaryError):
+        return 503
+    return 500 if type(exc) is DeployerError else 400
+
+
+def error_body(exc: DeployerError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
+    if isinstance(exc, ManifestError):
+        body["problems"] = [_problem(p, None) for p in exc.problems]
+    return body
+
+
+def _posted(exc: ManifestError, path: str) -> HTTPException:
+    """A problem of a posted manifest, located in the posted text (not in a temporary file)."""
+    return HTTPException(
+        422,
+        detail={
+            "code": exc.code,
+            "message": f"the manifest has {len(exc.problems)} problem(s)",
+            "problems": [_problem(p, path) for p in exc.problems],
+        },
+    )
+
+
+def _problem(problem: ManifestError, path: str | None) -> dict[str, Any]:
+    location = problem.location or ""
+    found = _LOCATION.search(location)
+    message = problem.reason if path is None else problem.reason.replace(path, "the manifest")
+    return {
+        "line": int(found.group(1)) if found else None,
+        "column": int(found.group(2)) if found else None,
+        "message": message,
+        "hint": problem.hint,
+    }
+
+
+def _runs(history: list[tuple[Any, list[Any]]]) -> list[dict[str, Any]]:
+    return [{**_json(run), "steps": [_json(step) for step in steps]} for run, steps in history]
+
+
+def _json(record: object) -> dict[str, Any]:
+    """A state record (a frozen dataclass) as JSON."""
+    out: dict[str, Any] = json.loads(json.dumps(asdict(record), default=str))  # type: ignore[call-overload]
+    return out
+
+
+async def _follow(store: StateStore, run_id: int) -> AsyncIterator[str]:
+    """The run's events as SSE frames, new ones as they are recorded, then ``end``."""
+    sent = 0
+    while True:
+        run = await asyncio.to_thread(store.get_run, run_id)
+        events = await asyncio.to_thread(store.list_events, run_id)
+        for event in events[sent:]:
+            yield f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(_json(event))}\n\n"
+        sent = len(events)
+        if run is None or run.status is not RunStatus.RUNNING:
+            status = run.status.value if run else "gone"
+            yield f"event: end\ndata: {json.dumps({'run_id': run_id, 'status': status})}\n\n"
+            return
+        await asyncio.sleep(FOLLOW_POLL)
