@@ -215,6 +215,105 @@ def test_status_watch_shows_the_engines_load_while_it_answers(
     assert (row[9], row[11]) == ("ms", "ms"), row  # mean TTFT and ITL from the histograms
 
 
+def _server(home: Path, port: int) -> subprocess.Popen[str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "deployer", "server", "--port", str(port)],
+        env={**os.environ, "DEPLOYER_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    raise AssertionError(f"deployer server did not answer: {server.communicate()[0]}")
+
+
+def token(home: Path, role: str) -> str:
+    made = deployer("server", "token", "create", "--role", role, "--name", role, home=home)
+    assert made.code == 0, made.output
+    return made.stdout.strip()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_server_shows_the_demo_and_runs_its_smoke_check(
+    first_apply: Result, home: Path
+) -> None:
+    """As an operator would: `deployer server`, a viewer token that lists the demo and cannot
+    destroy it, an operator token that runs the smoke check and follows the run's events."""
+    viewer = deployer("server", "token", "create", "--role", "viewer", "--name", "ci", home=home)
+    operator = deployer(
+        "server", "token", "create", "--role", "operator", "--name", "op", home=home
+    )
+    assert viewer.code == 0, viewer.output
+    tokens = [viewer.stdout.strip(), operator.stdout.strip()]
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    server = _server(home, port)
+    try:
+        as_viewer = {"Authorization": f"Bearer {tokens[0]}"}
+        listed = httpx.get(f"{base}/deployments", headers=as_viewer, timeout=30).json()
+        [demo] = listed["items"]
+        assert (demo["name"], demo["status"], demo["healthy"]) == (NAME, "healthy", True)
+        assert demo["endpoint"] == status(home)["endpoint"]
+        refused = httpx.post(f"{base}/deployments/{NAME}/destroy", headers=as_viewer, timeout=30)
+        assert refused.status_code == 403
+        assert status(home)["running"] is True
+
+        as_operator = {"Authorization": f"Bearer {tokens[1]}"}
+        started = httpx.post(f"{base}/deployments/{NAME}/smoke", headers=as_operator, timeout=60)
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        with httpx.stream(
+            "GET", f"{base}/runs/{run_id}/events", headers=as_viewer, timeout=120
+        ) as stream:
+            text = "".join(stream.iter_text())
+        end = json.dumps({"run_id": run_id, "status": "succeeded"})
+        assert f"event: end\ndata: {end}" in text, text
+        run = httpx.get(f"{base}/runs/{run_id}", headers=as_viewer, timeout=30).json()
+        assert [(s["name"], s["status"]) for s in run["steps"]] == [("smoke", "done")]
+        assert any("pass: chat" in e["message"] for e in run["events"]), run["events"]
+    finally:
+        server.terminate()
+        log, _ = server.communicate(timeout=30)
+    assert "Traceback" not in log
+    for token in tokens:
+        assert token not in log
+    assert f'POST /api/v1/deployments/{NAME}/destroy HTTP/1.1" 403' in log
+
+
+def test_a_run_cut_off_by_a_killed_server_reads_interrupted(
+    first_apply: Result, home: Path
+) -> None:
+    operator = token(home, "operator")
+    port = _free_port()
+    server = _server(home, port)
+    try:
+        started = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/deployments/{NAME}/smoke",
+            headers={"Authorization": f"Bearer {operator}"},
+            timeout=60,
+        )
+        assert started.status_code == 202, started.text
+    finally:
+        server.kill()  # mid-run: the smoke check takes a second or more
+        server.communicate(timeout=30)
+    [entry] = json.loads(deployer("status", "--all", "-o", "json", home=home).stdout)
+    assert entry["last_run"]["id"] == started.json()["run_id"]
+    assert entry["last_run"]["status"] == "interrupted", entry["last_run"]
+    assert "is gone" in entry["last_run"]["error"]
+
+
 def test_a_failing_smoke_check_fails_apply_and_marks_unhealthy(
     first_apply: Result, home: Path, tmp_path: Path
 ) -> None:
