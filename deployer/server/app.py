@@ -36,6 +36,7 @@ from deployer.errors import (
 from deployer.events import EventBus
 from deployer.metrics.fleet import exposition
 from deployer.server import auth, runs
+from deployer.server.pages import add_pages
 from deployer.settings import Settings
 from deployer.state import Role, RunStatus, StateStore
 
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = store
+    add_pages(app, settings, store, background)
 
     @app.exception_handler(DeployerError)
     async def _deployer_error(_request: Request, exc: DeployerError) -> JSONResponse:

@@ -450,6 +450,11 @@ class StateStore:
             row = conn.execute(select(_t).where(_t.c.token_sha256 == token_sha256)).first()
         return _token(row) if row else None
 
+    def get_token(self, token_id: int) -> TokenRecord | None:
+        with self._read(f"read token {token_id}") as conn:
+            row = conn.execute(select(_t).where(_t.c.id == token_id)).first()
+        return _token(row) if row else None
+
     def list_tokens(self) -> list[TokenRecord]:
         with self._read("list tokens") as conn:
             rows = conn.execute(select(_t).order_by(_t.c.id)).all()

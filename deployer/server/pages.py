@@ -1,0 +1,210 @@
+"""The dashboard's pages: server-rendered with Jinja2 (every value escaped), htmx for the parts
+that refresh, no JavaScript of deployer's own beyond a confirmation.
+
+A browser logs in once with a token and then holds a session cookie (see
+:mod:`deployer.server.sessions`); every form that changes something carries the session's CSRF
+token, and a POST without the right one is refused (403) before anything happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from deployer import api
+from deployer.events import EventBus
+from deployer.server import auth
+from deployer.server.runs import Runs
+from deployer.server.sessions import COOKIE, LIFETIME, Sessions
+from deployer.settings import Settings
+from deployer.state import DeploymentStatus, Role, StateStore
+
+HERE = Path(__file__).parent
+#: The vendored htmx and uPlot (``scripts/vendor_web_assets.py``).
+VENDOR = HERE.parent / "web" / "static" / "vendor"
+
+
+class _LoginNeeded(Exception):
+    pass
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def add_pages(app: FastAPI, settings: Settings, store: StateStore, background: Runs) -> None:
+    """Register the dashboard on ``app``."""
+    templates = Jinja2Templates(directory=HERE / "templates")
+    sessions = Sessions(settings)
+    app.mount("/static/vendor", StaticFiles(directory=VENDOR, check_dir=False), name="vendor")
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def who(request: Request) -> auth.Principal:
+        found = sessions.check(store, request.cookies.get(COOKIE))
+        if found is None:
+            raise _LoginNeeded
+        return found
+
+    def page(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+        cookie = request.cookies.get(COOKIE)
+        context.setdefault("who", None)
+        context["csrf"] = sessions.csrf(cookie) if cookie else ""
+        return templates.TemplateResponse(request, name, context, status_code=code)
+
+    async def form(request: Request) -> dict[str, str]:
+        body = (await request.body()).decode("utf-8", errors="replace")
+        return {k: v[0] for k, v in parse_qs(body).items()}
+
+    async def checked(request: Request, needed: Role) -> auth.Principal:
+        """The session's principal for a state-changing form: CSRF and role checked."""
+        principal = who(request)
+        fields = await form(request)
+        if not sessions.csrf_ok(request.cookies.get(COOKIE), fields.get("csrf")):
+            store.audit(principal.name, "csrf", request.url.path, "refused")
+            raise _Refused(403, "this form is stale or not from this site: reload the page")
+        if not principal.role.allows(needed):
+            store.audit(principal.name, "denied", request.url.path, "refused")
+            raise _Refused(403, f"this needs the {needed} role; you are {principal.role}")
+        return principal
+
+    @app.exception_handler(_LoginNeeded)
+    async def _login(_request: Request, _exc: _LoginNeeded) -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(_Refused)
+    async def _refused(request: Request, exc: _Refused) -> Response:
+        return page(request, "login.html", exc.status, problem=str(exc))
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request) -> HTMLResponse:
+        return page(request, "login.html")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        principal = auth.authenticate(store, (await form(request)).get("token", "").strip())
+        if principal is None:
+            store.audit("anonymous", "login", None, "refused")
+            return page(request, "login.html", 401, problem="that token is not valid")
+        store.audit(principal.name, "login", None, "ok")
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            sessions.issue(principal),
+            max_age=LIFETIME,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        await checked(request, Role.VIEWER)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def fleet(request: Request, target: str = "", status: str = "") -> HTMLResponse:
+        principal = who(request)
+        views = api.status(settings)
+        shown = [
+            v
+            for v in views
+            if (not target or v.target == target) and (not status or v.status == status)
+        ]
+        loads = api.engine_load(shown)
+        rows = [{"view": v, "live": _live(v), "load": _load(v, loads)} for v in shown]
+        return page(
+            request,
+            "fleet.html",
+            who=principal,
+            rows=rows,
+            targets=sorted({v.target for v in views}),
+            statuses=[s.value for s in DeploymentStatus],
+            target=target,
+            status=status,
+        )
+
+    @app.get("/deployments/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def deployment(request: Request, name: str) -> HTMLResponse:
+        principal = who(request)
+        [view] = api.status(settings, name)
+        return page(
+            request,
+            "deployment.html",
+            who=principal,
+            view=view,
+            live=_live(view),
+            history=api.history(settings, name, limit=20),
+            can_act=principal.role.allows(Role.OPERATOR),
+        )
+
+    def action(verb: str, work: Callable[[str, EventBus], object]) -> None:
+        async def start(request: Request, name: str) -> Response:
+            principal = await checked(request, Role.OPERATOR)
+
+            def done(error: BaseException | None) -> None:
+                result = "ok" if error is None else "failed"
+                store.audit(principal.name, verb, name, result, str(error) if error else None)
+
+            run_id = background.start(name, lambda events: work(name, events), done)
+            return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+        app.add_api_route(
+            f"/deployments/{{name}}/{verb}", start, methods=["POST"], include_in_schema=False
+        )
+
+    action("smoke", lambda name, events: api.smoke(name, settings, events))
+    action("destroy", lambda name, events: api.destroy(name, settings, events))
+
+    def run_context(run_id: int) -> dict[str, Any]:
+        run = store.get_run(run_id)
+        if run is None:
+            raise _Refused(404, f"no run {run_id}")
+        return {"run": run, "steps": store.list_steps(run_id), "events": store.list_events(run_id)}
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    def run_page(request: Request, run_id: int) -> HTMLResponse:
+        return page(request, "run.html", who=who(request), **run_context(run_id))
+
+    @app.get("/runs/{run_id}/body", response_class=HTMLResponse, include_in_schema=False)
+    def run_body(request: Request, run_id: int) -> HTMLResponse:
+        who(request)
+        return page(request, "run_body.html", **run_context(run_id))
+
+
+def _live(view: api.DeploymentView) -> str:
+    if view.healthy:
+        return "healthy"
+    return "running" if view.running else "down"
+
+
+def _load(view: api.DeploymentView, loads: dict[str, Any]) -> dict[str, str]:
+    found = loads.get(view.endpoint or "")
+    if found is None or view.replicas:
+        return {"running": "-", "waiting": "-", "kv": "-"}
+    if isinstance(found, str):
+        return {"running": "metrics unavailable", "waiting": "", "kv": ""}
+    kv = found.kv_cache_usage
+    return {
+        "running": _number(found.requests_running),
+        "waiting": _number(found.requests_waiting),
+        "kv": f"{kv:.1%}" if kv is not None else "-",
+    }
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+__all__ = ["add_pages"]
