@@ -57,6 +57,15 @@ def serve(
             help="Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).",
         ),
     ] = False,
+    scrape_interval: Annotated[
+        float,
+        typer.Option(
+            "--scrape-interval", min=0, help="Seconds between scrapes of each engine (0: none)."
+        ),
+    ] = 15.0,
+    retention_days: Annotated[
+        float, typer.Option("--retention-days", min=0.01, help="Days of engine samples kept.")
+    ] = 7.0,
 ) -> None:
     """Serve the HTTP API (/api/v1, its OpenAPI document at /api/v1/openapi.json, /metrics)."""
     if ctx.invoked_subcommand is not None:
@@ -67,7 +76,8 @@ def serve(
         check_binding(host, tls_cert, tls_key, insecure=insecure_no_tls)
         scheme = "https" if tls_cert else "http"
         STATE.err.print(
-            f"deployer server on {scheme}://{host}:{port}  (API: /api/v1; Ctrl-C stops)\n"
+            f"deployer server on {scheme}://{host}:{port}  (dashboard: /, API: /api/v1; "
+            "Ctrl-C stops)\n"
             "a token for it: deployer server token create --role viewer --name NAME",
             markup=False,
         )
@@ -78,6 +88,8 @@ def serve(
             cert=tls_cert,
             key=tls_key,
             insecure=insecure_no_tls,
+            scrape_interval=scrape_interval,
+            retention_days=retention_days,
         )
 
 

@@ -42,6 +42,29 @@ class Histogram:
     def mean(self) -> float | None:
         return self.total / self.count if self.count else None
 
+    def quantile_since(self, earlier: Histogram | None, q: float) -> float | None:
+        """The ``q`` quantile (0 to 1) of what was observed since ``earlier`` (since the start
+        without it), interpolated within its bucket as Prometheus' ``histogram_quantile`` does;
+        None when nothing was observed or the counts went back (the engine restarted)."""
+        before = dict(earlier.buckets) if earlier else {}
+        counts = [(bound, total - before.get(bound, 0.0)) for bound, total in self.buckets]
+        if not counts or any(n < 0 for _, n in counts):
+            return None
+        observed = counts[-1][1]
+        if observed <= 0:
+            return None
+        rank = q * observed
+        lower, below = 0.0, 0.0
+        for bound, cumulative in counts:
+            if cumulative >= rank:
+                if math.isinf(bound):
+                    return lower  # beyond the last finite bucket: its bound is all we know
+                inside = cumulative - below
+                share = (rank - below) / inside if inside else 1.0
+                return lower + (bound - lower) * share
+            lower, below = bound, cumulative
+        return lower
+
 
 @dataclass(frozen=True)
 class EngineLoad:
@@ -73,6 +96,41 @@ class EngineLoad:
         if seconds <= 0 or delta < 0:
             return None
         return delta / seconds
+
+
+#: What a time-series sample holds, each a number or None (not measured).
+SAMPLE_FIELDS = (
+    "running",
+    "waiting",
+    "kv_usage",
+    "tokens_per_second",
+    "ttft_p50",
+    "ttft_p95",
+    "itl_p50",
+    "itl_p95",
+)
+
+
+def sample(load: EngineLoad, earlier: EngineLoad | None) -> dict[str, float | None]:
+    """One point of the time series: the gauges now, and the rate and latency quantiles of what
+    happened since ``earlier`` (the reading before; the rate is None without one)."""
+
+    def since(histogram: Histogram | None, before: Histogram | None, q: float) -> float | None:
+        return histogram.quantile_since(before, q) if histogram else None
+
+    ttft, itl = load.time_to_first_token, load.inter_token_latency
+    ttft0 = earlier.time_to_first_token if earlier else None
+    itl0 = earlier.inter_token_latency if earlier else None
+    return {
+        "running": load.requests_running,
+        "waiting": load.requests_waiting,
+        "kv_usage": load.kv_cache_usage,
+        "tokens_per_second": load.tokens_per_second(earlier) if earlier else None,
+        "ttft_p50": since(ttft, ttft0, 0.5),
+        "ttft_p95": since(ttft, ttft0, 0.95),
+        "itl_p50": since(itl, itl0, 0.5),
+        "itl_p95": since(itl, itl0, 0.95),
+    }
 
 
 def read(text: str, at: float | None = None) -> EngineLoad:

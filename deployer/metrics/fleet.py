@@ -1,6 +1,6 @@
 """deployer's own Prometheus metrics (``GET /metrics`` on the server), read from the state store
 at each scrape, so any Grafana can chart the fleet: deployments by status, runs by operation and
-outcome with their total duration.
+outcome with their total duration, and the engine scrapes that failed.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from deployer.state import DeploymentStatus, StateStore
 
 
 class _StateCollector(Collector):
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, scrape_failures: int) -> None:
         self._store = store
+        self._scrape_failures = scrape_failures
 
     def collect(self) -> Iterator[Metric]:
         deployments = self._store.list_deployments(include_destroyed=True)
@@ -45,10 +46,16 @@ class _StateCollector(Collector):
             seconds.add_metric([operation, outcome], duration)
         yield runs
         yield seconds
+        failures = CounterMetricFamily(
+            "deployer_engine_scrape_failures",
+            "Engine metrics pages that could not be read since the server started.",
+        )
+        failures.add_metric([], self._scrape_failures)
+        yield failures
 
 
-def exposition(store: StateStore) -> tuple[str, str]:
+def exposition(store: StateStore, scrape_failures: int = 0) -> tuple[str, str]:
     """The metrics page and its content type."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StateCollector(store))
+    registry.register(_StateCollector(store, scrape_failures))
     return generate_latest(registry).decode(), CONTENT_TYPE_LATEST

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,11 +38,17 @@ from deployer.events import EventBus
 from deployer.metrics.fleet import exposition
 from deployer.server import auth, runs
 from deployer.server.pages import add_pages
+from deployer.server.scraper import Scraper
+from deployer.server.series import series
+from deployer.server.sessions import COOKIE, Sessions
 from deployer.settings import Settings
 from deployer.state import Role, RunStatus, StateStore
 
 #: Most items one page of a list holds.
 MAX_PAGE = 200
+#: The longest window of engine samples one request may ask for (seconds), and most points.
+MAX_WINDOW = 31 * 24 * 3600
+MAX_POINTS = 2000
 #: Seconds between two looks at a followed run's new events.
 FOLLOW_POLL = 0.5
 
@@ -55,6 +62,11 @@ def _principal(
 ) -> auth.Principal:
     store: StateStore = request.app.state.store
     found = auth.authenticate(store, credentials.credentials) if credentials else None
+    if found is None and credentials is None and request.method in ("GET", "HEAD"):
+        # The dashboard's own reads (its plots): the session cookie, SameSite=Strict. A request
+        # that changes something needs a token, or a page form with its CSRF token.
+        sessions: Sessions = request.app.state.sessions
+        found = sessions.check(store, request.cookies.get(COOKIE))
     if found is None:
         raise HTTPException(
             401,
@@ -87,14 +99,24 @@ Viewer = Annotated[auth.Principal, Depends(_role(Role.VIEWER))]
 Operator = Annotated[auth.Principal, Depends(_role(Role.OPERATOR))]
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The server's application on ``settings``' state store (created when missing)."""
+def create_app(
+    settings: Settings,
+    *,
+    scrape_interval: float | None = None,
+    retention: timedelta = timedelta(days=7),
+) -> FastAPI:
+    """The server's application on ``settings``' state store (created when missing); with a
+    ``scrape_interval`` (seconds), it scrapes every running engine's metrics into the store."""
     store = StateStore(settings.database_url)
     background = runs.Runs()
+    scraper = Scraper(settings, store, scrape_interval or 15.0, retention)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if scrape_interval:
+            scraper.start()
         yield
+        scraper.stop()
         store.close()
 
     app = FastAPI(
@@ -107,7 +129,8 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.store = store
-    add_pages(app, settings, store, background)
+    app.state.sessions = Sessions(settings)
+    add_pages(app, store, background, app.state.sessions, settings)
 
     @app.exception_handler(DeployerError)
     async def _deployer_error(_request: Request, exc: DeployerError) -> JSONResponse:
@@ -119,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     def metrics() -> PlainTextResponse:
-        text, content_type = exposition(store)
+        text, content_type = exposition(store, scrape_failures=scraper.failures)
         return PlainTextResponse(text, media_type=content_type)
 
     @app.get("/api/v1/deployments", summary="List deployments, a page at a time")
@@ -149,6 +172,20 @@ def create_app(settings: Settings) -> FastAPI:
         name: str, who: Viewer, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20
     ) -> dict[str, Any]:
         return {"items": _runs(api.history(settings, name, limit=limit))}
+
+    @app.get(
+        "/api/v1/deployments/{name}/metrics",
+        summary="The deployment's engine load over a window, for plots",
+    )
+    def engine_series(
+        name: str,
+        who: Viewer,
+        seconds: Annotated[int, Query(ge=60, le=MAX_WINDOW)] = 3600,
+        points: Annotated[int, Query(ge=10, le=MAX_POINTS)] = 300,
+    ) -> dict[str, Any]:
+        api.status(settings, name)  # 404 for an unknown name
+        since = datetime.now(UTC) - timedelta(seconds=seconds)
+        return series(store.samples(name, since), seconds=seconds, points=points)
 
     @app.get("/api/v1/runs/{run_id}", summary="One run with its steps and events")
     def get_run(run_id: int, who: Viewer) -> dict[str, Any]:

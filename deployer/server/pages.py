@@ -41,10 +41,11 @@ class _Refused(Exception):
         self.status = status
 
 
-def add_pages(app: FastAPI, settings: Settings, store: StateStore, background: Runs) -> None:
+def add_pages(
+    app: FastAPI, store: StateStore, background: Runs, sessions: Sessions, settings: Settings
+) -> None:
     """Register the dashboard on ``app``."""
     templates = Jinja2Templates(directory=HERE / "templates")
-    sessions = Sessions(settings)
     app.mount("/static/vendor", StaticFiles(directory=VENDOR, check_dir=False), name="vendor")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -4,6 +4,7 @@ opt-out) whenever another address is bound."""
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -49,11 +50,17 @@ def serve(
     cert: Path | None = None,
     key: Path | None = None,
     insecure: bool = False,
+    scrape_interval: float = 15.0,
+    retention_days: float = 7.0,
 ) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted, scraping every running engine each ``scrape_interval`` seconds
+    (0: never) and keeping ``retention_days`` of samples."""
     check_binding(host, cert, key, insecure=insecure)
+    app = create_app(
+        settings, scrape_interval=scrape_interval, retention=timedelta(days=retention_days)
+    )
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         ssl_certfile=str(cert) if cert else None,

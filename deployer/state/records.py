@@ -147,3 +147,15 @@ class AuditRecord:
     target: str | None
     result: str
     detail: str | None
+
+
+@dataclass(frozen=True)
+class EngineSample:
+    """One scrape of one endpoint's engine: its measured values by name (None: not measured),
+    or why the scrape failed."""
+
+    deployment: str
+    endpoint: str
+    ts: datetime
+    values: dict[str, float | None]
+    error: str | None = None

@@ -32,7 +32,19 @@ from types import TracebackType
 from typing import Any
 
 import psutil
-from sqlalchemy import Connection, Insert, Row, Select, Table, exc, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Row,
+    Select,
+    Table,
+    delete,
+    exc,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from deployer.errors import ConcurrentRunError, NotFoundError, StateError
 from deployer.events import Event
@@ -49,6 +61,7 @@ from deployer.state.records import (
     AuditRecord,
     DeploymentRecord,
     DeploymentStatus,
+    EngineSample,
     EventData,
     EventRecord,
     Role,
@@ -65,6 +78,11 @@ _s = tables.steps
 _e = tables.events
 _t = tables.api_tokens
 _a = tables.audit_events
+_m = tables.engine_samples
+#: The measured columns of an engine sample.
+SAMPLE_COLUMNS = tuple(
+    c.name for c in _m.c if c.name not in ("id", "deployment", "endpoint", "ts", "error")
+)
 
 #: Seconds two readings of a process's start time may differ by and still be the same process
 #: (psutil derives it from the boot time, which the kernel reports to the second).
@@ -517,6 +535,51 @@ class StateStore:
             )
             for row in rows
         ]
+
+    # --- engine samples ------------------------------------------------------------------------
+
+    def add_samples(self, samples: list[EngineSample]) -> None:
+        """Append one scrape's samples (one per endpoint) in one transaction."""
+        if not samples:
+            return
+        rows = [
+            {
+                "deployment": mask(x.deployment),
+                "endpoint": mask(x.endpoint),
+                "ts": x.ts,
+                "error": _mask(x.error),
+                **{name: x.values.get(name) for name in SAMPLE_COLUMNS},
+            }
+            for x in samples
+        ]
+        with self._write(f"record {len(rows)} engine sample(s)") as conn:
+            conn.execute(insert(_m), rows)
+
+    def samples(self, deployment: str, since: datetime, limit: int = 100_000) -> list[EngineSample]:
+        """The deployment's samples since ``since``, oldest first (at most ``limit``)."""
+        query = (
+            select(_m)
+            .where(_m.c.deployment == mask(deployment), _m.c.ts >= since)
+            .order_by(_m.c.ts, _m.c.id)
+            .limit(limit)
+        )
+        with self._read(f"read the engine samples of {deployment}") as conn:
+            rows = conn.execute(query).all()
+        return [
+            EngineSample(
+                deployment=row.deployment,
+                endpoint=row.endpoint,
+                ts=row.ts,
+                values={name: getattr(row, name) for name in SAMPLE_COLUMNS},
+                error=row.error,
+            )
+            for row in rows
+        ]
+
+    def prune_samples(self, before: datetime) -> int:
+        """Delete samples older than ``before`` (retention); how many went."""
+        with self._write("prune engine samples") as conn:
+            return int(conn.execute(delete(_m).where(_m.c.ts < before)).rowcount or 0)
 
     # --- plumbing ------------------------------------------------------------------------------
 

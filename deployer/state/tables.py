@@ -34,7 +34,8 @@ from sqlalchemy.types import TypeDecorator
 #: 2: ``runs.process_created`` and the ``application`` marker.
 #: 3: ``deployments.target_spec``.
 #: 4: ``api_tokens`` and ``audit_events`` (the server's).
-SCHEMA_VERSION = 4
+#: 5: ``engine_samples``.
+SCHEMA_VERSION = 5
 
 #: ``deployer_meta``'s ``application`` value: the mark of a deployer state database.
 APPLICATION = "deployer"
@@ -189,6 +190,29 @@ audit_events = Table(
     Column("result", String(16), nullable=False),
     Column("detail", Text),
     sqlite_autoincrement=True,
+)
+
+#: The server's time series of each engine's load: one row per endpoint per scrape, kept for the
+#: retention the server is given (7 days by default). ``error`` is why a scrape failed (the
+#: numbers are then NULL). Latencies are seconds, over the interval since the scrape before.
+engine_samples = Table(
+    "engine_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(253), nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("running", Float),
+    Column("waiting", Float),
+    Column("kv_usage", Float),
+    Column("tokens_per_second", Float),
+    Column("ttft_p50", Float),
+    Column("ttft_p95", Float),
+    Column("itl_p50", Float),
+    Column("itl_p95", Float),
+    Column("error", Text),
+    Index(None, "deployment", "ts"),
+    Index(None, "ts"),
 )
 
 

@@ -217,7 +217,7 @@ def test_status_watch_shows_the_engines_load_while_it_answers(
 
 def _server(home: Path, port: int) -> subprocess.Popen[str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "deployer", "server", "--port", str(port)],
+        [sys.executable, "-m", "deployer", "server", "--port", str(port), "--scrape-interval", "1"],
         env={**os.environ, "DEPLOYER_HOME": str(home)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -283,6 +283,19 @@ def test_the_server_shows_the_demo_and_runs_its_smoke_check(
         run = httpx.get(f"{base}/runs/{run_id}", headers=as_viewer, timeout=30).json()
         assert [(s["name"], s["status"]) for s in run["steps"]] == [("smoke", "done")]
         assert any("pass: chat" in e["message"] for e in run["events"]), run["events"]
+
+        # The scraper saw the engine answer: the time series has the smoke check's tokens.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            plot = httpx.get(
+                f"{base}/deployments/{NAME}/metrics?seconds=600", headers=as_viewer, timeout=30
+            ).json()
+            if any(v for v in plot["tokens_per_second"] if v):
+                break
+            time.sleep(1)
+        assert any(v for v in plot["tokens_per_second"] if v), plot
+        assert all(v is not None and 0 <= v <= 1 for v in plot["kv_usage"]), plot
+        assert plot["errors"] == []
     finally:
         server.terminate()
         log, _ = server.communicate(timeout=30)
