@@ -38,6 +38,7 @@ from deployer.events import EventBus
 from deployer.metrics.fleet import exposition
 from deployer.server import auth, runs
 from deployer.server.pages import add_pages
+from deployer.server.params import RunId
 from deployer.server.scraper import Scraper
 from deployer.server.series import series
 from deployer.server.sessions import COOKIE, Sessions
@@ -188,7 +189,7 @@ def create_app(
         return series(store.samples(name, since), seconds=seconds, points=points)
 
     @app.get("/api/v1/runs/{run_id}", summary="One run with its steps and events")
-    def get_run(run_id: int, who: Viewer) -> dict[str, Any]:
+    def get_run(run_id: RunId, who: Viewer) -> dict[str, Any]:
         run = store.get_run(run_id)
         if run is None:
             raise NotFoundError(f"no run {run_id}")
@@ -203,7 +204,7 @@ def create_app(
         summary="A run's events as Server-Sent Events, until the run ends",
         response_class=StreamingResponse,
     )
-    async def follow_run(run_id: int, who: Viewer) -> StreamingResponse:
+    async def follow_run(run_id: RunId, who: Viewer) -> StreamingResponse:
         if store.get_run(run_id) is None:
             raise NotFoundError(f"no run {run_id}")
         return StreamingResponse(_follow(store, run_id), media_type="text/event-stream")

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from deployer import api
 from deployer.events import EventBus
 from deployer.server import auth
+from deployer.server.params import RunId
 from deployer.server.runs import Runs
 from deployer.server.sessions import COOKIE, LIFETIME, Sessions
 from deployer.settings import Settings
@@ -175,11 +176,11 @@ def add_pages(
         return {"run": run, "steps": store.list_steps(run_id), "events": store.list_events(run_id)}
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
-    def run_page(request: Request, run_id: int) -> HTMLResponse:
+    def run_page(request: Request, run_id: RunId) -> HTMLResponse:
         return page(request, "run.html", who=who(request), **run_context(run_id))
 
     @app.get("/runs/{run_id}/body", response_class=HTMLResponse, include_in_schema=False)
-    def run_body(request: Request, run_id: int) -> HTMLResponse:
+    def run_body(request: Request, run_id: RunId) -> HTMLResponse:
         who(request)
         return page(request, "run_body.html", **run_context(run_id))
 

@@ -216,10 +216,12 @@ def test_status_watch_shows_the_engines_load_while_it_answers(
 
 
 def _server(home: Path, port: int) -> subprocess.Popen[str]:
+    """``deployer server`` on ``port``; its log goes to ``home/server-<port>.log`` (a file: an
+    unread pipe would fill up and stall it)."""
     server = subprocess.Popen(
         [sys.executable, "-m", "deployer", "server", "--port", str(port), "--scrape-interval", "1"],
         env={**os.environ, "DEPLOYER_HOME": str(home)},
-        stdout=subprocess.PIPE,
+        stdout=(home / f"server-{port}.log").open("w"),
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -231,7 +233,10 @@ def _server(home: Path, port: int) -> subprocess.Popen[str]:
         except httpx.HTTPError:
             time.sleep(0.2)
     server.kill()
-    raise AssertionError(f"deployer server did not answer: {server.communicate()[0]}")
+    server.wait()
+    raise AssertionError(
+        f"deployer server did not answer: {(home / f'server-{port}.log').read_text()}"
+    )
 
 
 def token(home: Path, role: str) -> str:
@@ -298,7 +303,8 @@ def test_the_server_shows_the_demo_and_runs_its_smoke_check(
         assert plot["errors"] == []
     finally:
         server.terminate()
-        log, _ = server.communicate(timeout=30)
+        server.wait(timeout=30)
+    log = (home / f"server-{port}.log").read_text()
     assert "Traceback" not in log
     for token in tokens:
         assert token not in log
@@ -320,7 +326,7 @@ def test_a_run_cut_off_by_a_killed_server_reads_interrupted(
         assert started.status_code == 202, started.text
     finally:
         server.kill()  # mid-run: the smoke check takes a second or more
-        server.communicate(timeout=30)
+        server.wait(timeout=30)
     [entry] = json.loads(deployer("status", "--all", "-o", "json", home=home).stdout)
     assert entry["last_run"]["id"] == started.json()["run_id"]
     assert entry["last_run"]["status"] == "interrupted", entry["last_run"]

@@ -243,3 +243,12 @@ def test_the_committed_openapi_document_is_the_served_one(
     served = client.get("/api/v1/openapi.json").json()
     assert served == committed, "regenerate: .venv/bin/python scripts/openapi.py"
     assert "/api/v1/deployments" in served["paths"]
+
+
+def test_an_id_out_of_range_is_refused_not_a_server_error(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    # Found by the Schemathesis run: an id past 64 bits used to reach SQLite and fail there.
+    for path in ("/api/v1/runs/58508353650195412549632", "/api/v1/runs/0/events"):
+        assert client.get(path, headers=bearer(tokens["viewer"])).status_code == 422
+    assert client.get("/api/v1/runs/12345", headers=bearer(tokens["viewer"])).status_code == 404

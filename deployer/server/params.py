@@ -1,0 +1,13 @@
+"""Request parameters shared by the API and the pages, bounded so that no value reaches the
+database out of its range (an id past 64 bits would be a 500, not a 404)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+
+#: The largest id a run can have (a 64-bit signed integer, as the database keeps it).
+MAX_ID = 2**63 - 1
+
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="A run's id.")]
