@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         status,
         status_page,
     )
-    from deployer.api.deploy import ApplyResult, apply, plan
+    from deployer.api.deploy import ApplyResult, apply, apply_loaded, plan, plan_loaded
     from deployer.api.kubernetes import RenderReport, render
     from deployer.api.manifests import (
         LockReport,
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
         schema,
         validate,
     )
+    from deployer.api.posted import posted_manifest
+    from deployer.api.rollbacks import RevisionDiff, revision_diff, revisions, rollback
 
 #: Each name and the module it comes from: imported on first use, so a command pays only for
 #: what it calls (``deployer --version`` for none of it).
@@ -69,7 +71,9 @@ _WHERE = {
         ],
         "daytwo",
     ),
-    **dict.fromkeys(["ApplyResult", "apply", "plan"], "deploy"),
+    **dict.fromkeys(["ApplyResult", "apply", "apply_loaded", "plan", "plan_loaded"], "deploy"),
+    "posted_manifest": "posted",
+    **dict.fromkeys(["RevisionDiff", "revision_diff", "revisions", "rollback"], "rollbacks"),
     **dict.fromkeys(["RenderReport", "render"], "kubernetes"),
     **dict.fromkeys(
         [
@@ -103,11 +107,13 @@ __all__ = [
     "LockReport",
     "QuantizeOutcome",
     "RenderReport",
+    "RevisionDiff",
     "SmokeResult",
     "StatusPage",
     "ValidationReport",
     "api_key",
     "apply",
+    "apply_loaded",
     "destroy",
     "engine_load",
     "fetch",
@@ -118,8 +124,13 @@ __all__ = [
     "logs",
     "mirror",
     "plan",
+    "plan_loaded",
+    "posted_manifest",
     "quantize",
     "render",
+    "revision_diff",
+    "revisions",
+    "rollback",
     "schema",
     "smoke",
     "status",

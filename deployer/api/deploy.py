@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import computed_field, field_serializer
 
-from deployer import credentials
+from deployer import credentials, inputs
 from deployer.api import facts as gather
 from deployer.api.runs import open_store, recorded
 from deployer.api.types import Result, smoke_json
 from deployer.engines.install import EnginePackage, find_engine
 from deployer.errors import EngineStartError, NotFoundError, SmokeFailedError
 from deployer.events import EventBus
-from deployer.hub.lock import LockedModel
+from deployer.hub.lock import LockedModel, lock_path
 from deployer.manifest.loader import LoadedManifest, load_manifest
 from deployer.manifest.models import ARTIFACT_METHODS, SmokeCheck
 from deployer.pipeline import Pipeline
@@ -335,6 +335,8 @@ class _Apply:
             DeploymentStatus.HEALTHY if healthy else DeploymentStatus.UNHEALTHY,
             report.summary() if report else skipped,
         )
+        if healthy:
+            keep_revision(self.store, self.loaded, self.digest, self.pipeline.run_id)
         if report is not None and not report.passed:
             raise SmokeFailedError(
                 f"{name} is running but {report.summary()}",
@@ -350,6 +352,23 @@ class _Apply:
             api_key_source=self.key.source,
             api_key_path=self.key.path,
         )
+
+
+def keep_revision(
+    store: StateStore, loaded: LoadedManifest, digest: str, run_id: int | None
+) -> None:
+    """Keep the manifest file and its lock, as applied, as the deployment's next revision."""
+    lock = lock_path(loaded.path)
+    store.add_revision(
+        loaded.deployment.name,
+        run_id=run_id,
+        manifest_path=str(
+            loaded.origin / loaded.path.name if loaded.origin else loaded.path.absolute()
+        ),
+        manifest_digest=digest,
+        manifest_text=inputs.read_text(loaded.path, inputs.MANIFEST),
+        lock_text=inputs.read_text(lock, inputs.LOCKFILE) if lock.is_file() else None,
+    )
 
 
 def smoke_each(

@@ -58,11 +58,15 @@ class LoadedManifest:
     """1-based line where the document's content starts."""
     index: int
     """0-based number of the deployment among the non-empty documents of its file."""
+    origin: Path | None = None
+    """Where relative paths start when not beside the file: a revision re-applied from the
+    state keeps the folder it was first applied from."""
 
     @property
     def base_dir(self) -> Path:
-        """The manifest file's folder (absolute): relative paths in the manifest start here."""
-        return Path(os.path.abspath(self.path)).parent
+        """The manifest file's folder (absolute), or its :attr:`origin`: relative paths in the
+        manifest start here."""
+        return self.origin or Path(os.path.abspath(self.path)).parent
 
     @property
     def location(self) -> str:

@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
@@ -38,7 +36,7 @@ from deployer.events import EventBus
 from deployer.metrics.fleet import exposition
 from deployer.server import auth, runs
 from deployer.server.pages import add_pages
-from deployer.server.params import RunId
+from deployer.server.params import RevisionNumber, RevisionQuery, RunId
 from deployer.server.scraper import Scraper
 from deployer.server.series import series
 from deployer.server.sessions import COOKIE, Sessions
@@ -55,6 +53,8 @@ FOLLOW_POLL = 0.5
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `deployer server token create`")
 _LOCATION = re.compile(r":(\d+):(\d+)$")
+#: Where a posted manifest is kept, as an error would name it.
+_POSTED_PATH = re.compile(r"\S*/posted/[0-9a-f]+/posted\.yaml(:\d+:\d+)?")
 
 
 def _principal(
@@ -214,14 +214,11 @@ def create_app(
         who: Viewer,
         manifest: Annotated[str, Body(media_type="application/yaml")],
     ) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix="deployer-posted-") as folder:
-            path = Path(folder) / "posted.yaml"
-            path.write_text(manifest)
-            try:
-                plans = api.plan(path, settings)
-            except ManifestError as exc:
-                store.audit(who.name, "plan", None, "refused", exc.reason)
-                raise _posted(exc, str(path)) from None
+        try:
+            plans = api.plan_loaded(api.posted_manifest(settings, manifest), settings)
+        except ManifestError as exc:
+            store.audit(who.name, "plan", None, "refused", exc.reason)
+            raise _posted(exc) from None
         store.audit(who.name, "plan", plans.deployment, "ok")
         return plans.model_dump(mode="json")
 
@@ -232,6 +229,49 @@ def create_app(
     )
     def smoke(name: str, who: Operator) -> dict[str, Any]:
         return _start(who, "smoke", name, lambda events: api.smoke(name, settings, events))
+
+    @app.get(
+        "/api/v1/deployments/{name}/revisions",
+        summary="Every applied revision (manifest and lock, as applied), newest first",
+    )
+    def list_revisions(name: str, who: Viewer) -> dict[str, Any]:
+        return {"items": [_json(r) for r in api.revisions(settings, name)]}
+
+    @app.get(
+        "/api/v1/deployments/{name}/revisions/{older}/diff/{newer}",
+        summary="A unified diff of two revisions' manifest and lock",
+    )
+    def diff_revisions(
+        name: str, older: RevisionNumber, newer: RevisionNumber, who: Viewer
+    ) -> dict[str, Any]:
+        return api.revision_diff(settings, name, older, newer).to_json()
+
+    @app.post(
+        "/api/v1/deployments/{name}/rollback",
+        status_code=202,
+        summary="Re-apply a previous revision, as a background run",
+    )
+    def rollback(name: str, who: Operator, revision: RevisionQuery) -> dict[str, Any]:
+        api.revision_diff(settings, name, revision, revision)  # 404 before any run
+        return _start(
+            who, "rollback", name, lambda events: api.rollback(name, revision, settings, events)
+        )
+
+    @app.post(
+        "/api/v1/apply",
+        status_code=202,
+        summary="Apply a manifest posted as YAML, as a background run",
+    )
+    def apply(
+        who: Operator, manifest: Annotated[str, Body(media_type="application/yaml")]
+    ) -> dict[str, Any]:
+        try:
+            loaded = api.posted_manifest(settings, manifest)
+        except ManifestError as exc:
+            store.audit(who.name, "apply", None, "refused", exc.reason)
+            raise _posted(exc) from None
+        name = loaded.deployment.name
+        return _start(who, "apply", name, lambda events: api.apply_loaded(loaded, settings, events))
 
     @app.post(
         "/api/v1/deployments/{name}/destroy",
@@ -244,12 +284,8 @@ def create_app(
     def _start(
         who: auth.Principal, action: str, name: str, work: Callable[[EventBus], object]
     ) -> dict[str, Any]:
-        def done(error: BaseException | None) -> None:
-            result = "ok" if error is None else "failed"
-            store.audit(who.name, action, name, result, str(error) if error else None)
-
         try:
-            run_id = background.start(name, work, done)
+            run_id = background.start(name, work, runs.audited(store, who.name, action, name))
         except DeployerError as exc:
             store.audit(who.name, action, name, "refused", exc.message)
             raise
@@ -276,26 +312,27 @@ def status_for(exc: DeployerError) -> int:
 def error_body(exc: DeployerError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
     if isinstance(exc, ManifestError):
-        body["problems"] = [_problem(p, None) for p in exc.problems]
+        body["problems"] = [_problem(p) for p in exc.problems]
     return body
 
 
-def _posted(exc: ManifestError, path: str) -> HTTPException:
-    """A problem of a posted manifest, located in the posted text (not in a temporary file)."""
+def _posted(exc: ManifestError) -> HTTPException:
+    """The problems of a posted manifest, located in the posted text (not in the file it is
+    kept as)."""
     return HTTPException(
         422,
         detail={
             "code": exc.code,
             "message": f"the manifest has {len(exc.problems)} problem(s)",
-            "problems": [_problem(p, path) for p in exc.problems],
+            "problems": [_problem(p, posted=True) for p in exc.problems],
         },
     )
 
 
-def _problem(problem: ManifestError, path: str | None) -> dict[str, Any]:
+def _problem(problem: ManifestError, *, posted: bool = False) -> dict[str, Any]:
     location = problem.location or ""
     found = _LOCATION.search(location)
-    message = problem.reason if path is None else problem.reason.replace(path, "the manifest")
+    message = _POSTED_PATH.sub("the manifest", problem.reason) if posted else problem.reason
     return {
         "line": int(found.group(1)) if found else None,
         "column": int(found.group(2)) if found else None,

@@ -21,8 +21,8 @@ from fastapi.templating import Jinja2Templates
 from deployer import api
 from deployer.events import EventBus
 from deployer.server import auth
-from deployer.server.params import RunId
-from deployer.server.runs import Runs
+from deployer.server.params import RevisionQuery, RunId
+from deployer.server.runs import Runs, audited
 from deployer.server.sessions import COOKIE, LIFETIME, Sessions
 from deployer.settings import Settings
 from deployer.state import DeploymentStatus, Role, StateStore
@@ -148,26 +148,44 @@ def add_pages(
             view=view,
             live=_live(view),
             history=api.history(settings, name, limit=20),
+            revisions=api.revisions(settings, name),
             can_act=principal.role.allows(Role.OPERATOR),
         )
 
-    def action(verb: str, work: Callable[[str, EventBus], object]) -> None:
-        async def start(request: Request, name: str) -> Response:
-            principal = await checked(request, Role.OPERATOR)
-
-            def done(error: BaseException | None) -> None:
-                result = "ok" if error is None else "failed"
-                store.audit(principal.name, verb, name, result, str(error) if error else None)
-
-            run_id = background.start(name, lambda events: work(name, events), done)
-            return RedirectResponse(f"/runs/{run_id}", status_code=303)
-
-        app.add_api_route(
-            f"/deployments/{{name}}/{verb}", start, methods=["POST"], include_in_schema=False
+    @app.get("/deployments/{name}/diff", response_class=HTMLResponse, include_in_schema=False)
+    def diff(
+        request: Request, name: str, older: RevisionQuery, newer: RevisionQuery
+    ) -> HTMLResponse:
+        principal = who(request)
+        return page(
+            request,
+            "diff.html",
+            who=principal,
+            diff=api.revision_diff(settings, name, min(older, newer), max(older, newer)),
         )
 
-    action("smoke", lambda name, events: api.smoke(name, settings, events))
-    action("destroy", lambda name, events: api.destroy(name, settings, events))
+    async def launch(
+        request: Request, verb: str, name: str, work: Callable[[EventBus], object]
+    ) -> Response:
+        """Start a run from a form (CSRF and role checked first) and show its page."""
+        principal = await checked(request, Role.OPERATOR)
+        run_id = background.start(name, work, audited(store, principal.name, verb, name))
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+    @app.post("/deployments/{name}/smoke", include_in_schema=False)
+    async def smoke(request: Request, name: str) -> Response:
+        return await launch(request, "smoke", name, lambda e: api.smoke(name, settings, e))
+
+    @app.post("/deployments/{name}/destroy", include_in_schema=False)
+    async def destroy(request: Request, name: str) -> Response:
+        return await launch(request, "destroy", name, lambda e: api.destroy(name, settings, e))
+
+    @app.post("/deployments/{name}/rollback", include_in_schema=False)
+    async def rollback(request: Request, name: str, revision: RevisionQuery) -> Response:
+        api.revision_diff(settings, name, revision, revision)  # an unknown one: 404, no run
+        return await launch(
+            request, "rollback", name, lambda e: api.rollback(name, revision, settings, e)
+        )
 
     def run_context(run_id: int) -> dict[str, Any]:
         run = store.get_run(run_id)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Path, Query
 
 #: The largest id a run can have (a 64-bit signed integer, as the database keeps it).
 MAX_ID = 2**63 - 1
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="A run's id.")]
+RevisionNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="A revision's number.")]
+#: A revision's number given as a query parameter (``?revision=N``, ``?older=A&newer=B``).
+RevisionQuery = Annotated[int, Query(ge=1, le=MAX_ID)]

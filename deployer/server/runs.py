@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from deployer.errors import ConcurrentRunError, RunStartTimeout
 from deployer.events import Event, EventBus, EventKind
+from deployer.state import StateStore
 
 #: Seconds a request waits for its run to be recorded before it gives up.
 START_TIMEOUT = 60.0
@@ -90,3 +91,15 @@ class Runs:
         if state.run_id is None:
             raise state.error or RunStartTimeout("the run ended before it was recorded")
         return state.run_id
+
+
+def audited(
+    store: StateStore, actor: str, action: str, deployment: str
+) -> Callable[[BaseException | None], None]:
+    """An ``on_done`` for :meth:`Runs.start` that writes the run's outcome as an audit event."""
+
+    def done(error: BaseException | None) -> None:
+        result = "ok" if error is None else "failed"
+        store.audit(actor, action, deployment, result, str(error) if error else None)
+
+    return done

@@ -159,3 +159,17 @@ class EngineSample:
     ts: datetime
     values: dict[str, float | None]
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    """A deployment's manifest document and lock as one apply applied them."""
+
+    deployment: str
+    number: int
+    applied_at: datetime
+    run_id: int | None
+    manifest_path: str
+    manifest_digest: str
+    manifest_text: str
+    lock_text: str | None

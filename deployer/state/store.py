@@ -64,6 +64,7 @@ from deployer.state.records import (
     EngineSample,
     EventData,
     EventRecord,
+    RevisionRecord,
     Role,
     RunRecord,
     RunStatus,
@@ -79,6 +80,7 @@ _e = tables.events
 _t = tables.api_tokens
 _a = tables.audit_events
 _m = tables.engine_samples
+_v = tables.revisions
 #: The measured columns of an engine sample.
 SAMPLE_COLUMNS = tuple(
     c.name for c in _m.c if c.name not in ("id", "deployment", "endpoint", "ts", "error")
@@ -536,6 +538,60 @@ class StateStore:
             for row in rows
         ]
 
+    # --- revisions -----------------------------------------------------------------------------
+
+    def add_revision(
+        self,
+        deployment: str,
+        *,
+        run_id: int | None,
+        manifest_path: str,
+        manifest_digest: str,
+        manifest_text: str,
+        lock_text: str | None,
+    ) -> RevisionRecord:
+        """Keep what an apply applied as the deployment's next revision; the latest one when it
+        is the same manifest and lock (nothing new was applied)."""
+        key = mask(deployment)
+        with self._write(f"record a revision of {deployment}") as conn:
+            latest = conn.execute(
+                select(_v).where(_v.c.deployment == key).order_by(_v.c.number.desc()).limit(1)
+            ).first()
+            if (
+                latest is not None
+                and latest.manifest_digest == manifest_digest
+                and latest.lock_text == lock_text
+            ):
+                return _revision(latest)
+            values = {
+                "deployment": key,
+                "number": (latest.number if latest else 0) + 1,
+                "applied_at": _now(),
+                "run_id": run_id,
+                "manifest_path": mask(manifest_path),
+                "manifest_digest": manifest_digest,
+                "manifest_text": mask(manifest_text),
+                "lock_text": _mask(lock_text),
+            }
+            conn.execute(insert(_v).values(values))
+            row = conn.execute(
+                select(_v).where(_v.c.deployment == key, _v.c.number == values["number"])
+            ).one()
+        return _revision(row)
+
+    def list_revisions(self, deployment: str) -> list[RevisionRecord]:
+        """The deployment's revisions, newest first."""
+        query = select(_v).where(_v.c.deployment == mask(deployment)).order_by(_v.c.number.desc())
+        with self._read(f"list revisions of {deployment}") as conn:
+            rows = conn.execute(query).all()
+        return [_revision(row) for row in rows]
+
+    def get_revision(self, deployment: str, number: int) -> RevisionRecord | None:
+        query = select(_v).where(_v.c.deployment == mask(deployment), _v.c.number == number)
+        with self._read(f"read revision {number} of {deployment}") as conn:
+            row = conn.execute(query).first()
+        return _revision(row) if row else None
+
     # --- engine samples ------------------------------------------------------------------------
 
     def add_samples(self, samples: list[EngineSample]) -> None:
@@ -828,4 +884,17 @@ def _token(row: Row[Any]) -> TokenRecord:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+    )
+
+
+def _revision(row: Row[Any]) -> RevisionRecord:
+    return RevisionRecord(
+        deployment=row.deployment,
+        number=row.number,
+        applied_at=row.applied_at,
+        run_id=row.run_id,
+        manifest_path=row.manifest_path,
+        manifest_digest=row.manifest_digest,
+        manifest_text=row.manifest_text,
+        lock_text=row.lock_text,
     )

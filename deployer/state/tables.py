@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -35,7 +36,8 @@ from sqlalchemy.types import TypeDecorator
 #: 3: ``deployments.target_spec``.
 #: 4: ``api_tokens`` and ``audit_events`` (the server's).
 #: 5: ``engine_samples``.
-SCHEMA_VERSION = 5
+#: 6: ``revisions``.
+SCHEMA_VERSION = 6
 
 #: ``deployer_meta``'s ``application`` value: the mark of a deployer state database.
 APPLICATION = "deployer"
@@ -213,6 +215,25 @@ engine_samples = Table(
     Column("error", Text),
     Index(None, "deployment", "ts"),
     Index(None, "ts"),
+)
+
+#: Every applied revision of a deployment: the manifest document and its lock as they were
+#: applied (text, so a rollback re-applies exactly them), numbered per deployment from 1. A
+#: re-apply of the same manifest adds none.
+revisions = Table(
+    "revisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(253), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+    Column("run_id", Integer),
+    Column("manifest_path", Text, nullable=False),
+    Column("manifest_digest", Text, nullable=False),
+    Column("manifest_text", Text, nullable=False),
+    Column("lock_text", Text),
+    UniqueConstraint("deployment", "number"),
+    sqlite_autoincrement=True,
 )
 
 

@@ -367,6 +367,51 @@ def test_a_changed_manifest_restarts_the_engine(
     assert "Paris" in ask(str(after["endpoint"]), key)
 
 
+def test_rolling_back_from_the_server_re_applies_the_first_revision(
+    first_apply: Result, home: Path
+) -> None:
+    """After the changed manifest above: its revision and the first one are kept, their diff is
+    the changed line, and a rollback through the API restarts the engine with the first."""
+    operator = token(home, "operator")
+    headers = {"Authorization": f"Bearer {operator}"}
+    before = status(home)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    server = _server(home, port)
+    try:
+        listed = httpx.get(f"{base}/deployments/{NAME}/revisions", headers=headers, timeout=30)
+        numbers = [r["number"] for r in listed.json()["items"]]
+        assert numbers[-1] == 1, numbers
+        latest = numbers[0]
+        diff = httpx.get(
+            f"{base}/deployments/{NAME}/revisions/1/diff/{latest}", headers=headers, timeout=30
+        ).json()["diff"]
+        assert "-    maxModelLen: 2048" in diff, diff
+        started = httpx.post(
+            f"{base}/deployments/{NAME}/rollback?revision=1", headers=headers, timeout=60
+        )
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        with httpx.stream(
+            "GET", f"{base}/runs/{run_id}/events", headers=headers, timeout=300
+        ) as stream:
+            text = "".join(stream.iter_text())
+        end = json.dumps({"run_id": run_id, "status": "succeeded"})
+        assert f"event: end\ndata: {end}" in text, text[-3000:]
+        after = httpx.get(f"{base}/deployments/{NAME}/revisions", headers=headers, timeout=30)
+        newest = after.json()["items"][0]
+        first = after.json()["items"][-1]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert newest["number"] == latest + 1
+    assert newest["manifest_digest"] == first["manifest_digest"]
+    assert newest["manifest_path"] == str(DEMO_MANIFEST.absolute())  # where it first came from
+    assert status(home)["pid"] != before["pid"]  # the engine restarted with the first settings
+    key = deployer("key", NAME, home=home).stdout.strip()
+    assert "Paris" in ask(str(status(home)["endpoint"]), key)
+
+
 def test_a_killed_engine_is_restarted_by_its_supervisor(first_apply: Result, home: Path) -> None:
     pid = int(status(home)["pid"])  # type: ignore[arg-type]
     os.killpg(pid, signal.SIGKILL)

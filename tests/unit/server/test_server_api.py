@@ -223,7 +223,7 @@ def test_a_bad_posted_manifest_gets_every_problem_with_its_line(
     assert found == {"maxModelLen", "acelerator"}, problems
     assert all(p["column"] and p["message"] for p in problems)
     assert any(p["hint"] and "accelerator" in p["hint"] for p in problems), problems
-    assert "deployer-posted-" not in answer.text  # no temporary path leaks into the answer
+    assert "/posted/" not in answer.text  # where the server keeps it does not leak
     assert auth.list_tokens(settings)  # nothing else changed: the tokens are still there
 
 
