@@ -4,7 +4,9 @@
 # ssh-keygen), iproute2 (ip netns, veth, bridge), systemd (systemd-analyze checks the engine unit;
 # nothing is started), sudo, plus the account deployer-ops with passwordless sudo (the tests log
 # in as it to check a non-root user), and docker.io with mmdebstrap (fresh minimal hosts as
-# containers; the tests start dockerd themselves and stop it). Idempotent: when all are in place
+# containers; the tests start dockerd themselves and stop it), and postgresql (the state store's
+# tests start a throwaway cluster of their own on a loopback port, as the postgres user; the
+# package's own cluster is never started). Idempotent: when all are in place
 # it only checks with dpkg and exits in well under a second. It never starts the system sshd: a
 # policy-rc.d that refuses service starts is in place during the install, and the ssh service is
 # left stopped and disabled.
@@ -42,6 +44,26 @@ if [ "${#need[@]}" -gt 0 ]; then
         say "disabling and stopping the system ssh service (the tests start their own sshd)"
         systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
     fi
+fi
+
+# PostgreSQL for the state store's tests: only initdb and pg_ctl are used (and the postgres user).
+if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    say "skip: postgresql already installed"
+else
+    [ "$(id -u)" -eq 0 ] || { echo "error: installing postgresql needs root (apt-get)" >&2; exit 1; }
+    policy=/usr/sbin/policy-rc.d
+    pg_placed=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 0755 "$policy"
+        pg_placed=1
+    fi
+    say "apt-get install postgresql"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    if [ "$pg_placed" = 1 ]; then rm -f "$policy"; fi
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+        || { echo "error: initdb missing after installing postgresql" >&2; exit 1; }
 fi
 
 # A non-root login user with passwordless sudo, as on most real hosts ("ubuntu", "ec2-user").

@@ -2,8 +2,9 @@
 
 :func:`inspect_database` reads (never writes) what a database holds and says whether it is
 deployer's; :func:`check_usable` refuses what is not; :func:`prepare` creates the tables of an
-empty database, adopts a deployer database written before the marker existed, and adds the
-columns a newer schema has, without losing a row.
+empty database, adopts a deployer database written before the marker existed, and upgrades an
+older one through the Alembic migrations of :mod:`deployer.state.migrations`, without losing a
+row. A database already at :data:`~deployer.state.tables.SCHEMA_VERSION` never loads Alembic.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy import Connection, Table, delete, insert, inspect, select
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy import Connection, delete, insert, inspect, select
 
 from deployer.errors import StateError
-from deployer.state import tables
+from deployer.state import migrations, tables
 
 #: How many foreign table names an error lists before "...".
 _LISTED = 5
+
+#: Alembic's record of a database's revision: deployer's too, never a foreign table.
+ALEMBIC_VERSION_TABLE = "alembic_version"
 
 
 class Kind(Enum):
@@ -43,6 +46,8 @@ class Found:
     columns: dict[str, frozenset[str]]
     #: SQLite's ``PRAGMA application_id`` (0 when unset, and on other databases).
     application_id: int = 0
+    #: Whether Alembic's ``alembic_version`` table is there (databases from before 0.2 lack it).
+    alembic: bool = False
 
 
 def inspect_database(conn: Connection) -> Found:
@@ -50,6 +55,8 @@ def inspect_database(conn: Connection) -> Found:
     inspector = inspect(conn)
     names = set(inspector.get_table_names()) | set(inspector.get_view_names())
     ours = {t.name for t in tables.metadata.sorted_tables}
+    alembic = ALEMBIC_VERSION_TABLE in names
+    names.discard(ALEMBIC_VERSION_TABLE)
     columns = {
         name: frozenset(c["name"] for c in inspector.get_columns(name)) for name in names & ours
     }
@@ -67,7 +74,14 @@ def inspect_database(conn: Connection) -> Found:
         kind = Kind.UNMARKED
     else:
         kind = Kind.FOREIGN
-    return Found(kind=kind, version=version, others=others, columns=columns, application_id=app_id)
+    return Found(
+        kind=kind,
+        version=version,
+        others=others,
+        columns=columns,
+        application_id=app_id,
+        alembic=alembic,
+    )
 
 
 def check_usable(found: Found, label: str) -> None:
@@ -95,20 +109,18 @@ def check_usable(found: Found, label: str) -> None:
 def prepare(conn: Connection, found: Found) -> None:
     """Make a usable database (see :func:`check_usable`) current, in ``conn``'s transaction.
 
-    Creates missing tables, adds missing columns (``ALTER TABLE ... ADD COLUMN``; existing rows
-    get NULL), and writes the marker and the schema version. Writes nothing to a database that
-    is current already; idempotent.
+    Runs the migrations it lacks: a database Alembic does not track yet is first stamped at its
+    recorded schema version (an unmarked one at version 1). Then writes the marker and the
+    schema version. Writes nothing to (and does not import Alembic for) a database that is
+    current already; idempotent.
     """
-    tables.metadata.create_all(conn)
-    present = {
-        name: frozenset(c["name"] for c in inspect(conn).get_columns(name))
-        for name in (t.name for t in tables.metadata.sorted_tables)
-    }
-    for table in tables.metadata.sorted_tables:
-        for column in table.c:
-            if column.name not in present[table.name]:
-                _add_column(conn, table, column.name)
-    meta = _read_meta(conn, present[tables.meta.name])
+    if found.kind is not Kind.DEPLOYER or found.version != str(tables.SCHEMA_VERSION):
+        if found.kind is Kind.EMPTY or found.alembic:
+            start = None
+        else:
+            start = int(found.version) if found.version is not None else 1
+        migrations.upgrade(conn, start)
+    meta = _read_meta(conn, frozenset({"key", "value"}))
     wanted = {"schema_version": str(tables.SCHEMA_VERSION), "application": tables.APPLICATION}
     for key, value in wanted.items():
         if meta.get(key) != value:
@@ -154,17 +166,6 @@ def _sqlite_application_id(conn: Connection) -> int:
     if conn.dialect.name != "sqlite":
         return 0
     return int(conn.exec_driver_sql("PRAGMA application_id").scalar_one())
-
-
-def _add_column(conn: Connection, table: Table, name: str) -> None:
-    column = table.c[name]
-    if not column.nullable:  # existing rows would need a value: a migration of its own
-        raise StateError(
-            f"state schema bug: column {table.name}.{name} added later must be nullable"
-        )
-    ddl = CreateColumn(column).compile(dialect=conn.dialect)
-    quoted = conn.dialect.identifier_preparer.format_table(table)
-    conn.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {ddl}")
 
 
 def _printable(text: str) -> str:

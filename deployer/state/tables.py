@@ -5,9 +5,10 @@ type migration. ``runs.deployment`` is deliberately not a foreign key: a run is 
 it fails before its deployment row exists, and history outlives a destroyed deployment.
 
 A database is deployer's when ``deployer_meta`` holds ``application = deployer`` (and, on SQLite,
-its header's ``application_id`` is :data:`SQLITE_APPLICATION_ID`). A column added after version 1
-is nullable and carries ``info={"since": <version>}``: opening an older database adds it with
-``ALTER TABLE ... ADD COLUMN`` (see :mod:`deployer.state.schema`).
+its header's ``application_id`` is :data:`SQLITE_APPLICATION_ID`). Every change here comes with
+an Alembic migration in :mod:`deployer.state.migrations` (revision ``NNNN`` = schema version N);
+a column added after version 1 carries ``info={"since": <version>}``, so a read-only store can
+still read an older database.
 """
 
 from __future__ import annotations
