@@ -11,6 +11,7 @@ Use by importing the fixtures into a test module:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,11 +45,17 @@ class BlockedRequests:
 
 
 def is_loopback(url: str) -> bool:
-    scheme = urlsplit(url).scheme
-    if scheme in ("data", "blob", "about"):
+    """True for this machine's own addresses (and data:, blob:, about: URLs, which go nowhere)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about"):
         return True
-    host = urlsplit(url).hostname or ""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    host = parts.hostname or ""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost, say "127.example.com"
+        return False
 
 
 @pytest.fixture(scope="session")
