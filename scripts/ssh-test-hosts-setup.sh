@@ -4,9 +4,10 @@
 # ssh-keygen), iproute2 (ip netns, veth, bridge), systemd (systemd-analyze checks the engine unit;
 # nothing is started), sudo, plus the account deployer-ops with passwordless sudo (the tests log
 # in as it to check a non-root user), and docker.io with mmdebstrap (fresh minimal hosts as
-# containers; the tests start dockerd themselves and stop it), and postgresql (the state store's
+# containers; the tests start dockerd themselves and stop it), postgresql (the state store's
 # tests start a throwaway cluster of their own on a loopback port, as the postgres user; the
-# package's own cluster is never started). Idempotent: when all are in place
+# package's own cluster is never started), and Debian's chromium (the browser tests drive
+# /usr/bin/chromium through Playwright, which never downloads a browser). Idempotent: when all are in place
 # it only checks with dpkg and exits in well under a second. It never starts the system sshd: a
 # policy-rc.d that refuses service starts is in place during the install, and the ssh service is
 # left stopped and disabled.
@@ -14,7 +15,7 @@ set -euo pipefail
 
 say() { printf '==> ssh-hosts-setup: %s\n' "$*"; }
 need=()
-for pkg in openssh-server openssh-client iproute2 systemd sudo docker.io mmdebstrap; do
+for pkg in openssh-server openssh-client iproute2 systemd sudo docker.io mmdebstrap chromium; do
     if dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed'; then
         say "skip: $pkg already installed"
     else
@@ -86,7 +87,7 @@ if [ ! -d /run/sshd ]; then
     say "creating /run/sshd"
     install -d -m 0755 /run/sshd
 fi
-for tool in /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/ip /usr/bin/systemd-analyze /usr/bin/sudo /usr/sbin/dockerd /usr/bin/mmdebstrap; do
+for tool in /usr/sbin/sshd /usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/ip /usr/bin/systemd-analyze /usr/bin/sudo /usr/sbin/dockerd /usr/bin/mmdebstrap /usr/bin/chromium; do
     [ -x "$tool" ] || { echo "error: $tool missing after install" >&2; exit 1; }
 done
 say "ready: $(/usr/sbin/sshd -V 2>&1 | head -n1 || true)"

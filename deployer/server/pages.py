@@ -26,10 +26,11 @@ from deployer.server.runs import Runs, audited
 from deployer.server.sessions import COOKIE, LIFETIME, Sessions
 from deployer.settings import Settings
 from deployer.state import DeploymentStatus, Role, StateStore
+from deployer.web import static_dir
 
 HERE = Path(__file__).parent
 #: The vendored htmx and uPlot (``scripts/vendor_web_assets.py``).
-VENDOR = HERE.parent / "web" / "static" / "vendor"
+VENDOR = static_dir() / "vendor"
 
 
 class _LoginNeeded(Exception):
@@ -47,7 +48,7 @@ def add_pages(
 ) -> None:
     """Register the dashboard on ``app``."""
     templates = Jinja2Templates(directory=HERE / "templates")
-    app.mount("/static/vendor", StaticFiles(directory=VENDOR, check_dir=False), name="vendor")
+    app.mount("/static/vendor", StaticFiles(directory=VENDOR), name="vendor")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def who(request: Request) -> auth.Principal:

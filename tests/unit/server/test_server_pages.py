@@ -144,3 +144,12 @@ def test_revoking_the_token_ends_its_sessions(
     auth.revoke_token(settings, viewer.id)
     answer = client.get("/", follow_redirects=False)
     assert (answer.status_code, answer.headers["location"]) == (303, "/login")
+
+
+def test_the_pages_scripts_are_served_from_the_package(client: TestClient) -> None:
+    page = client.get("/login").text
+    scripts = re.findall(r'src="(/static/[^"]+)"', page)
+    for src in [*scripts, "/static/vendor/uplot/uPlot.iife.min.js"]:
+        answer = client.get(src)
+        assert answer.status_code == 200, src
+        assert "javascript" in answer.headers["content-type"], src
