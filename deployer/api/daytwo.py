@@ -73,6 +73,18 @@ class DeploymentView(Result):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def manifest_digest(self) -> str | None:
+        """The sha256 of the manifest as last applied (what was intended)."""
+        return self.record.manifest_digest
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def spec_digest(self) -> str | None:
+        """The digest of what the engine was started with (what runs)."""
+        return self.record.spec_digest
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def updated_at(self) -> str:
         """When the record last changed, in ISO 8601 (``datetime.isoformat``)."""
         return self.record.updated_at.isoformat()

@@ -22,9 +22,18 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from playwright.sync_api import Page
 
 from tests.conftest import DEMO_MANIFEST
 from tests.integration.cli import Result, deployer
+from tests.support.browser import (  # noqa: F401 (fixtures)
+    BlockedRequests,
+    blocked_requests,
+    chromium,
+    loopback_page,
+    playwright_sync,
+    screenshot,
+)
 
 pytestmark = pytest.mark.engine
 NAME = "smollm2-demo"
@@ -367,49 +376,70 @@ def test_a_changed_manifest_restarts_the_engine(
     assert "Paris" in ask(str(after["endpoint"]), key)
 
 
-def test_rolling_back_from_the_server_re_applies_the_first_revision(
-    first_apply: Result, home: Path
+def test_the_dashboard_in_a_browser_runs_the_smoke_check_and_rolls_back(
+    first_apply: Result,
+    home: Path,
+    loopback_page: Page,  # noqa: F811
+    blocked_requests: BlockedRequests,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> None:
-    """After the changed manifest above: its revision and the first one are kept, their diff is
-    the changed line, and a rollback through the API restarts the engine with the first."""
+    """After the changed manifest above, in Debian's Chromium: log in with a token, see the demo
+    healthy with its manifest digest and live plots, run the smoke check and watch its run, roll
+    back to the first revision (the engine restarts with it). Screenshots in test-artifacts/."""
     operator = token(home, "operator")
     headers = {"Authorization": f"Bearer {operator}"}
     before = status(home)
     port = _free_port()
-    base = f"http://127.0.0.1:{port}/api/v1"
+    base = f"http://127.0.0.1:{port}"
     server = _server(home, port)
+    page = loopback_page
     try:
-        listed = httpx.get(f"{base}/deployments/{NAME}/revisions", headers=headers, timeout=30)
+        listed = httpx.get(f"{base}/api/v1/deployments/{NAME}/revisions", headers=headers)
         numbers = [r["number"] for r in listed.json()["items"]]
         assert numbers[-1] == 1, numbers
         latest = numbers[0]
         diff = httpx.get(
-            f"{base}/deployments/{NAME}/revisions/1/diff/{latest}", headers=headers, timeout=30
+            f"{base}/api/v1/deployments/{NAME}/revisions/1/diff/{latest}", headers=headers
         ).json()["diff"]
         assert "-    maxModelLen: 2048" in diff, diff
-        started = httpx.post(
-            f"{base}/deployments/{NAME}/rollback?revision=1", headers=headers, timeout=60
-        )
-        assert started.status_code == 202, started.text
-        run_id = started.json()["run_id"]
-        with httpx.stream(
-            "GET", f"{base}/runs/{run_id}/events", headers=headers, timeout=300
-        ) as stream:
-            text = "".join(stream.iter_text())
-        end = json.dumps({"run_id": run_id, "status": "succeeded"})
-        assert f"event: end\ndata: {end}" in text, text[-3000:]
-        after = httpx.get(f"{base}/deployments/{NAME}/revisions", headers=headers, timeout=30)
-        newest = after.json()["items"][0]
-        first = after.json()["items"][-1]
+
+        page.goto(f"{base}/")
+        assert page.url.endswith("/login")
+        page.fill("input[name=token]", operator)
+        page.click("button[type=submit]")
+        row = page.locator(f"tr[data-name={NAME}]")
+        row.wait_for()
+        assert "healthy" in row.inner_text()
+        assert str(before["manifest_digest"])[:19] in row.inner_text()
+        screenshot(page, request, "-fleet")
+
+        page.click(f"a[href='/deployments/{NAME}']")
+        page.wait_for_selector("#plot-tokens canvas", timeout=60_000)  # uPlot drew the samples
+        assert "healthy" in page.inner_text("#live")
+        screenshot(page, request, "-deployment")
+
+        page.click("#smoke")
+        page.wait_for_selector("#run-status.status-succeeded", timeout=120_000)  # htmx refresh
+        assert "smoke (check): done" in page.inner_text("#steps")
+        screenshot(page, request, "-smoke-run")
+
+        page.goto(f"{base}/deployments/{NAME}")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#rollback-1-button")
+        page.wait_for_selector("#run-status.status-succeeded", timeout=300_000)
+        screenshot(page, request, "-rollback-run")
+        after = httpx.get(f"{base}/api/v1/deployments/{NAME}/revisions", headers=headers).json()
     finally:
         server.terminate()
         server.wait(timeout=30)
+    newest, first = after["items"][0], after["items"][-1]
     assert newest["number"] == latest + 1
     assert newest["manifest_digest"] == first["manifest_digest"]
     assert newest["manifest_path"] == str(DEMO_MANIFEST.absolute())  # where it first came from
     assert status(home)["pid"] != before["pid"]  # the engine restarted with the first settings
     key = deployer("key", NAME, home=home).stdout.strip()
     assert "Paris" in ask(str(status(home)["endpoint"]), key)
+    assert blocked_requests.urls == []  # the pages asked nothing of any other host
 
 
 def test_a_killed_engine_is_restarted_by_its_supervisor(first_apply: Result, home: Path) -> None:

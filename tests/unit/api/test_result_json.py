@@ -142,6 +142,8 @@ def test_deployment_view_json_is_the_record_with_live_facts() -> None:
         "endpoint": "http://h:8000/v1",
         "model": "smol",
         "message": "2/2 smoke checks passed",
+        "manifest_digest": "d1",  # what was applied ...
+        "spec_digest": "d2",  # ... and what the engine was started with
         "updated_at": "2026-01-02T03:04:05.000678+00:00",
         "last_run": {"id": 7, "operation": "apply", "status": "interrupted", "error": "killed"},
         "replicas": [
