@@ -5,19 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployer.metrics.engine_load import SAMPLE_FIELDS
 from deployer.state import EngineSample
 
-#: The series of a plot, in order.
-FIELDS = (
-    "running",
-    "waiting",
-    "kv_usage",
-    "tokens_per_second",
-    "ttft_p50",
-    "ttft_p95",
-    "itl_p50",
-    "itl_p95",
-)
+#: The series of a plot, in order: what each engine sample holds.
+FIELDS = SAMPLE_FIELDS
 
 
 def series(samples: list[EngineSample], *, seconds: int, points: int) -> dict[str, Any]:

@@ -96,3 +96,10 @@ def metrics_page(settings: Settings) -> Iterator[str]:
 
 def test_the_servers_metrics_count_failed_scrapes(metrics_page: str) -> None:
     assert "deployer_engine_scrape_failures_total 0.0" in metrics_page
+
+
+def test_the_sample_table_holds_every_field_a_sample_has() -> None:
+    from deployer.metrics.engine_load import SAMPLE_FIELDS
+    from deployer.state.store import SAMPLE_COLUMNS
+
+    assert SAMPLE_COLUMNS == SAMPLE_FIELDS
