@@ -9,6 +9,15 @@ import pytest
 
 from deployer.settings import Settings
 
+# The browser fixtures, defined here once: a module importing them would get its own
+# session-scoped Playwright, and a second Playwright in the same thread cannot start.
+from tests.support.browser import (  # noqa: F401 (fixtures)
+    blocked_requests,
+    chromium,
+    loopback_page,
+    playwright_sync,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "model_manifests"
 DEMO_MANIFEST = MANIFESTS / "demo" / "smollm2-135m.yaml"

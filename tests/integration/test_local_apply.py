@@ -26,14 +26,7 @@ from playwright.sync_api import Page
 
 from tests.conftest import DEMO_MANIFEST
 from tests.integration.cli import Result, deployer
-from tests.support.browser import (  # noqa: F401 (fixtures)
-    BlockedRequests,
-    blocked_requests,
-    chromium,
-    loopback_page,
-    playwright_sync,
-    screenshot,
-)
+from tests.support.browser import BlockedRequests, screenshot
 
 pytestmark = pytest.mark.engine
 NAME = "smollm2-demo"
@@ -379,8 +372,8 @@ def test_a_changed_manifest_restarts_the_engine(
 def test_the_dashboard_in_a_browser_runs_the_smoke_check_and_rolls_back(
     first_apply: Result,
     home: Path,
-    loopback_page: Page,  # noqa: F811
-    blocked_requests: BlockedRequests,  # noqa: F811
+    loopback_page: Page,
+    blocked_requests: BlockedRequests,
     request: pytest.FixtureRequest,
 ) -> None:
     """After the changed manifest above, in Debian's Chromium: log in with a token, see the demo

@@ -13,14 +13,7 @@ import pytest
 from playwright.sync_api import Page
 
 from deployer.web import static_dir, vendored_manifest
-from tests.support.browser import (  # noqa: F401 (fixtures)
-    BlockedRequests,
-    blocked_requests,
-    chromium,
-    loopback_page,
-    playwright_sync,
-    screenshot,
-)
+from tests.support.browser import BlockedRequests, screenshot
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>assets</title>
@@ -71,8 +64,8 @@ def site(tmp_path: Path) -> Iterator[str]:
 
 def test_htmx_and_uplot_run_from_the_package(
     site: str,
-    loopback_page: Page,  # noqa: F811
-    blocked_requests: BlockedRequests,  # noqa: F811
+    loopback_page: Page,
+    blocked_requests: BlockedRequests,
     request: pytest.FixtureRequest,
 ) -> None:
     page = loopback_page

@@ -5,8 +5,10 @@ scripts/ssh-test-hosts-setup.sh). Every page's requests go through a route that 
 hosts through and aborts anything else, recording it, so a test can assert that its page reached
 for nothing outside this machine. Screenshots go to test-artifacts/screenshots/<test>.png.
 
-Use by importing the fixtures into a test module:
-    from tests.support.browser import BlockedRequests, chromium, loopback_page, screenshot
+The fixtures are registered once, by tests/conftest.py (a module that imported them would get a
+session-scoped Playwright of its own, and a second one cannot start in the same thread); a test
+asks for ``loopback_page`` and ``blocked_requests`` and imports what else it uses:
+    from tests.support.browser import BlockedRequests, screenshot
 """
 
 from __future__ import annotations
