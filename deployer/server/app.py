@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -214,11 +214,8 @@ def create_app(
         who: Viewer,
         manifest: Annotated[str, Body(media_type="application/yaml")],
     ) -> dict[str, Any]:
-        try:
+        with refusing_posted(who, "plan"):
             plans = api.plan_loaded(api.posted_manifest(settings, manifest), settings)
-        except ManifestError as exc:
-            store.audit(who.name, "plan", None, "refused", exc.reason)
-            raise _posted(exc) from None
         store.audit(who.name, "plan", plans.deployment, "ok")
         return plans.model_dump(mode="json")
 
@@ -252,7 +249,7 @@ def create_app(
         summary="Re-apply a previous revision, as a background run",
     )
     def rollback(name: str, who: Operator, revision: RevisionQuery) -> dict[str, Any]:
-        api.revision_diff(settings, name, revision, revision)  # 404 before any run
+        # An unknown revision fails before its run is recorded: the request's own 404.
         return _start(
             who, "rollback", name, lambda events: api.rollback(name, revision, settings, events)
         )
@@ -265,11 +262,8 @@ def create_app(
     def apply(
         who: Operator, manifest: Annotated[str, Body(media_type="application/yaml")]
     ) -> dict[str, Any]:
-        try:
+        with refusing_posted(who, "apply"):
             loaded = api.posted_manifest(settings, manifest)
-        except ManifestError as exc:
-            store.audit(who.name, "apply", None, "refused", exc.reason)
-            raise _posted(exc) from None
         name = loaded.deployment.name
         return _start(who, "apply", name, lambda events: api.apply_loaded(loaded, settings, events))
 
@@ -280,6 +274,15 @@ def create_app(
     )
     def destroy(name: str, who: Operator) -> dict[str, Any]:
         return _start(who, "destroy", name, lambda events: api.destroy(name, settings, events))
+
+    @contextmanager
+    def refusing_posted(who: auth.Principal, action: str) -> Iterator[None]:
+        """A posted manifest's problems: audited, and answered 422 located in its text."""
+        try:
+            yield
+        except ManifestError as exc:
+            store.audit(who.name, action, None, "refused", exc.reason)
+            raise _posted(exc) from None
 
     def _start(
         who: auth.Principal, action: str, name: str, work: Callable[[EventBus], object]

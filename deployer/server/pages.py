@@ -183,7 +183,7 @@ def add_pages(
 
     @app.post("/deployments/{name}/rollback", include_in_schema=False)
     async def rollback(request: Request, name: str, revision: RevisionQuery) -> Response:
-        api.revision_diff(settings, name, revision, revision)  # an unknown one: 404, no run
+        # An unknown revision fails before its run is recorded: a 404, no run.
         return await launch(
             request, "rollback", name, lambda e: api.rollback(name, revision, settings, e)
         )
