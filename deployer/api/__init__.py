@@ -4,6 +4,8 @@ core, grouped by job.
 - :mod:`~deployer.api.manifests`: validate, schema, lock, fetch, quantize;
 - :mod:`~deployer.api.deploy`: plan and apply (the plan executor);
 - :mod:`~deployer.api.daytwo`: status, history, smoke, destroy, logs, key;
+- :mod:`~deployer.api.intents`: a revision and its plan beside what its engines report, and the
+  smoke history;
 - :mod:`~deployer.api.gitops`: plan, diff and apply of files and folders, with prune;
 - :mod:`~deployer.api.kubernetes`: render of Kubernetes artifacts;
 - :mod:`~deployer.api.facts`: what the planner is given (the planner itself is pure);
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from deployer.api import gitops, hosts, mirror, tools, types
     from deployer.api.daytwo import (
+        WHOLE_LOG,
         DeploymentView,
         DestroyResult,
         SmokeResult,
@@ -37,6 +40,15 @@ if TYPE_CHECKING:
         status_page,
     )
     from deployer.api.deploy import ApplyResult, apply, apply_loaded, plan, plan_loaded
+    from deployer.api.intents import (
+        Intent,
+        Planned,
+        ServedFacts,
+        SmokeEntry,
+        intent,
+        planned,
+        smoke_history,
+    )
     from deployer.api.kubernetes import RenderReport, render
     from deployer.api.manifests import (
         LockReport,
@@ -56,6 +68,7 @@ if TYPE_CHECKING:
 _WHERE = {
     **dict.fromkeys(
         [
+            "WHOLE_LOG",
             "DeploymentView",
             "DestroyResult",
             "SmokeResult",
@@ -73,6 +86,10 @@ _WHERE = {
     ),
     **dict.fromkeys(["ApplyResult", "apply", "apply_loaded", "plan", "plan_loaded"], "deploy"),
     "posted_manifest": "posted",
+    **dict.fromkeys(
+        ["Intent", "Planned", "ServedFacts", "SmokeEntry", "intent", "planned", "smoke_history"],
+        "intents",
+    ),
     **dict.fromkeys(["RevisionDiff", "revision_diff", "revisions", "rollback"], "rollbacks"),
     **dict.fromkeys(["RenderReport", "render"], "kubernetes"),
     **dict.fromkeys(
@@ -101,13 +118,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "WHOLE_LOG",
     "ApplyResult",
     "DeploymentView",
     "DestroyResult",
+    "Intent",
     "LockReport",
+    "Planned",
     "QuantizeOutcome",
     "RenderReport",
     "RevisionDiff",
+    "ServedFacts",
+    "SmokeEntry",
     "SmokeResult",
     "StatusPage",
     "ValidationReport",
@@ -120,11 +142,13 @@ __all__ = [
     "gitops",
     "history",
     "hosts",
+    "intent",
     "lock",
     "logs",
     "mirror",
     "plan",
     "plan_loaded",
+    "planned",
     "posted_manifest",
     "quantize",
     "render",
@@ -133,6 +157,7 @@ __all__ = [
     "rollback",
     "schema",
     "smoke",
+    "smoke_history",
     "status",
     "status_page",
     "tools",

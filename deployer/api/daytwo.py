@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import computed_field, field_serializer
 
-from deployer import credentials
+from deployer import credentials, secrets
 from deployer.api.deploy import smoke_each
 from deployer.api.runs import get, open_reader, open_store, recorded, unknown
 from deployer.api.types import Result, smoke_json
@@ -22,6 +22,7 @@ from deployer.settings import Settings, check_name
 from deployer.smoke import SmokeReport
 from deployer.state import DeploymentRecord, DeploymentStatus, RunRecord, StepRecord
 from deployer.targets import registry
+from deployer.targets.base import WHOLE_LOG as WHOLE_LOG
 from deployer.targets.base import Target
 
 if TYPE_CHECKING:
@@ -40,6 +41,10 @@ class DeploymentView(Result):
     replicas: tuple[ReplicaState, ...] = ()
     #: The deployment's latest run; a run whose process is gone reads as interrupted.
     last_run: RunRecord | None = None
+    #: The engine's command line as the target started it (what runs), secrets masked.
+    args: tuple[str, ...] = ()
+    #: The spec digest the target reports for what runs (beside the recorded one).
+    running_spec_digest: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -198,6 +203,8 @@ def _view(
         detail=observed.detail if observed else None,
         replicas=observed.replicas if observed else (),
         last_run=last_run,
+        args=tuple(secrets.mask(a) for a in observed.args) if observed else (),
+        running_spec_digest=observed.spec_digest if observed else None,
     )
 
 

@@ -67,7 +67,7 @@ def revision_diff(settings: Settings, name: str, older: int, newer: int) -> Revi
 
 def rollback(name: str, number: int, settings: Settings, events: EventBus) -> ApplyResult:
     """Re-apply revision ``number`` of ``name`` as a new apply run."""
-    return apply_loaded(_materialize(settings, _revision(settings, name, number)), settings, events)
+    return apply_loaded(materialize(settings, _revision(settings, name, number)), settings, events)
 
 
 def _revision(settings: Settings, name: str, number: int) -> RevisionRecord:
@@ -84,7 +84,7 @@ def _revision(settings: Settings, name: str, number: int) -> RevisionRecord:
         store.close()
 
 
-def _materialize(settings: Settings, revision: RevisionRecord) -> LoadedManifest:
+def materialize(settings: Settings, revision: RevisionRecord) -> LoadedManifest:
     original = Path(revision.manifest_path)
     folder = settings.home / "revisions" / revision.deployment / str(revision.number)
     folder.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,9 @@ LoadMetric = Literal[
     "generation_tokens",
     "time_to_first_token",
     "inter_token_latency",
+    # An info metric: its labels give the KV pool's blocks and block size (``num_gpu_blocks``,
+    # ``block_size``).
+    "kv_cache_config",
 ]
 
 

@@ -67,6 +67,20 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class KvPool:
+    """The engine's own figures for its KV cache (vLLM's ``cache_config_info`` labels): what
+    the plan's capacity is compared with. Each None when the engine does not report it."""
+
+    blocks: int | None
+    """Blocks per device (``num_gpu_blocks``, on a CPU too)."""
+    block_size: int | None
+    size_tokens: int | None
+    """What vLLM logs as "KV cache size" (concurrency x context)."""
+    max_concurrency: float | None
+    memory_bytes: int | None
+
+
+@dataclass(frozen=True)
 class EngineLoad:
     """One reading of an engine's metrics. Gauges and counters are summed over the engine's
     label sets (data-parallel engines, served models); KV cache use is the highest one's."""
@@ -83,6 +97,8 @@ class EngineLoad:
     generation_tokens: float | None = None
     time_to_first_token: Histogram | None = None
     inter_token_latency: Histogram | None = None
+    kv_pool: KvPool | None = None
+    """The KV pool as the engine sized it at start."""
     renamed: tuple[str, ...] = field(default=())
     """Older names read because the newer were absent (an older engine release)."""
 
@@ -184,7 +200,7 @@ def _load(
     families: Mapping[str, Metric],
     at: float,
 ) -> EngineLoad:
-    found: dict[str, float | Histogram | None] = {}
+    found: dict[str, float | Histogram | KvPool | None] = {}
     renamed: list[str] = []
     for metric, candidates in names.items():
         present = next((n for n in candidates if n in families), None)
@@ -194,13 +210,47 @@ def _load(
             renamed.append(present)
         family = families[present]
         samples = [s for s in family.samples if math.isfinite(s.value)]
-        if family.type == "histogram":
+        if metric == "kv_cache_config":
+            found.update(_pool(samples))
+        elif family.type == "histogram":
             found[metric] = _histogram(present, samples)
         elif metric == "kv_cache_usage":
             found[metric] = max((s.value for s in samples), default=None)
         else:
             found[metric] = sum(s.value for s in samples if not s.name.endswith("_created"))
     return EngineLoad(engine=engine, at=at, renamed=tuple(renamed), **found)  # type: ignore[arg-type]
+
+
+def _pool(samples: list[Sample]) -> dict[str, KvPool]:
+    """The KV pool's figures from an info metric's labels (the first label set with blocks)."""
+    for sample in samples:
+        labels = sample.labels
+        if _number(labels.get("num_gpu_blocks")) is None:
+            continue
+        concurrency = _number(labels.get("kv_cache_max_concurrency"))
+        return {
+            "kv_pool": KvPool(
+                blocks=_whole(labels.get("num_gpu_blocks")),
+                block_size=_whole(labels.get("block_size")),
+                size_tokens=_whole(labels.get("kv_cache_size_tokens")),
+                max_concurrency=concurrency,
+                memory_bytes=_whole(labels.get("kv_cache_memory_bytes")),
+            )
+        }
+    return {}
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _whole(text: str | None) -> int | None:
+    value = _number(text)
+    return int(value) if value is not None and value.is_integer() else None
 
 
 def _histogram(name: str, samples: list[Sample]) -> Histogram:

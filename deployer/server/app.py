@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
@@ -35,8 +34,10 @@ from deployer.errors import (
 from deployer.events import EventBus
 from deployer.metrics.fleet import exposition
 from deployer.server import auth, runs
+from deployer.server.intents import LatestPlans
 from deployer.server.pages import add_pages
-from deployer.server.params import RevisionNumber, RevisionQuery, RunId
+from deployer.server.params import LogLines, RevisionNumber, RevisionQuery, RunId
+from deployer.server.problems import located
 from deployer.server.scraper import Scraper
 from deployer.server.series import series
 from deployer.server.sessions import COOKIE, Sessions
@@ -52,9 +53,6 @@ MAX_POINTS = 2000
 FOLLOW_POLL = 0.5
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `deployer server token create`")
-_LOCATION = re.compile(r":(\d+):(\d+)$")
-#: Where a posted manifest is kept, as an error would name it.
-_POSTED_PATH = re.compile(r"\S*/posted/[0-9a-f]+/posted\.yaml(:\d+:\d+)?")
 
 
 def _principal(
@@ -131,7 +129,8 @@ def create_app(
     )
     app.state.store = store
     app.state.sessions = Sessions(settings)
-    add_pages(app, store, background, app.state.sessions, settings)
+    plans = LatestPlans(settings)
+    add_pages(app, store, background, app.state.sessions, settings, plans)
 
     @app.exception_handler(DeployerError)
     async def _deployer_error(_request: Request, exc: DeployerError) -> JSONResponse:
@@ -187,6 +186,40 @@ def create_app(
         api.status(settings, name)  # 404 for an unknown name
         since = datetime.now(UTC) - timedelta(seconds=seconds)
         return series(store.samples(name, since), seconds=seconds, points=points)
+
+    @app.get(
+        "/api/v1/deployments/{name}/smoke",
+        summary="The deployment's latest smoke check results, each with its answer",
+    )
+    def smoke_history(
+        name: str, who: Viewer, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
+    ) -> dict[str, Any]:
+        return {"items": [e.to_json() for e in api.smoke_history(settings, name, limit)]}
+
+    @app.get(
+        "/api/v1/deployments/{name}/intent",
+        summary="The applied revision, its lock and planned KV capacity beside what its engines "
+        "report",
+    )
+    def get_intent(name: str, who: Viewer) -> dict[str, Any]:
+        return plans.intent(name).to_json()
+
+    @app.get(
+        "/api/v1/deployments/{name}/logs",
+        summary="The engine's log: the last `lines` lines, or without `lines` the whole log as a "
+        "download",
+        response_class=StreamingResponse,
+    )
+    def get_logs(
+        name: str,
+        who: Viewer,
+        lines: LogLines | None = None,
+    ) -> StreamingResponse:
+        chunks = log_text(api.logs(name, settings, api.WHOLE_LOG if lines is None else lines))
+        headers = {}
+        if lines is None:
+            headers["Content-Disposition"] = f'attachment; filename="{name}-engine.log"'
+        return StreamingResponse(chunks, media_type="text/plain; charset=utf-8", headers=headers)
 
     @app.get("/api/v1/runs/{run_id}", summary="One run with its steps and events")
     def get_run(run_id: RunId, who: Viewer) -> dict[str, Any]:
@@ -297,6 +330,26 @@ def create_app(
     return app
 
 
+def log_text(lines: Iterator[str]) -> Iterator[str]:
+    """The log's lines as text chunks; a log that cannot be read fails here, before the
+    response starts (its error is the request's status), not in the middle of the body."""
+    first = next(lines, None)
+
+    def chunks() -> Iterator[str]:
+        if first is None:
+            return
+        batch = [first]
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= 1000:
+                yield "\n".join(batch) + "\n"
+                batch = []
+        if batch:
+            yield "\n".join(batch) + "\n"
+
+    return chunks()
+
+
 def status_for(exc: DeployerError) -> int:
     """The HTTP status of a facade error."""
     if isinstance(exc, NotFoundError):
@@ -315,7 +368,7 @@ def status_for(exc: DeployerError) -> int:
 def error_body(exc: DeployerError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
     if isinstance(exc, ManifestError):
-        body["problems"] = [_problem(p) for p in exc.problems]
+        body["problems"] = [located(p) for p in exc.problems]
     return body
 
 
@@ -327,21 +380,9 @@ def _posted(exc: ManifestError) -> HTTPException:
         detail={
             "code": exc.code,
             "message": f"the manifest has {len(exc.problems)} problem(s)",
-            "problems": [_problem(p, posted=True) for p in exc.problems],
+            "problems": [located(p, posted=True) for p in exc.problems],
         },
     )
-
-
-def _problem(problem: ManifestError, *, posted: bool = False) -> dict[str, Any]:
-    location = problem.location or ""
-    found = _LOCATION.search(location)
-    message = _POSTED_PATH.sub("the manifest", problem.reason) if posted else problem.reason
-    return {
-        "line": int(found.group(1)) if found else None,
-        "column": int(found.group(2)) if found else None,
-        "message": message,
-        "hint": problem.hint,
-    }
 
 
 def _runs(history: list[tuple[Any, list[Any]]]) -> list[dict[str, Any]]:

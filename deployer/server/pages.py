@@ -8,7 +8,10 @@ token, and a POST without the right one is refused (403) before anything happens
 
 from __future__ import annotations
 
+import difflib
+import shlex
 from collections.abc import Callable
+from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,13 +22,16 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from deployer import api
+from deployer.errors import DeployerError, ManifestError
 from deployer.events import EventBus
 from deployer.server import auth
-from deployer.server.params import RevisionQuery, RunId
+from deployer.server.intents import LatestPlans
+from deployer.server.params import LogLines, RevisionQuery, RunId
+from deployer.server.problems import located
 from deployer.server.runs import Runs, audited
 from deployer.server.sessions import COOKIE, LIFETIME, Sessions
 from deployer.settings import Settings
-from deployer.state import DeploymentStatus, Role, StateStore
+from deployer.state import DeploymentStatus, RevisionRecord, Role, StateStore
 from deployer.web import static_dir
 
 HERE = Path(__file__).parent
@@ -44,7 +50,12 @@ class _Refused(Exception):
 
 
 def add_pages(
-    app: FastAPI, store: StateStore, background: Runs, sessions: Sessions, settings: Settings
+    app: FastAPI,
+    store: StateStore,
+    background: Runs,
+    sessions: Sessions,
+    settings: Settings,
+    plans: LatestPlans,
 ) -> None:
     """Register the dashboard on ``app``."""
     templates = Jinja2Templates(directory=HERE / "templates")
@@ -150,8 +161,82 @@ def add_pages(
             live=_live(view),
             history=api.history(settings, name, limit=20),
             revisions=api.revisions(settings, name),
+            smoke=api.smoke_history(settings, name, limit=20),
             can_act=principal.role.allows(Role.OPERATOR),
         )
+
+    @app.get("/deployments/{name}/intent", response_class=HTMLResponse, include_in_schema=False)
+    def intent(request: Request, name: str) -> HTMLResponse:
+        who(request)
+        [view] = api.status(settings, name)
+        found = api.intent(settings, view, plans.of(name))
+        argv = shlex.join(view.args) if view.args else ""
+        return page(request, "intent.html", view=view, intent=found, argv=argv)
+
+    @app.get("/deployments/{name}/logs", response_class=HTMLResponse, include_in_schema=False)
+    def log_tail(request: Request, name: str, lines: LogLines = 200) -> HTMLResponse:
+        who(request)
+        try:
+            text = "\n".join(api.logs(name, settings, lines))
+        except DeployerError as exc:
+            text = f"(no log: {exc.message})"
+        return HTMLResponse(escape(text or "(the log is empty)"))
+
+    @app.get("/apply", response_class=HTMLResponse, include_in_schema=False)
+    def apply_form(request: Request, deployment: str = "") -> HTMLResponse:
+        principal = who(request)
+        latest = _latest(deployment) if deployment else None
+        return page(
+            request,
+            "apply.html",
+            who=principal,
+            deployment=deployment,
+            manifest=latest.manifest_text if latest else "",
+            like=latest,
+        )
+
+    @app.post("/apply/preview", response_class=HTMLResponse, include_in_schema=False)
+    async def apply_preview(request: Request) -> HTMLResponse:
+        principal = await checked(request, Role.VIEWER)
+        fields = await form(request)
+        text, deployment = fields.get("manifest", ""), fields.get("deployment", "")
+        latest = _latest(deployment) if deployment else None
+        context: dict[str, Any] = {
+            "who": principal,
+            "deployment": deployment,
+            "manifest": text,
+            "like": latest,
+            "can_act": principal.role.allows(Role.OPERATOR),
+        }
+        try:
+            loaded = api.posted_manifest(settings, text, latest)
+            plan = api.plan_loaded(loaded, settings)
+        except ManifestError as exc:
+            store.audit(principal.name, "plan", deployment or None, "refused", exc.reason)
+            problems = [located(p, posted=True) for p in exc.problems]
+            return page(request, "apply.html", 422, problems=problems, **context)
+        except DeployerError as exc:
+            store.audit(principal.name, "plan", deployment or None, "refused", exc.message)
+            return page(request, "apply.html", 422, refused=exc, **context)
+        store.audit(principal.name, "plan", plan.deployment, "ok")
+        changed = _changed(latest, text)
+        return page(request, "apply.html", plan=plan, changed=changed, **context)
+
+    @app.post("/apply", include_in_schema=False)
+    async def apply_posted(request: Request) -> Response:
+        fields = await form(request)
+        text, deployment = fields.get("manifest", ""), fields.get("deployment", "")
+        latest = _latest(deployment) if deployment else None
+        try:
+            loaded = api.posted_manifest(settings, text, latest)
+        except ManifestError as exc:
+            raise _Refused(422, exc.message) from None
+        name = loaded.deployment.name
+        return await launch(request, "apply", name, lambda e: api.apply_loaded(loaded, settings, e))
+
+    def _latest(name: str) -> RevisionRecord | None:
+        found = api.revisions(settings, name)
+        return found[0] if found else None
 
     @app.get("/deployments/{name}/diff", response_class=HTMLResponse, include_in_schema=False)
     def diff(
@@ -202,6 +287,20 @@ def add_pages(
     def run_body(request: Request, run_id: RunId) -> HTMLResponse:
         who(request)
         return page(request, "run_body.html", **run_context(run_id))
+
+
+def _changed(latest: RevisionRecord | None, text: str) -> str | None:
+    """A unified diff from ``latest``'s manifest to ``text`` (None: a new deployment)."""
+    if latest is None:
+        return None
+    return "".join(
+        difflib.unified_diff(
+            latest.manifest_text.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            f"revision {latest.number}",
+            "this manifest",
+        )
+    )
 
 
 def _live(view: api.DeploymentView) -> str:

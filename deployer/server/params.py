@@ -14,3 +14,6 @@ RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="A run's id.")]
 RevisionNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="A revision's number.")]
 #: A revision's number given as a query parameter (``?revision=N``, ``?older=A&newer=B``).
 RevisionQuery = Annotated[int, Query(ge=1, le=MAX_ID)]
+#: Most lines of an engine's log one tail may ask for (the whole log is a download).
+MAX_LOG_LINES = 10_000
+LogLines = Annotated[int, Query(ge=1, le=MAX_LOG_LINES, description="Lines from the log's end.")]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from deployer import secrets
-from deployer.events import EventBus
+from deployer.events import EventBus, EventKind
 from deployer.manifest.models import Expectation, SmokeCheck
 
 if TYPE_CHECKING:
@@ -81,11 +81,22 @@ def run_checks(
             result = _run_one(client, model, check)
             results.append(result)
             if events is not None:
-                events.log(
+                events.emit(
+                    EventKind.LOG,
                     f"{'pass' if result.passed else 'FAIL'}: {result.title} -> {_shown(result)}",
                     step="smoke",
+                    check=result.title,
+                    endpoint=base_url,
+                    passed=result.passed,
+                    latency_ms=round(result.latency_ms, 1) if result.latency_ms else None,
+                    answer=result.answer[:ANSWER_KEPT],
+                    failure="; ".join(result.failures)[:ANSWER_KEPT] or None,
                 )
     return SmokeReport(results)
+
+
+#: The longest answer an event keeps (a deployment's smoke history shows it).
+ANSWER_KEPT = 2000
 
 
 def _run_one(client: httpx.Client, model: str, check: SmokeCheck) -> CheckResult:

@@ -42,12 +42,13 @@ from sqlalchemy import (
     exc,
     func,
     insert,
+    or_,
     select,
     update,
 )
 
 from deployer.errors import ConcurrentRunError, NotFoundError, StateError
-from deployer.events import Event
+from deployer.events import Event, EventKind
 from deployer.secrets import mask
 from deployer.state import schema, tables
 from deployer.state.database import (
@@ -447,6 +448,24 @@ class StateStore:
         with self._read(f"list events of run {run_id}") as conn:
             rows = conn.execute(select(_e).where(_e.c.run_id == run_id).order_by(_e.c.id)).all()
         return [_event(row) for row in rows]
+
+    def smoke_results(self, deployment: str, limit: int = 50) -> list[EventRecord]:
+        """The deployment's latest smoke check results (from apply and smoke runs), newest
+        first: the events each check recorded, its answer among their facts."""
+        query = (
+            select(_e)
+            .join(_r, _r.c.id == _e.c.run_id)
+            .where(
+                _r.c.deployment == mask(deployment),
+                _e.c.kind == str(EventKind.LOG),
+                _e.c.step == "smoke",
+                or_(_e.c.message.like("pass: %"), _e.c.message.like("FAIL: %")),
+            )
+            .order_by(_e.c.id.desc())
+            .limit(limit)
+        )
+        with self._read(f"read the smoke results of {deployment}") as conn:
+            return [_event(row) for row in conn.execute(query).all()]
 
     # --- server tokens and audit ---------------------------------------------------------------
 

@@ -26,6 +26,8 @@ from deployer.planner.plan import Placement
 #: HTTP statuses of an engine's health path that mean "up": 200, and 401 from a health path the
 #: engine guards with its key (llama.cpp's /v1/models: up, and enforcing the key).
 ANSWERING = frozenset({200, 401})
+#: ``lines`` for :meth:`Target.logs`: the whole log, from its first line.
+WHOLE_LOG = -1
 
 
 def answers(url: str, timeout: float = 2.0) -> bool:
@@ -157,9 +159,9 @@ class Target(Protocol):
         ...
 
     def logs(self, name: str, lines: int, follow: bool, host: str | None = None) -> Iterator[str]:
-        """The engine's log: the last ``lines`` lines (of ``host``'s replica, or of every one
-        prefixed with its host), then new ones while ``follow``. Raises UnsupportedError for
-        what the target cannot do."""
+        """The engine's log: the last ``lines`` lines (:data:`WHOLE_LOG`: all of them) of
+        ``host``'s replica, or of every one prefixed with its host, then new ones while
+        ``follow``. Raises UnsupportedError for what the target cannot do."""
         ...
 
 

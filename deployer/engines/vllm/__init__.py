@@ -38,6 +38,7 @@ METRIC_NAMES: Mapping[LoadMetric, tuple[str, ...]] = {
         "vllm:inter_token_latency_seconds",
         "vllm:time_per_output_token_seconds",
     ),
+    "kv_cache_config": ("vllm:cache_config_info",),
 }
 
 #: Flags deployer sets from typed fields; a pass-through of one of them is refused with the

@@ -9,6 +9,7 @@ import base64
 from typing import Any
 
 from deployer.errors import NotFoundError, TemporaryError
+from deployer.targets.base import WHOLE_LOG
 
 #: Seconds to wait for the API server before calling it unreachable.
 CONNECT_TIMEOUT = 5
@@ -164,7 +165,9 @@ class Cluster:
         names = sorted(str(p.metadata.name) for p in pods if p.metadata is not None)
         out: list[str] = []
         for pod in names:
-            text = core.read_namespaced_pod_log(pod, namespace, container="vllm", tail_lines=lines)
+            text = core.read_namespaced_pod_log(
+                pod, namespace, container="vllm", tail_lines=None if lines == WHOLE_LOG else lines
+            )
             prefix = f"{pod}: " if len(names) > 1 else ""
             out += [prefix + line for line in str(text).splitlines()]
         return out

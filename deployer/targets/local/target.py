@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,7 +45,7 @@ from deployer.planner import Observed, Plan, TargetSteps
 from deployer.planner.plan import Placement
 from deployer.settings import Settings
 from deployer.sizing.accelerators import cpu_accelerator, host_memory_bytes, lookup
-from deployer.targets.base import DeployRequest, Endpoint, StepRunner, answers
+from deployer.targets.base import WHOLE_LOG, DeployRequest, Endpoint, StepRunner, answers
 
 RUNTIME = "runtime.json"
 LAUNCH = "launch.json"
@@ -274,8 +274,9 @@ class LocalTarget:
         return existed
 
     def logs(self, name: str, lines: int, follow: bool, host: str | None = None) -> Iterator[str]:
-        """The last ``lines`` lines of the engine's log, then (with ``follow``) new ones as they
-        come. Reads only: creates nothing, keeps at most ``lines`` lines in memory."""
+        """The last ``lines`` lines of the engine's log (all with :data:`WHOLE_LOG`), then (with
+        ``follow``) new ones as they come. Reads only: creates nothing, keeps at most ``lines``
+        lines in memory."""
         if host is not None:
             raise UnsupportedError(
                 f"{name} does not run on SSH hosts; --host applies to ssh targets only",
@@ -287,7 +288,11 @@ class LocalTarget:
                 f"no engine log for {name}", hint="deployer status lists deployments"
             )
         with path.open(errors="replace") as handle:
-            for line in collections.deque(handle, maxlen=lines) if lines > 0 else []:
+            if lines == WHOLE_LOG:
+                tail: Iterable[str] = handle  # streamed, never all in memory
+            else:
+                tail = collections.deque(handle, maxlen=lines) if lines > 0 else []
+            for line in tail:
                 yield secrets.mask(line.rstrip("\n"))
             while follow:
                 line = handle.readline()

@@ -56,7 +56,7 @@ from deployer.sizing.accelerators import (
     identify,
     lookup,
 )
-from deployer.targets.base import DeployRequest, Endpoint, StepRunner, answers
+from deployer.targets.base import WHOLE_LOG, DeployRequest, Endpoint, StepRunner, answers
 from deployer.targets.ssh.ansible import PlaybookResult, run_playbook
 from deployer.targets.ssh.inventory import Inventory, load_inventory
 from deployer.targets.ssh.provision import GpuFacts, load_facts, playbooks_dir
@@ -399,7 +399,7 @@ class SshTarget:
             yield from self._follow(replicas, name, lines, prefix)
             return
         for replica in replicas:
-            text = self._tail(replica, name, max(lines, 0))
+            text = self._tail(replica, name, lines)
             if text is None:
                 raise NotFoundError(
                     f"no engine log for {name} on {replica.name}",
@@ -562,7 +562,8 @@ class SshTarget:
     def _tail(self, replica: Replica, name: str, lines: int) -> str | None:
         path = f"{replica.run_dir(name)}/engine.log"
         try:
-            done = self._ssh(replica, shlex.join(["tail", "-n", str(lines), path]))
+            count = "+1" if lines == WHOLE_LOG else str(max(lines, 0))
+            done = self._ssh(replica, shlex.join(["tail", "-n", count, path]))
         except CommandError:
             return None
         if done.returncode != 0:

@@ -130,6 +130,8 @@ def test_deployment_view_json_is_the_record_with_live_facts() -> None:
         detail="ignored",
         replicas=(replica,),
         last_run=run,
+        args=("--port", "8000"),
+        running_spec_digest="d3",
     )
 
     assert view.to_json() == {
@@ -157,6 +159,8 @@ def test_deployment_view_json_is_the_record_with_live_facts() -> None:
                 "detail": "slow",
             }
         ],
+        "args": ["--port", "8000"],  # the engine's command line, as the target reports it
+        "running_spec_digest": "d3",  # ... and the spec digest it reports for what runs
     }
     assert view.record.name == "demo"
 

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from deployer.api import DeploymentView, engine_load
-from deployer.metrics.engine_load import MAX_PAGE_BYTES, EngineLoad, ScrapeError, read, scrape
+from deployer.metrics.engine_load import (
+    MAX_PAGE_BYTES,
+    EngineLoad,
+    KvPool,
+    ScrapeError,
+    read,
+    scrape,
+)
 from deployer.planner import ReplicaState
 from deployer.state import DeploymentRecord, DeploymentStatus
 
@@ -38,6 +45,20 @@ def test_vllms_page_gives_requests_kv_use_tokens_and_latency() -> None:
     assert 0 < mean < 1
     assert load.inter_token_latency.buckets[-1] == (float("inf"), 7)
     assert load.renamed == ()
+
+
+def test_the_engines_own_kv_pool_figures_are_read_from_its_cache_config() -> None:
+    pool = read(PAGE).kv_pool
+    # The page's vllm:cache_config_info labels (SmolLM2 at 2048 tokens, 512 MiB of KV).
+    assert pool == KvPool(
+        blocks=182,
+        block_size=128,
+        size_tokens=23296,
+        max_concurrency=11.375,
+        memory_bytes=536870912,
+    )
+    without = PAGE.replace('num_gpu_blocks="182"', 'num_gpu_blocks="None"')
+    assert read(without).kv_pool is None
 
 
 def test_an_older_releases_names_are_read_and_reported() -> None:

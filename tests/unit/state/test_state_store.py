@@ -239,6 +239,26 @@ def test_event_round_trip(store: StateStore) -> None:
     assert events[1].data == {"port": 8000, "ok": True, "why": None}
 
 
+def test_smoke_results_are_the_checks_of_that_deployment_newest_first(store: StateStore) -> None:
+    for name, answers in (("llama", ["Paris.", "It is Paris"]), ("other", ["Berlin"])):
+        for answer in answers:
+            run = store.start_run(name, "smoke")
+            store.record_event(run.id, Event(EventKind.LOG, "smoke checks against x", step="smoke"))
+            data = {"check": "chat: capital", "answer": answer, "passed": answer != "Berlin"}
+            mark = "pass" if data["passed"] else "FAIL"
+            message = f"{mark}: chat: capital -> {answer}"
+            store.record_event(run.id, Event(EventKind.LOG, message, step="smoke", data=data))
+            store.record_event(run.id, Event(EventKind.LOG, "pass: not a check", step="deploy"))
+            store.finish_run(run.id, RunStatus.SUCCEEDED)
+
+    found = store.smoke_results("llama")
+
+    assert [e.data["answer"] for e in found] == ["It is Paris", "Paris."]
+    assert [e.data["answer"] for e in store.smoke_results("other")] == ["Berlin"]
+    assert store.smoke_results("llama", limit=1)[0].data["answer"] == "It is Paris"
+    assert store.smoke_results("nobody") == []
+
+
 def test_event_of_unknown_run(store: StateStore) -> None:
     with pytest.raises(NotFoundError):
         store.record_event(404, Event(EventKind.LOG, "lost"))
