@@ -71,16 +71,30 @@ def serve(
     if ctx.invoked_subcommand is not None:
         return
     with boundary():
+        from deployer.server.auth import first_token
         from deployer.server.serve import check_binding, serve
 
         check_binding(host, tls_cert, tls_key, insecure=insecure_no_tls)
         scheme = "https" if tls_cert else "http"
+        shown = f"[{host}]" if ":" in host else host
         STATE.err.print(
-            f"deployer server on {scheme}://{host}:{port}  (dashboard: /, API: /api/v1; "
-            "Ctrl-C stops)\n"
-            "a token for it: deployer server token create --role viewer --name NAME",
+            f"deployer server on {scheme}://{shown}:{port}/  (dashboard: /, API: /api/v1; "
+            "Ctrl-C stops)",
             markup=False,
         )
+        made = first_token(STATE.settings())
+        if made is not None:
+            STATE.err.print(
+                f"no token existed: an admin token is in {made} (readable by you only); log in "
+                f"with it at {scheme}://{shown}:{port}/login, then make tokens for others with: "
+                "deployer server token create --role viewer --name NAME",
+                markup=False,
+            )
+        else:
+            STATE.err.print(
+                "a token for it: deployer server token create --role viewer --name NAME",
+                markup=False,
+            )
         serve(
             STATE.settings(),
             host,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from deployer.errors import InvalidNameError
-from deployer.secrets import register
+from deployer.secrets import register, write_owner_only
 from deployer.settings import Settings
 from deployer.state import Role, StateStore, TokenRecord
 
@@ -55,6 +56,23 @@ def create_token(settings: Settings, name: str, role: str) -> tuple[str, TokenRe
     """``deployer server token create``: a new token (shown once) and its stored record."""
     with StateStore(settings.database_url) as store:
         return create(store, name, _role(role))
+
+
+#: Where the server puts the admin token it makes when none exists, readable by its owner only.
+FIRST_TOKEN_FILE = "server-admin.token"  # noqa: S105 (a file name)
+
+
+def first_token(settings: Settings) -> Path | None:
+    """On a state with no usable token: make an admin token named ``first-admin`` and keep it
+    in ``home/server-admin.token`` (0600), never printed (a server's output is often a log);
+    its path. None when a token already exists."""
+    with StateStore(settings.database_url) as store:
+        if any(t.revoked_at is None for t in store.list_tokens()):
+            return None
+        token, _record = create(store, "first-admin", Role.ADMIN)
+    path = settings.home / FIRST_TOKEN_FILE
+    write_owner_only(path, token)
+    return path
 
 
 def list_tokens(settings: Settings) -> list[TokenRecord]:

@@ -435,6 +435,79 @@ def test_the_dashboard_in_a_browser_runs_the_smoke_check_and_rolls_back(
     assert blocked_requests.urls == []  # the pages asked nothing of any other host
 
 
+def test_the_dashboard_shows_intent_beside_fact_and_applies_a_previewed_change(
+    first_apply: Result,
+    home: Path,
+    loopback_page: Page,
+    blocked_requests: BlockedRequests,
+    request: pytest.FixtureRequest,
+) -> None:
+    """In Chromium: the plan's KV pool beside the engine's own figure (equal, to the block), the
+    model folder the engine reports, each smoke answer, the log tail and the whole log as a
+    download; then a changed manifest (a smoke check's latency bound) previewed as a plan with
+    its diff, and applied from the page without restarting the engine."""
+    operator = token(home, "operator")
+    before = status(home)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = _server(home, port)
+    page = loopback_page
+    try:
+        page.goto(f"{base}/login")
+        page.fill("input[name=token]", operator)
+        page.click("button[type=submit]")
+        page.goto(f"{base}/deployments/{NAME}")
+        page.wait_for_selector("#kv-engine", timeout=60_000)  # htmx loaded the intent
+        planned, engine = page.inner_text("#kv-planned"), page.inner_text("#kv-engine")
+        intent = httpx.get(
+            f"{base}/api/v1/deployments/{NAME}/intent",
+            headers={"Authorization": f"Bearer {operator}"},
+            timeout=60,
+        ).json()
+        [served] = intent["served"]
+        assert served["kv_blocks"] == intent["capacity"]["kv_blocks"], intent
+        assert served["kv_cache_size_tokens"] == intent["capacity"]["kv_cache_size_tokens"]
+        assert f"{served['kv_blocks']:,} blocks of 128 tokens" in planned
+        assert "as planned" in engine, engine
+        assert "SmolLM2-135M-Instruct" in page.inner_text("#served")
+        assert "--max-model-len" in page.inner_text("#argv")
+        assert "Paris" in page.inner_text("#smoke-history")
+        page.select_option("select[name=lines]", "10000")
+        page.wait_for_function(
+            "document.querySelector('#log-tail').textContent.includes('Starting vLLM server')",
+            timeout=30_000,
+        )
+        screenshot(page, request, "-intent")
+        with page.expect_download() as downloading:
+            page.click("#log-download")
+        whole = Path(downloading.value.path()).read_text()
+        assert "Starting vLLM server on http://127.0.0.1:" in whole
+        assert deployer("key", NAME, home=home).stdout.strip() not in whole
+
+        page.click("#apply-changed")
+        text = page.input_value("#manifest")
+        assert "maxLatencyMs: 30000" in text
+        page.fill("#manifest", text.replace("maxLatencyMs: 30000", "maxLatencyMs: 60000"))
+        page.click("#preview-button")
+        page.wait_for_selector("#plan-steps")
+        assert "+      maxLatencyMs: 60000" in page.inner_text("#changes")
+        screenshot(page, request, "-apply-preview")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#apply")
+        page.wait_for_selector("#run-status.status-succeeded", timeout=300_000)
+        steps = page.inner_text("#steps")
+        assert "deploy (skip)" in steps, steps
+        assert "smoke (check): done" in steps, steps
+        screenshot(page, request, "-apply-run")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    after = status(home)
+    assert after["pid"] == before["pid"], "a smoke check's bound alone does not restart it"
+    assert after["status"] == "healthy"
+    assert blocked_requests.urls == []
+
+
 def test_a_killed_engine_is_restarted_by_its_supervisor(first_apply: Result, home: Path) -> None:
     pid = int(status(home)["pid"])  # type: ignore[arg-type]
     os.killpg(pid, signal.SIGKILL)

@@ -4,7 +4,10 @@ test client speaks HTTP to the app in-process; the integration test runs the rea
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +255,45 @@ def test_an_id_out_of_range_is_refused_not_a_server_error(
     for path in ("/api/v1/runs/58508353650195412549632", "/api/v1/runs/0/events"):
         assert client.get(path, headers=bearer(tokens["viewer"])).status_code == 422
     assert client.get("/api/v1/runs/12345", headers=bearer(tokens["viewer"])).status_code == 404
+
+
+def test_a_first_admin_token_is_kept_owner_only_and_never_printed(tmp_path: Path) -> None:
+    """`deployer server` on a state without tokens: an admin token in a 0600 file, its path on
+    stderr (a server's output is often a log), none made when one exists."""
+
+    settings = Settings(home=tmp_path / "home", cache=tmp_path / "cache")
+    made = auth.first_token(settings)
+    assert made == settings.home / "server-admin.token"
+    assert made.stat().st_mode & 0o777 == 0o600
+    token = made.read_text().strip()
+    with StateStore(settings.database_url) as store:
+        principal = auth.authenticate(store, token)
+    assert principal is not None
+    assert (principal.name, principal.role) == ("first-admin", Role.ADMIN)
+    assert auth.first_token(settings) is None  # one exists: no second
+    [record] = auth.list_tokens(settings)
+    auth.revoke_token(settings, record.id)
+    again = auth.first_token(settings)  # every token revoked: a new way in
+    assert again is not None
+    assert again.read_text().strip() != token
+
+    fresh = tmp_path / "fresh"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "deployer", "--home", str(fresh), "server", "--port", port],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        lines = [server.stderr.readline() for _ in range(2)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    kept = (fresh / "server-admin.token").read_text().strip()
+    assert f"an admin token is in {fresh / 'server-admin.token'}" in lines[1], lines
+    assert "/login" in lines[1]
+    assert kept.startswith("dps_")
+    assert kept not in "".join(lines)
