@@ -12,7 +12,7 @@ from pydantic import computed_field, field_serializer
 
 from deployer import credentials, secrets
 from deployer.api.deploy import smoke_each
-from deployer.api.runs import get, open_reader, open_store, recorded, unknown
+from deployer.api.runs import get, open_reader, open_store, reading, recorded, unknown
 from deployer.api.types import Result, smoke_json
 from deployer.errors import DeployerError, NotFoundError, SmokeFailedError
 from deployer.events import EventBus
@@ -249,15 +249,8 @@ def history(
     settings: Settings, name: str, limit: int = 10
 ) -> list[tuple[RunRecord, list[StepRecord]]]:
     """The latest runs of ``name`` with their steps, newest first."""
-    check_name(name)
-    store = open_reader(settings)
-    if store is None:
-        raise unknown(name, [])
-    try:
-        get(store, name)
+    with reading(settings, name) as store:
         return [(run, store.list_steps(run.id)) for run in store.list_runs(name, limit=limit)]
-    finally:
-        store.close()
 
 
 def smoke(

@@ -17,11 +17,11 @@ from deployer import credentials, secrets
 from deployer.api.daytwo import DeploymentView
 from deployer.api.deploy import plan_loaded
 from deployer.api.rollbacks import materialize
-from deployer.api.runs import get, open_reader, unknown
+from deployer.api.runs import reading
 from deployer.api.types import Result
 from deployer.errors import DeployerError
 from deployer.hub.lock import LockedModel, lock_path, read_lock
-from deployer.settings import Settings, check_name
+from deployer.settings import Settings
 from deployer.sizing.capacity import CapacityPlan
 from deployer.state import RevisionRecord
 
@@ -83,15 +83,8 @@ class Intent(Planned):
 
 def smoke_history(settings: Settings, name: str, limit: int = 50) -> list[SmokeEntry]:
     """The latest smoke check results of ``name`` (applies and smoke runs), newest first."""
-    check_name(name)
-    store = open_reader(settings)
-    if store is None:
-        raise unknown(name, [])
-    try:
-        get(store, name)
+    with reading(settings, name) as store:
         events = store.smoke_results(name, limit)
-    finally:
-        store.close()
     return [
         SmokeEntry(
             run_id=e.run_id,

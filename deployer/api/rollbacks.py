@@ -13,7 +13,7 @@ from pathlib import Path
 
 from deployer import atomic
 from deployer.api.deploy import ApplyResult, apply_loaded
-from deployer.api.runs import get, open_reader, open_store, unknown
+from deployer.api.runs import get, open_store, reading
 from deployer.api.types import Result
 from deployer.errors import NotFoundError
 from deployer.events import EventBus
@@ -34,15 +34,8 @@ class RevisionDiff(Result):
 
 def revisions(settings: Settings, name: str) -> list[RevisionRecord]:
     """The deployment's revisions, newest first."""
-    check_name(name)
-    store = open_reader(settings)
-    if store is None:
-        raise unknown(name, [])
-    try:
-        get(store, name)
+    with reading(settings, name) as store:
         return store.list_revisions(name)
-    finally:
-        store.close()
 
 
 def revision_diff(settings: Settings, name: str, older: int, newer: int) -> RevisionDiff:

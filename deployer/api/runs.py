@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from deployer.errors import NotFoundError, StateError
 from deployer.events import EventBus, EventKind
 from deployer.pipeline import Pipeline
-from deployer.settings import Settings
+from deployer.settings import Settings, check_name
 from deployer.state import DeploymentRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -51,6 +51,21 @@ def get(store: StateStore, name: str) -> DeploymentRecord:
     if record is None:
         raise unknown(name, store.list_deployments(include_destroyed=True))
     return record
+
+
+@contextmanager
+def reading(settings: Settings, name: str) -> Iterator[StateStore]:
+    """The state store opened to read about ``name``, a known deployment (NotFoundError, with
+    the known names, otherwise); closed after."""
+    check_name(name)
+    store = open_reader(settings)
+    if store is None:
+        raise unknown(name, [])
+    try:
+        get(store, name)
+        yield store
+    finally:
+        store.close()
 
 
 def unknown(name: str, known: Sequence[DeploymentRecord]) -> NotFoundError:

@@ -9,14 +9,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from deployer.server import auth
-from deployer.server.app import create_app
 from deployer.settings import Settings
 from deployer.state import DeploymentStatus, Role, RunStatus, StateStore
 from tests.conftest import DEMO_MANIFEST
@@ -31,17 +29,6 @@ def settings(tmp_path: Path) -> Settings:
             run = store.start_run(name, "apply")
             store.finish_run(run.id, RunStatus.FAILED, "engine did not start")
     return settings
-
-
-@pytest.fixture
-def tokens(settings: Settings) -> dict[str, str]:
-    return {role.value: auth.create_token(settings, role.value, role.value)[0] for role in Role}
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def bearer(token: str) -> dict[str, str]:

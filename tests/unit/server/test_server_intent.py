@@ -23,10 +23,8 @@ from fastapi.testclient import TestClient
 
 from deployer import api
 from deployer.events import Event, EventKind
-from deployer.server import auth
-from deployer.server.app import create_app
 from deployer.settings import Settings
-from deployer.state import DeploymentRecord, DeploymentStatus, Role, RunStatus, StateStore
+from deployer.state import DeploymentRecord, DeploymentStatus, RunStatus, StateStore
 from tests.conftest import DEMO_MANIFEST
 from tests.unit.server.test_server_pages import HOSTILE, log_in
 
@@ -58,17 +56,6 @@ def settings(tmp_path: Path) -> Settings:
             store.record_event(run.id, Event(EventKind.LOG, message, step="smoke", data=data))
         store.finish_run(run.id, RunStatus.SUCCEEDED)
     return settings
-
-
-@pytest.fixture
-def tokens(settings: Settings) -> dict[str, str]:
-    return {role.value: auth.create_token(settings, role.value, role.value)[0] for role in Role}
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        yield client
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from deployer.server import auth
-from deployer.server.app import create_app
 from deployer.server.sessions import COOKIE
 from deployer.settings import Settings
-from deployer.state import DeploymentStatus, Role, RunStatus, StateStore
+from deployer.state import DeploymentStatus, RunStatus, StateStore
 
 HOSTILE = "<script>alert('owned')</script>"
 
@@ -31,17 +29,6 @@ def settings(tmp_path: Path) -> Settings:
         run = store.start_run("alpha", "apply")
         store.finish_run(run.id, RunStatus.FAILED, f"the engine said {HOSTILE}")
     return settings
-
-
-@pytest.fixture
-def tokens(settings: Settings) -> dict[str, str]:
-    return {role.value: auth.create_token(settings, role.value, role.value)[0] for role in Role}
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        yield client
 
 
 def log_in(client: TestClient, token: str) -> str:

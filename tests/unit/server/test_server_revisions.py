@@ -3,7 +3,6 @@ diffed, and rolling back names a revision that exists or gets 404 before any run
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from fastapi.testclient import TestClient
 
 from deployer import api
 from deployer.server import auth
-from deployer.server.app import create_app
 from deployer.settings import Settings
 from deployer.state import DeploymentStatus, StateStore
 from tests.conftest import DEMO_MANIFEST
@@ -37,12 +35,6 @@ def settings(tmp_path: Path) -> Settings:
                 lock_text=None,
             )
     return settings
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def test_the_same_manifest_again_is_no_new_revision(settings: Settings) -> None:
