@@ -87,6 +87,10 @@ SAMPLE_COLUMNS = tuple(
     c.name for c in _m.c if c.name not in ("id", "deployment", "endpoint", "ts", "error")
 )
 
+#: The first key of the PostgreSQL advisory locks on deployments' runs (the second is the
+#: name's hash): "dplr", apart from any other application's locks on the same database.
+_RUN_LOCKS = 0x64706C72
+
 #: Seconds two readings of a process's start time may differ by and still be the same process
 #: (psutil derives it from the boot time, which the kernel reports to the second).
 _CREATE_TIME_SLACK = 1.0
@@ -255,8 +259,9 @@ class StateStore:
         """Record that this process starts ``operation`` on ``deployment``; return the run.
 
         First the deployment's RUNNING runs are looked at, in the same transaction as the new
-        run's insert; on SQLite that transaction holds the write lock throughout, so two racing
-        processes cannot both start (other databases get the check without that guarantee):
+        run's insert, which holds a lock throughout so two racing processes cannot both start:
+        on SQLite the write lock, on PostgreSQL an advisory lock on the deployment's name (other
+        databases get the check without that guarantee):
 
         - a run of a process on this host that is gone (no such pid, or a process given the
           same pid later, told apart by the start time recorded with the run) becomes
@@ -275,6 +280,7 @@ class StateStore:
         host = self._host
         now = _now()
         with self._write(f"start a run of {key}") as conn:
+            _lock_runs_of(conn, key)
             running = conn.execute(
                 select(_r).where(_r.c.deployment == key, _r.c.status == RunStatus.RUNNING.value)
             ).all()
@@ -801,6 +807,15 @@ def _concurrent(run: Row[Any], deployment: str, host: str) -> ConcurrentRunError
         f"(run {run.id}, {run.operation}, started {started})",
         hint=hint,
     )
+
+
+def _lock_runs_of(conn: Connection, deployment: str) -> None:
+    """On PostgreSQL, wait for and hold until the transaction ends an advisory lock on
+    ``deployment``'s name, so that one process at a time checks and starts its runs. (Read
+    committed, each statement sees what was committed before it began: the check after the lock
+    sees the run of the process that held it.) SQLite's ``BEGIN IMMEDIATE`` does this already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_RUN_LOCKS, func.hashtext(deployment))))
 
 
 def _interrupt(conn: Connection, run_id: int, reason: str, now: datetime) -> None:

@@ -127,12 +127,13 @@ CONTENDER = textwrap.dedent(
 
 
 @pytest.mark.timeout(60)
-def test_only_one_of_several_racing_processes_starts(db_path: Path, tmp_path: Path) -> None:
-    StateStore(f"sqlite:///{db_path}").close()
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_only_one_of_several_racing_processes_starts(store_url: str, tmp_path: Path) -> None:
+    StateStore(store_url).close()
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CONTENDER, f"sqlite:///{db_path}", str(go)],
+            [sys.executable, "-c", CONTENDER, store_url, str(go)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
