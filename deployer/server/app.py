@@ -39,7 +39,7 @@ from deployer.server.pages import add_pages
 from deployer.server.params import LogLines, RevisionNumber, RevisionQuery, RunId
 from deployer.server.problems import located
 from deployer.server.scraper import Scraper
-from deployer.server.series import series
+from deployer.server.series import stored_series
 from deployer.server.sessions import COOKIE, Sessions
 from deployer.settings import Settings
 from deployer.state import Role, RunStatus, StateStore
@@ -185,7 +185,7 @@ def create_app(
     ) -> dict[str, Any]:
         api.status(settings, name)  # 404 for an unknown name
         since = datetime.now(UTC) - timedelta(seconds=seconds)
-        return series(store.samples(name, since), seconds=seconds, points=points)
+        return stored_series(store, name, since, seconds=seconds, points=points)
 
     @app.get(
         "/api/v1/deployments/{name}/smoke",

@@ -3,27 +3,37 @@ is a few hundred points, not forty thousand."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from deployer.metrics.engine_load import SAMPLE_FIELDS
 from deployer.state import EngineSample
+from deployer.state.records import ADDITIVE_SAMPLE_FIELDS
+
+if TYPE_CHECKING:
+    from deployer.state import StateStore
 
 #: The series of a plot, in order: what each engine sample holds.
 FIELDS = SAMPLE_FIELDS
+
+#: The failed scrapes a plot lists, the last ones.
+ERRORS = 20
 
 
 def series(samples: list[EngineSample], *, seconds: int, points: int) -> dict[str, Any]:
     """``{"t": [unix seconds], field: [value or None], ..., "errors": [...]}``: samples summed
     over a deployment's endpoints at each scrape, then averaged over ``seconds / points`` wide
-    buckets (the latency quantiles too: an approximation the page names)."""
-    step = max(1, seconds // points)
+    buckets (the latency quantiles too: an approximation the page names).
+
+    Worked out here from the samples; :func:`stored_series` has the database do it."""
+    step = _step(seconds, points)
     buckets: dict[int, dict[str, list[float]]] = {}
-    errors: list[dict[str, Any]] = []
+    errors: list[EngineSample] = []
     by_scrape: dict[float, dict[str, float]] = {}
     for x in samples:
         at = x.ts.timestamp()
         if x.error:
-            errors.append({"t": int(at), "endpoint": x.endpoint, "error": x.error})
+            errors.append(x)
             continue
         row = by_scrape.setdefault(at, {})
         for name in FIELDS:
@@ -31,7 +41,7 @@ def series(samples: list[EngineSample], *, seconds: int, points: int) -> dict[st
             if value is None:
                 continue
             # Loads add up across replicas; KV use and latencies: the worst replica's.
-            if name in ("running", "waiting", "tokens_per_second"):
+            if name in ADDITIVE_SAMPLE_FIELDS:
                 row[name] = row.get(name, 0.0) + value
             else:
                 row[name] = max(row.get(name, value), value)
@@ -39,15 +49,45 @@ def series(samples: list[EngineSample], *, seconds: int, points: int) -> dict[st
         bucket = buckets.setdefault(int(at) // step * step, {})
         for name, value in row.items():
             bucket.setdefault(name, []).append(value)
-    times = sorted(buckets)
-    out: dict[str, Any] = {"t": times, "step": step}
+    means = [(t, {name: _mean(buckets[t].get(name)) for name in FIELDS}) for t in sorted(buckets)]
+    return _columns(step, means, errors[-ERRORS:])
+
+
+def stored_series(
+    store: StateStore, deployment: str, since: datetime, *, seconds: int, points: int
+) -> dict[str, Any]:
+    """What :func:`series` makes of the deployment's samples since ``since``, with the
+    bucketing done in the database (:meth:`StateStore.sample_buckets`): a week of samples is
+    never loaded."""
+    step = _step(seconds, points)
+    return _columns(
+        step,
+        store.sample_buckets(deployment, since, step),
+        store.sample_errors(deployment, since, ERRORS),
+    )
+
+
+def _step(seconds: int, points: int) -> int:
+    return max(1, seconds // points)
+
+
+def _columns(
+    step: int, buckets: list[tuple[int, dict[str, float | None]]], errors: list[EngineSample]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"t": [t for t, _ in buckets], "step": step}
     for name in FIELDS:
-        out[name] = [_mean(buckets[t].get(name)) for t in times]
-    out["errors"] = errors[-20:]
+        out[name] = [_round(means.get(name)) for _, means in buckets]
+    out["errors"] = [
+        {"t": int(x.ts.timestamp()), "endpoint": x.endpoint, "error": x.error} for x in errors
+    ]
     return out
 
 
 def _mean(values: list[float] | None) -> float | None:
     if not values:
         return None
-    return round(sum(values) / len(values), 6)
+    return sum(values) / len(values)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)

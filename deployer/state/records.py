@@ -149,6 +149,11 @@ class AuditRecord:
     detail: str | None
 
 
+#: The sample fields that add up across a deployment's endpoints at one scrape (loads); the
+#: others (KV cache use, latency quantiles) combine as the worst endpoint's, the largest.
+ADDITIVE_SAMPLE_FIELDS = ("running", "waiting", "tokens_per_second")
+
+
 @dataclass(frozen=True)
 class EngineSample:
     """One scrape of one endpoint's engine: its measured values by name (None: not measured),

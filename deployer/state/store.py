@@ -33,15 +33,20 @@ from typing import Any
 
 import psutil
 from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
     Connection,
     Insert,
     Row,
     Select,
     Table,
+    cast,
     delete,
     exc,
+    extract,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -59,6 +64,7 @@ from deployer.state.database import (
     use_wal,
 )
 from deployer.state.records import (
+    ADDITIVE_SAMPLE_FIELDS,
     AuditRecord,
     DeploymentRecord,
     DeploymentStatus,
@@ -646,16 +652,73 @@ class StateStore:
         )
         with self._read(f"read the engine samples of {deployment}") as conn:
             rows = conn.execute(query).all()
-        return [
-            EngineSample(
-                deployment=row.deployment,
-                endpoint=row.endpoint,
-                ts=row.ts,
-                values={name: getattr(row, name) for name in SAMPLE_COLUMNS},
-                error=row.error,
+        return [_sample(row) for row in rows]
+
+    def sample_buckets(
+        self, deployment: str, since: datetime, step: int
+    ) -> list[tuple[int, dict[str, float | None]]]:
+        """The deployment's samples since ``since`` as plot points, worked out in one query:
+        ``(bucket start, {field: mean or None})`` oldest first, a bucket for every ``step``
+        seconds (starting at whole multiples of ``step`` unix seconds) that has a scrape.
+
+        The samples of one scrape (one ``ts``) are first combined across the deployment's
+        endpoints, :data:`ADDITIVE_SAMPLE_FIELDS` summed and the others the largest (None
+        values left out, failed scrapes too), then each field is averaged over its bucket's
+        scrapes; a field no scrape of the bucket measured is None.
+        """
+        if step < 1:
+            raise ValueError(f"bucket step {step} s: must be at least 1")
+        with self._read(f"read the engine samples of {deployment}") as conn:
+            start = _unix_seconds(conn, _m.c.ts) // literal(step, BigInteger) * step
+            scrapes = (
+                select(
+                    start.label("start"),
+                    *[
+                        (func.sum if name in ADDITIVE_SAMPLE_FIELDS else func.max)(
+                            _m.c[name]
+                        ).label(name)
+                        for name in SAMPLE_COLUMNS
+                    ],
+                )
+                .where(
+                    _m.c.deployment == mask(deployment),
+                    _m.c.ts >= since,
+                    or_(_m.c.error.is_(None), _m.c.error == ""),
+                )
+                .group_by(_m.c.ts)
+                .subquery()
             )
-            for row in rows
+            query = (
+                select(
+                    scrapes.c.start,
+                    *[func.avg(scrapes.c[name]).label(name) for name in SAMPLE_COLUMNS],
+                )
+                .group_by(scrapes.c.start)
+                .order_by(scrapes.c.start)
+            )
+            rows = conn.execute(query).all()
+        return [
+            (int(row.start), {name: getattr(row, name) for name in SAMPLE_COLUMNS}) for row in rows
         ]
+
+    def sample_errors(
+        self, deployment: str, since: datetime, limit: int = 20
+    ) -> list[EngineSample]:
+        """The deployment's last ``limit`` failed scrapes since ``since``, oldest first."""
+        query = (
+            select(_m)
+            .where(
+                _m.c.deployment == mask(deployment),
+                _m.c.ts >= since,
+                _m.c.error.is_not(None),
+                _m.c.error != "",
+            )
+            .order_by(_m.c.ts.desc(), _m.c.id.desc())
+            .limit(limit)
+        )
+        with self._read(f"read the failed scrapes of {deployment}") as conn:
+            rows = conn.execute(query).all()
+        return [_sample(row) for row in reversed(rows)]
 
     def prune_samples(self, before: datetime) -> int:
         """Delete samples older than ``before`` (retention); how many went."""
@@ -750,6 +813,26 @@ def _refuse_foreign_file(url: str) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _sample(row: Row[Any]) -> EngineSample:
+    return EngineSample(
+        deployment=row.deployment,
+        endpoint=row.endpoint,
+        ts=row.ts,
+        values={name: getattr(row, name) for name in SAMPLE_COLUMNS},
+        error=row.error,
+    )
+
+
+def _unix_seconds(conn: Connection, ts: ColumnElement[datetime]) -> ColumnElement[int]:
+    """A stored time's whole unix seconds (the fraction cut off), on the connection's backend."""
+    if conn.dialect.name == "sqlite":
+        # Stored as naive UTC text, "YYYY-MM-DD HH:MM:SS.ffffff". strftime('%s') of all of it
+        # would first round to the millisecond (":59.9996" becomes the next minute), so the
+        # fraction goes before.
+        return cast(func.strftime("%s", func.substr(ts, 1, 19)), BigInteger)
+    return cast(func.floor(extract("epoch", ts)), BigInteger)
 
 
 def _mask(text: str | None) -> str | None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -38,7 +39,8 @@ from sqlalchemy.types import TypeDecorator
 #: 4: ``api_tokens`` and ``audit_events`` (the server's).
 #: 5: ``engine_samples``.
 #: 6: ``revisions``.
-SCHEMA_VERSION = 6
+#: 7: ``ix_engine_samples_failed``.
+SCHEMA_VERSION = 7
 
 #: ``deployer_meta``'s ``application`` value: the mark of a deployer state database.
 APPLICATION = "deployer"
@@ -216,6 +218,14 @@ engine_samples = Table(
     Column("error", Text),
     Index(None, "deployment", "ts"),
     Index(None, "ts"),
+    # The failed scrapes alone (few): a plot's last errors without reading its every sample.
+    Index(
+        "ix_engine_samples_failed",
+        "deployment",
+        "ts",
+        sqlite_where=text("error IS NOT NULL"),
+        postgresql_where=text("error IS NOT NULL"),
+    ),
 )
 
 #: Every applied revision of a deployment: the manifest document and its lock as they were

@@ -28,6 +28,7 @@ BACKEND_INDEPENDENT = {
     "test_state_runs",
     "test_state_liveness",
     "test_state_migrations",
+    "test_state_samples",
 }
 
 BACKENDS = ("sqlite", "postgresql")
