@@ -63,11 +63,15 @@ class ManifestError(PermanentError):
         location: str | None = None,
         hint: str | None = None,
         problems: list[ManifestError] | None = None,
+        field: str | None = None,
     ):
         text = f"{location}: {message}" if location else message
         super().__init__(text, hint=hint)
         self.location = location
         self.reason = message
+        #: The dotted path of the field the problem is in (``spec.serving.maxModelLen``), when
+        #: the problem is a field's.
+        self.field = field
         #: Every problem found, when several were (the first is this error itself).
         self.problems: list[ManifestError] = problems or [self]
 

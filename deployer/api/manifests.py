@@ -47,7 +47,10 @@ class ValidationReport(Result):
 
     @field_serializer("problems")
     def _problems(self, problems: list[ManifestError]) -> list[dict[str, Any]]:
-        return [{"location": p.location, "message": p.reason, "hint": p.hint} for p in problems]
+        return [
+            {"location": p.location, "field": p.field, "message": p.reason, "hint": p.hint}
+            for p in problems
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """``valid``, with the manifests when valid and the problems when not."""

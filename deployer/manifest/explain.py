@@ -44,7 +44,14 @@ def schema_problems(path: Path, document: Document, exc: ValidationError) -> lis
     for (mark, field_path), explained in sorted(grouped.items(), key=lambda item: item[0][0]):
         reason = join_reasons([r for r, _ in explained])
         message = f"{field_path}: {reason}" if field_path else reason
-        problems.append(ManifestError(message, location=mark.render(path), hint=explained[0][1]))
+        problems.append(
+            ManifestError(
+                message,
+                location=mark.render(path),
+                hint=explained[0][1],
+                field=field_path or None,
+            )
+        )
     return problems
 
 

@@ -1,5 +1,5 @@
-"""A manifest problem as the API and the pages show it: line, column, message and hint, with a
-posted manifest's file (kept under ``home/posted/``) named as "the manifest"."""
+"""A manifest problem as the API and the pages show it: line, column, field path, message and
+hint, with a posted manifest's file (kept under ``home/posted/``) named as "the manifest"."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ _POSTED_PATH = re.compile(r"\S*/posted/[0-9a-f]+/posted\.yaml(:\d+:\d+)?")
 
 
 def located(problem: ManifestError, *, posted: bool = False) -> dict[str, Any]:
-    """``{"line", "column", "message", "hint"}`` of one problem (line and column None when it
-    has no location)."""
+    """``{"line", "column", "field", "message", "hint"}`` of one problem (line and column None
+    without a location, field None when the problem is not a field's)."""
     location = problem.location or ""
     found = _LOCATION.search(location)
     message = _POSTED_PATH.sub("the manifest", problem.reason) if posted else problem.reason
     return {
         "line": int(found.group(1)) if found else None,
         "column": int(found.group(2)) if found else None,
+        "field": problem.field,
         "message": message,
         "hint": problem.hint,
     }

@@ -320,7 +320,9 @@ def test_lock_and_render_reports_as_json() -> None:
 
 def test_validation_json_lists_the_manifests_or_the_problems() -> None:
     loaded = load_manifest(DEMO_MANIFEST)
-    problem = ManifestError("unknown key", location="m.yaml:3:5", hint="did you mean port?")
+    problem = ManifestError(
+        "unknown key", location="m.yaml:3:5", hint="did you mean port?", field="spec.serving.prot"
+    )
     other = ManifestError("invalid YAML", location="n.yaml:1:1")
 
     assert ValidationReport(manifests=[loaded]).to_json() == {
@@ -330,7 +332,12 @@ def test_validation_json_lists_the_manifests_or_the_problems() -> None:
     assert ValidationReport(problems=[*problem.problems, other]).to_json() == {
         "valid": False,
         "problems": [
-            {"location": "m.yaml:3:5", "message": "unknown key", "hint": "did you mean port?"},
-            {"location": "n.yaml:1:1", "message": "invalid YAML", "hint": None},
+            {
+                "location": "m.yaml:3:5",
+                "field": "spec.serving.prot",  # the field's dotted path, when it is a field's
+                "message": "unknown key",
+                "hint": "did you mean port?",
+            },
+            {"location": "n.yaml:1:1", "field": None, "message": "invalid YAML", "hint": None},
         ],
     }

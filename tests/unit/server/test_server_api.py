@@ -213,6 +213,8 @@ def test_a_bad_posted_manifest_gets_every_problem_with_its_line(
     assert found == {"maxModelLen", "acelerator"}, problems
     assert all(p["column"] and p["message"] for p in problems)
     assert any(p["hint"] and "accelerator" in p["hint"] for p in problems), problems
+    fields = {p["field"] for p in problems}
+    assert fields == {"spec.serving.maxModelLen", "spec.resources.acelerator"}, problems
     assert "/posted/" not in answer.text  # where the server keeps it does not leak
     assert auth.list_tokens(settings)  # nothing else changed: the tokens are still there
 
