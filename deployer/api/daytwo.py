@@ -45,6 +45,9 @@ class DeploymentView(Result):
     args: tuple[str, ...] = ()
     #: The spec digest the target reports for what runs (beside the recorded one).
     running_spec_digest: str | None = None
+    #: The model the engine was started from: its hub commit (a locked or fetched revision) or
+    #: its folder, as the target recorded it at start.
+    running_model: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -205,6 +208,7 @@ def _view(
         last_run=last_run,
         args=tuple(secrets.mask(a) for a in observed.args) if observed else (),
         running_spec_digest=observed.spec_digest if observed else None,
+        running_model=observed.inputs.get("model") if observed else None,
     )
 
 

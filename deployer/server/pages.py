@@ -9,6 +9,7 @@ token, and a POST without the right one is refused (403) before anything happens
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 from collections.abc import Callable
 from html import escape
@@ -137,7 +138,10 @@ def add_pages(
             if (not target or v.target == target) and (not status or v.status == status)
         ]
         loads = api.engine_load(shown)
-        rows = [{"view": v, "live": _live(v), "load": _load(v, loads)} for v in shown]
+        rows = [
+            {"view": v, "live": _live(v), "load": _load(v, loads), "revision": _revision(v)}
+            for v in shown
+        ]
         return page(
             request,
             "fleet.html",
@@ -301,6 +305,17 @@ def _changed(latest: RevisionRecord | None, text: str) -> str | None:
             "this manifest",
         )
     )
+
+
+def _revision(view: api.DeploymentView) -> str:
+    """The model revision that runs, short: a hub commit's first 12 characters, or the model
+    folder's name."""
+    model = view.running_model
+    if not model:
+        return "-"
+    if re.fullmatch(r"[0-9a-f]{40}", model):
+        return model[:12]
+    return model.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _live(view: api.DeploymentView) -> str:

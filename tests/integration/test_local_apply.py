@@ -404,6 +404,8 @@ def test_the_dashboard_in_a_browser_runs_the_smoke_check_and_rolls_back(
         row.wait_for()
         assert "healthy" in row.inner_text()
         assert str(before["manifest_digest"])[:19] in row.inner_text()
+        # What runs: the model folder the engine was started from (a hub model: its commit).
+        assert row.locator("td.revision").inner_text() == "SmolLM2-135M-Instruct"
         screenshot(page, request, "-fleet")
 
         page.click(f"a[href='/deployments/{NAME}']")

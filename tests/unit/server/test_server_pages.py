@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from deployer.api import DeploymentView
 from deployer.server import auth
 from deployer.server.sessions import COOKIE
 from deployer.settings import Settings
-from deployer.state import DeploymentStatus, RunStatus, StateStore
+from deployer.state import DeploymentRecord, DeploymentStatus, RunStatus, StateStore
 
 HOSTILE = "<script>alert('owned')</script>"
 
@@ -140,3 +142,30 @@ def test_the_pages_scripts_are_served_from_the_package(client: TestClient) -> No
         answer = client.get(src)
         assert answer.status_code == 200, src
         assert "javascript" in answer.headers["content-type"], src
+
+
+def test_the_fleet_names_the_model_revision_that_runs() -> None:
+    from deployer.server.pages import _revision
+
+    def shown(model: str | None) -> str:
+        view = DeploymentView(
+            record=DeploymentRecord(
+                "a",
+                "local",
+                DeploymentStatus.HEALTHY,
+                *[None] * 6,
+                datetime.now(UTC),
+                datetime.now(UTC),
+                None,
+            ),
+            running=True,
+            healthy=True,
+            pid=1,
+            detail=None,
+            running_model=model,
+        )
+        return _revision(view)
+
+    assert shown("1193df9a12ded3bf049f546273ce0ef4821e3ce2") == "1193df9a12de"  # a hub commit
+    assert shown("/root/.cache/deployer/demo/SmolLM2-135M-Instruct") == "SmolLM2-135M-Instruct"
+    assert shown(None) == "-"  # a target that does not record it (kubernetes)
