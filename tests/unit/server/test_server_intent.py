@@ -23,9 +23,10 @@ from fastapi.testclient import TestClient
 
 from deployer import api
 from deployer.events import Event, EventKind
+from deployer.hub.lock import lock_path, read_lock
 from deployer.settings import Settings
 from deployer.state import DeploymentRecord, DeploymentStatus, RunStatus, StateStore
-from tests.conftest import DEMO_MANIFEST
+from tests.conftest import DEMO_MANIFEST, MANIFESTS
 from tests.unit.server.test_server_pages import HOSTILE, log_in
 
 NAME = "smollm2-demo"
@@ -250,3 +251,31 @@ def test_applying_from_the_page_runs_the_posted_manifest(
     assert run is not None
     assert (run.operation, run.status) == ("apply", RunStatus.FAILED)
     assert "no-such-model" in str(run.error)
+
+
+def test_a_locked_revision_shows_its_commit_and_every_files_hash(
+    client: TestClient, tokens: dict[str, str], settings: Settings
+) -> None:
+    manifest = MANIFESTS / "demo" / "smollm2-135m-kubernetes.yaml"
+    lock = read_lock(lock_path(manifest))
+    assert lock is not None
+    locked = lock.deployments["smollm2-k8s"]
+    with StateStore(settings.database_url) as store:
+        store.upsert_deployment(
+            "smollm2-k8s", target_kind="kubernetes", status=DeploymentStatus.HEALTHY
+        )
+        store.add_revision(
+            "smollm2-k8s",
+            run_id=None,
+            manifest_path=str(manifest.absolute()),
+            manifest_digest="sha256:" + "2" * 64,
+            manifest_text=manifest.read_text(),
+            lock_text=lock_path(manifest).read_text(),
+        )
+    log_in(client, tokens["viewer"])
+    page = client.get("/deployments/smollm2-k8s/intent").text
+    assert f"at <code>{locked.commit}</code>" in page
+    files = page.split('id="lock-files"', 1)[1].split("</table>", 1)[0]
+    for f in locked.files:
+        assert f"<code>{f.path}</code>" in files
+        assert f"<code>{f.sha256}</code>" in files
