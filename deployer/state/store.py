@@ -22,6 +22,7 @@ Contracts that hold for every method:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import socket
 import threading
@@ -237,9 +238,7 @@ class StateStore:
             # record) does not forget where the deployment runs.
             values["target_spec"] = target_spec
         with self._write(f"save deployment {key}") as conn:
-            updated = conn.execute(update(_d).where(_d.c.name == key).values(values)).rowcount
-            if not updated:
-                conn.execute(insert(_d).values(name=key, created_at=now, **values))
+            _upsert_deployment(conn, key, now, values)
             row = conn.execute(select(_d).where(_d.c.name == key)).one()
         return _deployment(row)
 
@@ -890,6 +889,21 @@ def _concurrent(run: Row[Any], deployment: str, host: str) -> ConcurrentRunError
         f"(run {run.id}, {run.operation}, started {started})",
         hint=hint,
     )
+
+
+def _upsert_deployment(conn: Connection, key: str, now: datetime, values: dict[str, Any]) -> None:
+    """Insert the deployment or update it, as one statement where the database has one (SQLite
+    and PostgreSQL: ``INSERT ... ON CONFLICT DO UPDATE``), so that two first writes at once make
+    one record; elsewhere an update, then an insert when nothing was updated."""
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        # The database's own dialect module: already loaded by its connection.
+        module = importlib.import_module(f"sqlalchemy.dialects.{dialect}")
+        statement = module.insert(_d).values(name=key, created_at=now, **values)
+        conn.execute(statement.on_conflict_do_update(index_elements=[_d.c.name], set_=values))
+        return
+    if not conn.execute(update(_d).where(_d.c.name == key).values(values)).rowcount:
+        conn.execute(insert(_d).values(name=key, created_at=now, **values))
 
 
 def _lock_runs_of(conn: Connection, deployment: str) -> None:

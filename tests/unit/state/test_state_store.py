@@ -319,3 +319,37 @@ def test_importing_state_does_not_load_sqlalchemy() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_racing_first_writes_of_one_deployment_make_one_record(store_url: str) -> None:
+    """Several connections saving a new deployment at the same moment: one record, no
+    duplicate-key error (on PostgreSQL, update-then-insert raced)."""
+    stores = [StateStore(store_url) for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    failures: list[BaseException] = []
+
+    def save(store: StateStore, n: int) -> None:
+        start.wait()
+        try:
+            for round_ in range(5):
+                store.upsert_deployment(
+                    f"race-{round_}",
+                    target_kind="local",
+                    status=DeploymentStatus.PENDING,
+                    message=f"writer {n}",
+                )
+        except BaseException as exc:  # every failure is the finding
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save, args=(s, n)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert failures == []
+        names = [d.name for d in stores[0].list_deployments()]
+        assert sorted(names) == [f"race-{n}" for n in range(5)]
+    finally:
+        for store in stores:
+            store.close()
