@@ -26,6 +26,7 @@ from playwright.sync_api import Page
 
 from tests.conftest import DEMO_MANIFEST
 from tests.integration.cli import Result, deployer
+from tests.integration.serverdemo import free_port, start_server, token
 from tests.support.browser import BlockedRequests, screenshot
 
 pytestmark = pytest.mark.engine
@@ -217,42 +218,6 @@ def test_status_watch_shows_the_engines_load_while_it_answers(
     assert (row[9], row[11]) == ("ms", "ms"), row  # mean TTFT and ITL from the histograms
 
 
-def _server(home: Path, port: int) -> subprocess.Popen[str]:
-    """``deployer server`` on ``port``; its log goes to ``home/server-<port>.log`` (a file: an
-    unread pipe would fill up and stall it)."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "deployer", "server", "--port", str(port), "--scrape-interval", "1"],
-        env={**os.environ, "DEPLOYER_HOME": str(home)},
-        stdout=(home / f"server-{port}.log").open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    server.kill()
-    server.wait()
-    raise AssertionError(
-        f"deployer server did not answer: {(home / f'server-{port}.log').read_text()}"
-    )
-
-
-def token(home: Path, role: str) -> str:
-    made = deployer("server", "token", "create", "--role", role, "--name", role, home=home)
-    assert made.code == 0, made.output
-    return made.stdout.strip()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_server_shows_the_demo_and_runs_its_smoke_check(
     first_apply: Result, home: Path
 ) -> None:
@@ -264,9 +229,9 @@ def test_the_server_shows_the_demo_and_runs_its_smoke_check(
     )
     assert viewer.code == 0, viewer.output
     tokens = [viewer.stdout.strip(), operator.stdout.strip()]
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}/api/v1"
-    server = _server(home, port)
+    server = start_server(home, port)
     try:
         as_viewer = {"Authorization": f"Bearer {tokens[0]}"}
         listed = httpx.get(f"{base}/deployments", headers=as_viewer, timeout=30).json()
@@ -308,8 +273,8 @@ def test_the_server_shows_the_demo_and_runs_its_smoke_check(
         server.wait(timeout=30)
     log = (home / f"server-{port}.log").read_text()
     assert "Traceback" not in log
-    for token in tokens:
-        assert token not in log
+    for value in tokens:
+        assert value not in log
     assert f'POST /api/v1/deployments/{NAME}/destroy HTTP/1.1" 403' in log
 
 
@@ -317,8 +282,8 @@ def test_a_run_cut_off_by_a_killed_server_reads_interrupted(
     first_apply: Result, home: Path
 ) -> None:
     operator = token(home, "operator")
-    port = _free_port()
-    server = _server(home, port)
+    port = free_port()
+    server = start_server(home, port)
     try:
         started = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/deployments/{NAME}/smoke",
@@ -382,9 +347,9 @@ def test_the_dashboard_in_a_browser_runs_the_smoke_check_and_rolls_back(
     operator = token(home, "operator")
     headers = {"Authorization": f"Bearer {operator}"}
     before = status(home)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _server(home, port)
+    server = start_server(home, port)
     page = loopback_page
     try:
         listed = httpx.get(f"{base}/api/v1/deployments/{NAME}/revisions", headers=headers)
@@ -450,9 +415,9 @@ def test_the_dashboard_shows_intent_beside_fact_and_applies_a_previewed_change(
     its diff, and applied from the page without restarting the engine."""
     operator = token(home, "operator")
     before = status(home)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _server(home, port)
+    server = start_server(home, port)
     page = loopback_page
     try:
         page.goto(f"{base}/login")

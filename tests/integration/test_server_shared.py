@@ -36,6 +36,7 @@ from deployer.state import RunStatus, StateStore
 from tests.conftest import MANIFESTS, ROOT
 from tests.integration.cli import deployer
 from tests.integration.serverdemo import free_port, log_of, start_server, token
+from tests.integration.sshdemo import ask_capital
 from tests.support.browser import BlockedRequests, screenshot
 from tests.support.postgres import Cluster, start_cluster
 
@@ -196,22 +197,6 @@ def engines(home: Path) -> list[psutil.Process]:
             except psutil.NoSuchProcess:
                 continue
     return found
-
-
-def ask(endpoint: str, key: str) -> str:
-    response = httpx.post(
-        f"{endpoint}/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={
-            "model": NAME,
-            "messages": [{"role": "user", "content": "What is the capital of France?"}],
-            "temperature": 0,
-            "max_tokens": 32,
-        },
-        timeout=120,
-    )
-    response.raise_for_status()
-    return str(response.json()["choices"][0]["message"]["content"])
 
 
 Started = list[tuple[subprocess.Popen[str], Path, Path]]
@@ -384,7 +369,7 @@ def test_two_cli_applies_and_a_posted_one_at_once_deploy_it_once(
     port = int(endpoint.rsplit(":", 1)[1].split("/")[0])
     assert {c.laddr.port for c in engine.net_connections() if c.status == "LISTEN"} == {port}
     key = deployer("key", NAME, home=shared.home, env=shared.env).stdout.strip()
-    assert "Paris" in ask(endpoint, key)
+    assert "Paris" in ask_capital(endpoint, key, NAME)
 
 
 def test_the_dashboard_in_a_browser_destroys_it(
