@@ -108,6 +108,15 @@ class DeploymentView(Result):
             "error": run.error,
         }
 
+    def live_endpoints(self) -> list[str]:
+        """Where it answers now: every running replica's endpoint (multi-host targets), else its
+        own while it runs."""
+        if not self.running:
+            return []
+        if self.replicas:
+            return [r.endpoint for r in self.replicas if r.running and r.endpoint]
+        return [self.endpoint] if self.endpoint else []
+
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"record", "detail"})
 
@@ -218,17 +227,7 @@ def engine_load(views: list[DeploymentView]) -> dict[str, EngineLoad | str]:
     not be read gets the reason instead (the others are still read)."""
     from deployer.metrics.engine_load import ScrapeError, scrape  # watching only
 
-    endpoints = [
-        endpoint
-        for view in views
-        if view.running
-        for endpoint in (
-            [r.endpoint for r in view.replicas if r.running]
-            if view.replicas
-            else [view.record.endpoint]
-        )
-        if endpoint
-    ]
+    endpoints = [endpoint for view in views for endpoint in view.live_endpoints()]
     loads: dict[str, EngineLoad | str] = {}
     for endpoint in dict.fromkeys(endpoints):
         try:

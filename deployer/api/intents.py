@@ -129,7 +129,7 @@ def planned(settings: Settings, name: str, revision: RevisionRecord | None) -> P
 def intent(settings: Settings, view: DeploymentView, plan: Planned) -> Intent:
     """``plan`` (see :func:`planned`) beside what ``view``'s running engines report now."""
     key = credentials.stored_api_key(settings.deployment_dir(view.name))
-    served_now = [served(endpoint, key) for endpoint in _endpoints(view)]
+    served_now = [served(endpoint, key) for endpoint in view.live_endpoints()]
     return Intent(**dict(plan), served=served_now)
 
 
@@ -167,14 +167,6 @@ def served(endpoint: str, key: str | None) -> ServedFacts:
     return ServedFacts.model_validate(
         {"endpoint": endpoint, **facts, "problem": "; ".join(problems) or None}
     )
-
-
-def _endpoints(view: DeploymentView) -> list[str]:
-    if not view.running:
-        return []
-    if view.replicas:
-        return [r.endpoint for r in view.replicas if r.running]
-    return [view.endpoint] if view.endpoint else []
 
 
 def _text(value: object) -> str | None:
