@@ -228,15 +228,17 @@ def add_pages(
 
     @app.post("/apply", include_in_schema=False)
     async def apply_posted(request: Request) -> Response:
+        principal = await checked(request, Role.OPERATOR)  # before the text is kept anywhere
         fields = await form(request)
         text, deployment = fields.get("manifest", ""), fields.get("deployment", "")
         latest = _latest(deployment) if deployment else None
         try:
             loaded = api.posted_manifest(settings, text, latest)
         except ManifestError as exc:
+            store.audit(principal.name, "apply", deployment or None, "refused", exc.reason)
             raise _Refused(422, exc.message) from None
         name = loaded.deployment.name
-        return await launch(request, "apply", name, lambda e: api.apply_loaded(loaded, settings, e))
+        return started(principal, "apply", name, lambda e: api.apply_loaded(loaded, settings, e))
 
     def _latest(name: str) -> RevisionRecord | None:
         found = api.revisions(settings, name)
@@ -258,7 +260,12 @@ def add_pages(
         request: Request, verb: str, name: str, work: Callable[[EventBus], object]
     ) -> Response:
         """Start a run from a form (CSRF and role checked first) and show its page."""
-        principal = await checked(request, Role.OPERATOR)
+        return started(await checked(request, Role.OPERATOR), verb, name, work)
+
+    def started(
+        principal: auth.Principal, verb: str, name: str, work: Callable[[EventBus], object]
+    ) -> Response:
+        """Start ``principal``'s run (checked already) and show its page."""
         run_id = background.start(name, work, audited(store, principal.name, verb, name))
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
 

@@ -225,6 +225,12 @@ def test_a_changed_manifest_is_previewed_then_applied_as_a_run(
     assert denied.status_code == 403
     stale = client.post("/apply", data={**fields, "csrf": "0" * 64})
     assert stale.status_code == 403
+    kept = set((settings.home / "posted").iterdir())
+    foreign = client.post("/apply", data={**fields, "csrf": "0" * 64, "manifest": "spec: [\n"})
+    assert foreign.status_code == 403  # refused before the text is read, let alone kept
+    denied_broken = viewer.post("/apply", data={**fields, "csrf": viewer_csrf, "manifest": "x"})
+    assert denied_broken.status_code == 403
+    assert set((settings.home / "posted").iterdir()) == kept
     with StateStore(settings.database_url) as store:
         assert [r.operation for r in store.list_runs(NAME)] == ["apply"]  # nothing ran yet
 
