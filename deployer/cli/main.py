@@ -5,6 +5,8 @@ Each command parses its input, calls :mod:`deployer.api`, and renders the result
 
 from __future__ import annotations
 
+import gc
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -65,9 +67,34 @@ def _register() -> None:
     )
 
 
+#: How long a command runs before the cyclic garbage collector is on (see :func:`_quiet_start`).
+START_UP_SECONDS = 2.0
+
+
+def _quiet_start() -> None:
+    """Keep the cyclic garbage collector off while the command starts.
+
+    Start-up builds tens of thousands of long-lived objects (modules, classes, the pydantic and
+    SQLAlchemy schemas) and next to no garbage, yet the collector ran some 190 times through it:
+    70 ms of an unchanged apply's 0.7 s here. A short command ends before the timer fires; a long
+    one (an engine's start, the server, ``--watch``) then moves what start-up built out of the
+    collector's reach and collects as any process does.
+    """
+    gc.disable()
+    timer = threading.Timer(START_UP_SECONDS, _collect_from_now_on)
+    timer.daemon = True
+    timer.start()
+
+
+def _collect_from_now_on() -> None:
+    gc.freeze()
+    gc.enable()
+
+
 def main() -> None:
     """Every command runs inside the one error boundary: whatever a command lets escape, no
     traceback reaches a user without ``--debug``."""
+    _quiet_start()
     _register()
     with boundary():
         app()

@@ -25,6 +25,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
 from deployer.errors import StateError
+from deployer.state import tables
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -194,12 +195,14 @@ def _parse(url: str) -> URL:
 
 def _create(parsed: URL, label: str, **kwargs: Any) -> Engine:
     try:
-        return create_engine(parsed, **kwargs)
+        engine = create_engine(parsed, **kwargs)
     except (exc.SQLAlchemyError, ImportError) as error:
         raise StateError(
             f"state database {label}: cannot use {parsed.drivername}: {error}",
             hint="install the database driver the URL names, or use a sqlite:/// URL",
         ) from error
+    tables.use_dialect(engine.dialect.name)
+    return engine
 
 
 def _sqlite_path(parsed: URL) -> Path | None:

@@ -218,15 +218,25 @@ engine_samples = Table(
     Column("error", Text),
     Index(None, "deployment", "ts"),
     Index(None, "ts"),
-    # The failed scrapes alone (few): a plot's last errors without reading its every sample.
-    Index(
-        "ix_engine_samples_failed",
-        "deployment",
-        "ts",
-        sqlite_where=text("error IS NOT NULL"),
-        postgresql_where=text("error IS NOT NULL"),
-    ),
 )
+
+#: The failed scrapes alone (few): a plot's last errors without reading its every sample. A
+#: partial index, which SQLAlchemy spells per dialect; its PostgreSQL option is added by
+#: :func:`use_dialect` (naming it here would import the PostgreSQL dialect on every start).
+_FAILED_SAMPLES = Index(
+    "ix_engine_samples_failed",
+    engine_samples.c.deployment,
+    engine_samples.c.ts,
+    sqlite_where=text("error IS NOT NULL"),
+)
+
+
+def use_dialect(name: str) -> None:
+    """Give the tables the options of dialect ``name`` that are not given above, once a
+    database of that dialect is opened (its module is loaded by then)."""
+    if name == "postgresql":
+        _FAILED_SAMPLES.dialect_options["postgresql"]["where"] = text("error IS NOT NULL")
+
 
 #: Every applied revision of a deployment: the manifest document and its lock as they were
 #: applied (text, so a rollback re-applies exactly them), numbered per deployment from 1. A
