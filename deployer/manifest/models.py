@@ -13,9 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ByteSize,
-    ConfigDict,
     Discriminator,
     Field,
     StringConstraints,
@@ -24,6 +22,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from deployer.manifest.base import PathText, PinnedText, Spec
+from deployer.manifest.performance import BenchmarkSpec, RolloutSpec, SloSpec
 
 API_VERSION = "deployer/v1alpha1"
 KIND = "ModelDeployment"
@@ -37,27 +38,6 @@ REVISION = r"^[A-Za-z0-9_][A-Za-z0-9._+-]*(/[A-Za-z0-9_][A-Za-z0-9._+-]*)*$"
 VERSION = r"^[0-9][0-9A-Za-z.+!_-]*$"
 #: A DNS host name (RFC 1123): labels of letters, digits and '-', dot-separated.
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-#: Longest path deployer takes, and longest name in it (Linux's PATH_MAX and NAME_MAX).
-PATH_MAX = 4096
-NAME_MAX = 255
-
-
-def _path_text(value: str) -> str:
-    """A path as a manifest may write it: every later use (open, stat, a folder name) can take
-    it. Checked at load, so that ``plan`` never meets what ``validate`` let through."""
-    if not value:
-        raise ValueError("a path cannot be empty")
-    if "\0" in value:
-        raise ValueError("a path cannot hold a NUL character")
-    if len(value.encode()) > PATH_MAX:
-        raise ValueError(f"path is longer than {PATH_MAX} bytes")
-    for part in value.split("/"):
-        if len(part.encode()) > NAME_MAX:
-            raise ValueError(
-                f"path component {part[:24]}... is longer than {NAME_MAX} bytes, the most a "
-                "file name can have"
-            )
-    return value
 
 
 def _host(value: str) -> str:
@@ -74,30 +54,12 @@ def _host(value: str) -> str:
     return value
 
 
-#: A path written in a manifest.
-PathText = Annotated[str, AfterValidator(_path_text)]
 #: An address to bind or reach: an IP address or a host name.
 HostText = Annotated[str, AfterValidator(_host)]
 #: An inventory's host or group name.
 HostName = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 #: Short free text that ends up in requests and reports (names, titles).
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-
-
-class Spec(BaseModel):
-    """Base of every manifest model: strict, camelCase keys, immutable."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        frozen=True,
-        # Field docstrings are descriptions, read when an error or the schema needs them
-        # (deployer.manifest.attribute_docs), not on every start.
-        use_attribute_docstrings=False,
-        # .inf and .nan are never a size, a price or a fraction.
-        allow_inf_nan=False,
-    )
 
 
 class SecretRef(Spec):
@@ -229,33 +191,6 @@ ModelSource = Annotated[HuggingFaceModel | LocalModel, Field(discriminator="sour
 QuantizeMethod = Literal["none", "fp8", "int8", "w4a16"]
 #: Methods deployer quantizes itself (llmcompressor, before deploying); fp8 is the engine's.
 ARTIFACT_METHODS = ("int8", "w4a16")
-SHA256_HEX = r"^[0-9a-f]{64}$"
-
-
-class PinnedText(Spec):
-    """A text file deployer reads, pinned by its sha256: a file next to the manifest, or a set
-    shipped with deployer (by name)."""
-
-    file: PathText | None = None
-    """Path of the file; relative paths are relative to the manifest's file."""
-    builtin: str | None = None
-    """Name of a text shipped with deployer (calibration: 'chat-v1'; evaluation: 'en-v1')."""
-    sha256: Annotated[str, StringConstraints(pattern=SHA256_HEX)] | None = None
-    """The file's sha256 (64 lower-case hex digits); required with 'file', checked before use.
-    A built-in text carries its own; when given it must match."""
-
-    @model_validator(mode="after")
-    def _one_source(self) -> PinnedText:
-        if (self.file is None) == (self.builtin is None):
-            raise ValueError("give exactly one of 'file' or 'builtin'")
-        if self.file is not None and self.sha256 is None:
-            raise ValueError(
-                "a calibration or evaluation 'file' needs its 'sha256' (run: sha256sum FILE)"
-            )
-        return self
-
-    def describe(self) -> str:
-        return f"file {self.file}" if self.file else f"built-in {self.builtin}"
 
 
 class CalibrationSpec(PinnedText):
@@ -640,6 +575,22 @@ class DeploymentSpec(Spec):
     """Where to run: 'kind: local' (default), 'ssh' or 'kubernetes'."""
     smoke: list[SmokeCheck] = Field(default_factory=list)
     """Requests sent after every deploy; each answer must meet its expectations."""
+    slo: SloSpec | None = None
+    """Service-level objectives: latency targets (TTFT, ITL, E2E at p50/p90/p99) and a minimum
+    goodput that ``deployer bench`` measures against."""
+    benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
+    """The workload and load ``deployer bench`` runs (default: synthetic 256-token prompts,
+    128-token answers, concurrencies 1, 2 and 4, 30 s each)."""
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    """How a changed manifest replaces the serving engine (local and ssh targets)."""
+
+    @model_validator(mode="after")
+    def _slo_gate_needs_slo(self) -> DeploymentSpec:
+        if self.rollout.gate == "slo" and self.slo is None:
+            raise ValueError("rollout.gate 'slo' needs an 'slo' to gate on")
+        if self.benchmark.load.kind == "search" and self.slo is None:
+            raise ValueError("benchmark.load kind 'search' looks for the SLO's limit: give 'slo'")
+        return self
 
 
 class ModelDeployment(Spec):
