@@ -13,7 +13,7 @@ from pathlib import Path
 from deployer import inputs
 from deployer.digests import sha256_file
 from deployer.errors import ManifestError, NotFoundError
-from deployer.manifest.models import PinnedText
+from deployer.manifest.base import PinnedText
 
 DATA_DIR = Path(__file__).parent / "data"
 

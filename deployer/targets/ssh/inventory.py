@@ -45,6 +45,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from deployer import inputs
 from deployer.errors import ManifestError
+from deployer.manifest.base import Spec
 from deployer.manifest.explain import (
     SCHEMA_HINT,
     describe_field,
@@ -55,7 +56,7 @@ from deployer.manifest.explain import (
     model_field,
     unwrap,
 )
-from deployer.manifest.models import API_VERSION, Spec
+from deployer.manifest.models import API_VERSION
 from deployer.manifest.yaml_reader import (
     Document,
     Mark,
