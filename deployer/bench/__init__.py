@@ -1,0 +1,4 @@
+"""``deployer bench``: load a deployed endpoint against its SLO and keep what was measured.
+
+- :mod:`.results`: the load points, judged against the SLO, and the best one that meets it.
+"""
