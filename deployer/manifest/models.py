@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from deployer.manifest.base import PathText, PinnedText, Spec
-from deployer.manifest.performance import BenchmarkSpec, RolloutSpec, SloSpec
+from deployer.manifest.performance import BenchmarkSpec, RolloutSpec, SloSpec, TuneSpec
 
 API_VERSION = "deployer/v1alpha1"
 KIND = "ModelDeployment"
@@ -583,6 +583,8 @@ class DeploymentSpec(Spec):
     128-token answers, concurrencies 1, 2 and 4, 30 s each)."""
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     """How a changed manifest replaces the serving engine (local and ssh targets)."""
+    tune: TuneSpec = Field(default_factory=TuneSpec)
+    """The engine settings ``deployer tune`` searches, and its budget."""
 
     @model_validator(mode="after")
     def _slo_gate_needs_slo(self) -> DeploymentSpec:

@@ -21,12 +21,17 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ByteSize, Field, StringConstraints, model_validator
 
 from deployer.manifest.base import PinnedText, Spec
 
 #: Milliseconds: positive, at most a day.
 Millis = Annotated[float, Field(gt=0, le=86_400_000)]
+
+#: VLLM_CPU_OMP_THREADS_BIND: 'auto', 'nobind', or CPU lists such as '0-1' or '0-3|4-7'.
+CPU_BIND = (
+    r"^(auto|nobind|[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*(\|[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)*)$"
+)
 
 #: The percentiles a target may name, lowest first.
 PERCENTILES = ("p50", "p90", "p99")
@@ -229,3 +234,48 @@ class RolloutSpec(Spec):
     'slo' (the smoke checks, then a short benchmark against spec.slo)."""
     gate_seconds: Annotated[int, Field(ge=2, le=3600)] = 20
     """How long the SLO gate's benchmark runs."""
+
+
+#: The settings ``deployer tune`` knows how to vary, in the order trials vary them.
+TUNABLE = ("max_num_seqs", "max_num_batched_tokens", "kv_cache_memory", "cpu_threads_bind")
+
+
+class TuneSpec(Spec):
+    """The engine settings ``deployer tune`` may try (each list one axis; every combination is a
+    trial, the engine's defaults first), and its budget. Each trial is served beside nothing
+    else, benchmarked with spec.benchmark against spec.slo, and destroyed."""
+
+    max_num_seqs: list[Annotated[int, Field(ge=1, le=2**20)]] = Field(
+        default_factory=list, max_length=16
+    )
+    """Values of serving.maxNumSeqs to try (vLLM's --max-num-seqs)."""
+    max_num_batched_tokens: list[Annotated[int, Field(ge=16, le=2**24)]] = Field(
+        default_factory=list, max_length=16
+    )
+    """Values of vLLM's --max-num-batched-tokens to try (tokens per scheduler step)."""
+    kv_cache_memory: list[Annotated[ByteSize, Field(ge=1, le=2**50)]] = Field(
+        default_factory=list, max_length=16
+    )
+    """Values of serving.kvCacheMemory to try, e.g. [256MiB, 1GiB]."""
+    cpu_threads_bind: list[Annotated[str, StringConstraints(pattern=CPU_BIND, max_length=256)]] = (
+        Field(default_factory=list, max_length=16)
+    )
+    """CPU hosts: values of VLLM_CPU_OMP_THREADS_BIND to try ('auto', 'nobind', or cores such
+    as '0-1')."""
+    max_trials: Annotated[int, Field(ge=1, le=1000)] = 8
+    """Most trials, the defaults' included."""
+    max_minutes: Annotated[int, Field(ge=1, le=10_080)] = 30
+    """Stop starting trials after this many minutes."""
+
+    def axes(self) -> dict[str, list[object]]:
+        """Setting -> the values to try, for the settings given."""
+        return {
+            name: list(values)
+            for name in (
+                "max_num_seqs",
+                "max_num_batched_tokens",
+                "kv_cache_memory",
+                "cpu_threads_bind",
+            )
+            if (values := getattr(self, name))
+        }

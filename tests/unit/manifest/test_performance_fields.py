@@ -129,3 +129,32 @@ def test_each_mistake_is_one_located_problem(
 
     assert location.startswith(where), (location, message)
     assert says in message + " " + hint, (message, hint)
+
+
+def test_a_tune_space_lists_each_axis_given_in_order(tmp_path: Path) -> None:
+    path = manifest(
+        tmp_path,
+        """\
+        tune:
+          cpuThreadsBind: [auto, 0-1]
+          maxNumSeqs: [4, 16]
+          kvCacheMemory: [256MiB]
+          maxTrials: 5
+        """,
+    )
+
+    tune = load_manifest(path).deployment.spec.tune
+
+    assert tune.axes() == {
+        "max_num_seqs": [4, 16],
+        "kv_cache_memory": [256 * 2**20],
+        "cpu_threads_bind": ["auto", "0-1"],
+    }
+    assert (tune.max_trials, tune.max_minutes) == (5, 30)
+
+
+def test_a_thread_binding_that_is_not_a_cpu_list_is_refused_on_its_line(tmp_path: Path) -> None:
+    location, message, _ = problem(tmp_path, "tune:\n  cpuThreadsBind: [auto, cores]\n")
+
+    assert location.startswith("10:"), (location, message)
+    assert "cpuThreadsBind" in message
