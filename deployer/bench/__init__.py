@@ -2,4 +2,5 @@
 
 - :mod:`.results`: the load points, judged against the SLO, and the best one that meets it.
 - :mod:`.report`: a result as llm-d BenchmarkReport v0.2 documents, one per load point.
+- :mod:`.compare`: two runs side by side, per load point, with the ratio B/A.
 """
