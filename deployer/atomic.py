@@ -14,10 +14,17 @@ def write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
     The file is created with ``mode`` from the start (a 0600 file is never readable by others,
     not even briefly).
     """
+    write_bytes(path, text.encode(), mode=mode)
+
+
+def write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """:func:`write_text` of bytes (a picture, an archive)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, text.encode())
+        view = memoryview(data)
+        while view:  # os.write may write less than it was given
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
