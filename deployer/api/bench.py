@@ -23,6 +23,7 @@ from deployer.api.runs import get, open_store, reading, recorded
 from deployer.api.types import Result
 from deployer.bench import guidellm_load, vllm_bench
 from deployer.bench.results import BenchResult, BenchStatus, LoadPoint
+from deployer.engines import registry as engines
 from deployer.engines.install import EngineEnv, default_package, find_engine
 from deployer.errors import BenchError, NotFoundError, UnsupportedError
 from deployer.events import EventBus
@@ -76,11 +77,12 @@ def bench(
         tokenizer = _tokenizer(source)
         placement = target.placement(spec.resources.accelerator)
         package = default_package(spec.serving.engine, spec.serving.version, placement.device)
-        engine = find_engine(settings, package) if cross_check else None
-        if cross_check and spec.serving.engine != "vllm":
+        if cross_check and engines.get(spec.serving.engine).serve_benchmark_module is None:
             raise UnsupportedError(
-                f"--cross-check runs vllm bench serve: {name} is served by {spec.serving.engine}"
+                f"--cross-check runs the engine's own serving benchmark: {spec.serving.engine} "
+                "has none"
             )
+        engine = find_engine(settings, package) if cross_check else None
         key = _api_key(loaded, settings)
         started = datetime.now(UTC)
         work_dir = settings.deployment_dir(name) / "bench" / started.strftime("%Y%m%dT%H%M%SZ")
@@ -138,13 +140,21 @@ def bench(
                     lambda: _measure(base, loaded, load, tool, work_dir, key, events, target, keep),
                 )
                 if engine is not None:
-                    result = pipeline.step(
-                        "cross-check",
-                        StepAction.CHECK,
-                        f"vllm bench serve {engine.package.version}, the same "
-                        f"{len(result.points)} load point(s)",
-                        lambda: _cross_check(result, loaded, load, engine, work_dir, key, events),
-                    )
+                    measured = result
+                    try:
+                        result = pipeline.step(
+                            "cross-check",
+                            StepAction.CHECK,
+                            f"vllm bench serve {engine.package.version}, the same "
+                            f"{len(result.points)} load point(s)",
+                            lambda: _cross_check(
+                                measured, loaded, load, engine, work_dir, key, events
+                            ),
+                        )
+                    except BaseException:
+                        # GuideLLM's measurement is whole: it is kept without the cross-check.
+                        keep(measured)
+                        raise
                 result = keep(result)
         return Benchmark(id=saved[-1], result=result)
     finally:

@@ -13,6 +13,7 @@ callers, through ``deployer.api.bench``.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -60,8 +61,15 @@ def bench(
             result = api.bench.benchmark(show, settings, name)
         else:
             drawn = STATE.err if output is Output.json else STATE.console
-            with rendering(drawn) as events:
-                result = api.bench.bench(name, settings, events, cross_check=cross_check)
+            try:
+                with rendering(drawn) as events:
+                    result = api.bench.bench(name, settings, events, cross_check=cross_check)
+            except KeyboardInterrupt:
+                STATE.err.print(
+                    "interrupted: the load is stopped; the finished load points are kept as a "
+                    f"partial result (deployer bench {name} --list)"
+                )
+                sys.exit(130)
         if output is Output.json:
             print_json(STATE.console, result.to_json())
             return
@@ -81,11 +89,13 @@ def _render(stored: Benchmark) -> None:
         table.add_column(f"{metric} ms p50/p90/p99", justify="right")
     for column in ("attain.", "goodput/s", "meets SLO"):
         table.add_column(column, justify="right")
+    if result.cross_check:
+        table.caption = "cross-check: the same load with the engine's own vllm bench serve"
     others = {(p.kind, p.value): p for p in result.cross_check}
     for point in result.points:
-        _row(table, point, "guidellm")
+        _row(table, point, result.tool.split()[0])
         if (same := others.get((point.kind, point.value))) is not None:
-            _row(table, same, "vllm")
+            _row(table, same, "cross-check")
     STATE.console.print(table)
     for point in result.points:
         if point.missed:

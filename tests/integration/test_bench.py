@@ -248,7 +248,7 @@ def test_slo_search_agrees_with_the_engines_counters(home: Path, manifests: Path
             f"{ours['e2e_ms']['p50']:.0f} ms, vllm bench serve {theirs['e2e_ms']['p50']:.0f} ms"
         )
     shown = deployer("bench", NAME, "--show", str(result["id"]), home=home)
-    assert "vllm" in shown.stdout
+    assert "cross-check" in shown.stdout
 
 
 LONG = {
@@ -303,6 +303,7 @@ def test_ctrl_c_keeps_finished_points_and_leaves_no_process(home: Path, manifest
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "Traceback" not in output
+    assert "the finished load points are kept as a partial result" in output
     assert no_guidellm_left() == []
     result = latest(home)
     assert result["status"] == "partial"
