@@ -194,10 +194,25 @@ def parse_benchmark(
         else:
             value = float(strategy["rate"])
         duration = float(benchmark["duration"])
+        state = benchmark.get("scheduler_state") or {}
+        # GuideLLM may close a point while a request still runs (it completes on the engine
+        # but is not in the report): it was started all the same. Cancelled requests that
+        # never started (queued when the clock ran out) never reached the engine.
+        counted = ("successful_requests", "errored_requests", "processing_requests")
+        started = (
+            sum(int(state[key]) for key in counted) + len(requests.get("incomplete") or ())
+            if all(key in state for key in counted)
+            else None
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise BenchError(f"cannot read GuideLLM's report: {type(exc).__name__} {exc}") from exc
-    kind: Literal["concurrent", "rate", "search"] = load_kind
-    return PointSamples(kind=kind, value=value, duration_seconds=duration, samples=tuple(samples))
+    return PointSamples(
+        kind=load_kind,
+        value=value,
+        duration_seconds=duration,
+        samples=tuple(samples),
+        started=started,
+    )
 
 
 def _sample(stats: dict[str, Any], status: str, start: float, end: float) -> RequestSample:

@@ -48,6 +48,9 @@ class PointSamples:
     #: The measured window's length in seconds.
     duration_seconds: float
     samples: tuple[RequestSample, ...]
+    #: How many requests the tool started in all, when it says (it may have closed the point
+    #: while one still ran: that one is not in ``samples``); None: ``samples`` are all.
+    started: int | None = None
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -138,7 +141,7 @@ def load_point(point: PointSamples, slo: SloSpec | None) -> LoadPoint:
         e2e_ms=quantiles([s.e2e_ms for s in completed if s.e2e_ms is not None]),
         attainment=attainment,
         goodput=goodput,
-        sent_requests=len(point.samples),
+        sent_requests=max(point.started or 0, len(point.samples)),
         sent_completed=sum(1 for s in point.samples if s.status == "completed"),
         sent_input_tokens=sum(s.input_tokens for s in point.samples),
         sent_output_tokens=sum(s.output_tokens for s in point.samples),

@@ -202,3 +202,41 @@ def test_an_unreadable_report_is_one_error(tmp_path: Path) -> None:
     path.write_text("{cut")
     with pytest.raises(BenchError, match="cannot read GuideLLM's point"):
         read_point(path, "concurrent", None)
+
+
+def test_a_request_still_running_when_guidellm_closed_the_point_was_sent() -> None:
+    """GuideLLM (``maxRequests`` 6, concurrency 1) once compiled a point with its 6th request
+    still running: ``scheduler_state`` said processed 5, processing 1, and the report listed 5;
+    the request completed on the engine, which counted 6. The captured point with its
+    ``scheduler_state`` counters set to what that run reported."""
+    raw = _fixture("guidellm-point-concurrent-1.json")
+    listed = len(raw["requests"]["successful"])
+    raw["scheduler_state"] = {
+        "successful_requests": listed,
+        "errored_requests": 0,
+        "processing_requests": 1,
+        "cancelled_requests": 0,
+    }
+    point = load_point(parse_benchmark(raw, "concurrent"), SLO)
+    assert point.sent_requests == listed + 1
+    assert point.sent_completed == listed
+    # Without the counters, what the report lists is all that was sent.
+    del raw["scheduler_state"]
+    assert load_point(parse_benchmark(raw, "concurrent"), SLO).sent_requests == listed
+
+
+def test_requests_cancelled_before_they_started_were_not_sent() -> None:
+    """A point cut by its duration: GuideLLM counted 12 successful and 4 cancelled, of which one
+    had started (listed as incomplete) and three were still queued (as a real run reported)."""
+    raw = _fixture("guidellm-point-concurrent-1.json")
+    listed = len(raw["requests"]["successful"])
+    raw["requests"]["incomplete"] = [dict(raw["requests"]["successful"][-1], output_tokens=3)]
+    raw["scheduler_state"] = {
+        "successful_requests": listed,
+        "errored_requests": 0,
+        "processing_requests": 0,
+        "cancelled_requests": 4,
+    }
+    point = load_point(parse_benchmark(raw, "concurrent"), SLO)
+    assert point.sent_requests == listed + 1
+    assert point.incomplete == 1
