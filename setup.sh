@@ -20,6 +20,8 @@
 #      into ~/.cache/deployer/tools (a 36 MB download the first time; a hash check after that).
 #   6. deployer quantizer install: llmcompressor with a CPU torch in its own virtualenv under
 #      ~/.cache/deployer/tools (vLLM's venv pins another compressed-tensors; about a minute).
+#   7. deployer tools install guidellm: GuideLLM 0.8.1 (the load generator of deployer bench)
+#      with a CPU torch in its own virtualenv under ~/.cache/deployer/tools (about a minute).
 # DEPLOYER_CACHE moves the engine and model cache elsewhere.
 set -euo pipefail
 
@@ -67,5 +69,8 @@ say "helm: deployer tools install helm"
 
 say "quantizer: deployer quantizer install"
 "$VENV/bin/deployer" quantizer install
+
+say "benchmark tool: deployer tools install guidellm"
+"$VENV/bin/deployer" tools install guidellm
 
 say "done in $((SECONDS - started))s. Next: $VENV/bin/deployer apply model_manifests/demo/smollm2-135m.yaml"

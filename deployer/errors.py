@@ -172,3 +172,10 @@ class QualityGateError(PermanentError):
     """A quantized model failed the manifest's quality gate; it is not deployed."""
 
     code = "quality_gate_failed"
+
+
+class BenchError(PermanentError):
+    """A benchmark could not start (the deployment is not healthy) or stopped before its end (the
+    engine died, the load tool failed); what finished is kept as a partial result."""
+
+    code = "bench_failed"

@@ -7,11 +7,15 @@ visible to every user of the machine through ``ps``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import select
 import shlex
+import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -124,17 +128,27 @@ def stream(
     on_line: Callable[[str], None],
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    own_group: bool = False,
 ) -> int:
     """Run ``argv`` to completion, passing each output line (stdout and stderr) to ``on_line``.
 
     The output is also written to ``log`` (replaced). The child stays in deployer's process
     group, so a signal to deployer's group reaches it; if deployer is interrupted or ``on_line``
     raises, the child is stopped before the exception propagates. Returns the exit code.
+
+    ``own_group``: the child gets a process group of its own (a terminal's Ctrl-C reaches only
+    deployer, which then stops it), and stopping it, or its exit, stops every process of that
+    group (a tool's worker processes): nothing it started outlives the call.
     """
     args = [os.fspath(a) for a in argv]
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = _piped(args, env, cwd)
+    proc = _piped(args, env, cwd, own_group=own_group)
     assert proc.stdout is not None  # set by stdout=PIPE
+    if own_group:
+        try:
+            return _drain(proc, log, on_line)
+        finally:
+            _stop_group(proc)
     try:
         with open(log, "wb") as out:
             pending = b""
@@ -149,6 +163,34 @@ def stream(
     except BaseException:
         _stop(proc)
         raise
+    finally:
+        proc.stdout.close()
+
+
+def _drain(proc: subprocess.Popen[bytes], log: Path, on_line: Callable[[str], None]) -> int:
+    """Read a group leader's output until it ends; once the leader has exited, what it left
+    behind (holding the pipe open) is stopped."""
+    assert proc.stdout is not None  # set by stdout=PIPE
+    fd = proc.stdout.fileno()
+    try:
+        with open(log, "wb") as out:
+            pending = b""
+            while True:
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                if not ready:
+                    if proc.poll() is not None:
+                        _stop_group(proc)
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                out.write(chunk)
+                pending += chunk
+                *lines, pending = re.split(rb"[\r\n]", pending)
+                for raw in lines:
+                    _deliver(raw, on_line)
+            _deliver(pending, on_line)
+        return proc.wait()
     finally:
         proc.stdout.close()
 
@@ -266,9 +308,10 @@ def background(
 
 
 def _piped(
-    args: list[str], env: Mapping[str, str] | None, cwd: Path | None
+    args: list[str], env: Mapping[str, str] | None, cwd: Path | None, *, own_group: bool = False
 ) -> subprocess.Popen[bytes]:
-    """``args`` started with no standard input and stdout and stderr on one pipe."""
+    """``args`` started with no standard input and stdout and stderr on one pipe (in a new
+    session, so a process group of its own, with ``own_group``)."""
     try:
         return subprocess.Popen(
             args,
@@ -277,6 +320,7 @@ def _piped(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
     except OSError as exc:
         raise CommandError(f"cannot run {display(args)}: {exc.strerror}") from exc
@@ -297,3 +341,48 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the process group ``proc`` leads: SIGTERM, then SIGKILL to what is left after 10
+    seconds (its leader's exit does not end the others)."""
+    group = proc.pid
+    if proc.poll() is None:
+        _signal_group(group, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(group, signal.SIGKILL)
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while _group_alive(group) and time.monotonic() < deadline:
+        _signal_group(group, signal.SIGTERM)
+        time.sleep(0.2)
+    _signal_group(group, signal.SIGKILL)
+
+
+def _signal_group(group: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of ``group`` still runs (zombies, exited and waiting for a parent that
+    may never reap them, do not count)."""
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(group) and fields[0] != "Z":
+            return True
+    return False

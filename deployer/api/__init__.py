@@ -8,6 +8,8 @@ core, grouped by job.
   smoke history;
 - :mod:`~deployer.api.gitops`: plan, diff and apply of files and folders, with prune;
 - :mod:`~deployer.api.kubernetes`: render of Kubernetes artifacts;
+- :mod:`~deployer.api.bench`: benchmarks against the SLO (``api.bench.bench``), stored per
+  revision;
 - :mod:`~deployer.api.facts`: what the planner is given (the planner itself is pure);
 - :mod:`~deployer.api.runs`: the state store and the recording of runs.
 
@@ -23,7 +25,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deployer.api import gitops, hosts, mirror, tools, types
+    from deployer.api import bench, gitops, hosts, mirror, tools, types
     from deployer.api.daytwo import (
         WHOLE_LOG,
         DeploymentView,
@@ -106,7 +108,7 @@ _WHERE = {
         "manifests",
     ),
 }
-_SUBMODULES = {"gitops", "hosts", "mirror", "tools", "types"}
+_SUBMODULES = {"bench", "gitops", "hosts", "mirror", "tools", "types"}
 
 
 def __getattr__(name: str) -> Any:
@@ -136,6 +138,7 @@ __all__ = [
     "api_key",
     "apply",
     "apply_loaded",
+    "bench",
     "destroy",
     "engine_load",
     "fetch",

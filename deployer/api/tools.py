@@ -1,6 +1,6 @@
 """What deployer installs and prepares, for ``deployer engine``, ``quantizer``, ``tools`` and
-``demo``: engine virtualenvs and wheelhouses, the quantizer, the pinned helm, the demo model.
-Imported by those commands only, so the others start without it."""
+``demo``: engine virtualenvs and wheelhouses, the quantizer, GuideLLM, the pinned helm, the demo
+model. Imported by those commands only, so the others start without it."""
 
 from deployer.demo import prepare_demo_gguf, prepare_demo_model
 from deployer.engines.install import (
@@ -14,6 +14,7 @@ from deployer.engines.install import (
 from deployer.engines.wheelhouse import prepare_wheelhouse
 from deployer.kube.helm import install_helm
 from deployer.quantize.tool import install_quantizer
+from deployer.tools.guidellm import install_guidellm
 
 __all__ = [
     "DEVICES",
@@ -21,6 +22,7 @@ __all__ = [
     "EnginePackage",
     "default_package",
     "install_engine",
+    "install_guidellm",
     "install_helm",
     "install_quantizer",
     "list_engines",

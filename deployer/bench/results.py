@@ -69,6 +69,15 @@ class LoadPoint(_Frozen):
     #: people read it ("TTFT p99 612 ms > 500 ms").
     meets_slo: bool | None = None
     missed: tuple[str, ...] = ()
+    #: What the tool sent for this point, warm-up and cut-off requests included (what the
+    #: engine's own counters count): every request it started (one still running when the tool
+    #: closed the point is counted, though its report does not list it), and of those its report
+    #: lists, the completed ones and their prompt and output tokens (a request cut off before its
+    #: first token counts the tool's estimate of its prompt). None where the tool does not say.
+    sent_requests: int | None = None
+    sent_completed: int | None = None
+    sent_input_tokens: int | None = None
+    sent_output_tokens: int | None = None
 
     @property
     def label(self) -> str:

@@ -22,7 +22,7 @@ from deployer.events import Event, EventBus, EventKind
 
 CHANGES_EXIT_CODE = 2
 
-tools_app = typer.Typer(help="Helper tools deployer runs (helm).", no_args_is_help=True)
+tools_app = typer.Typer(help="Helper tools deployer runs (helm, guidellm).", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
 
 
@@ -96,15 +96,20 @@ def render(
 
 @tools_app.command("install")
 def tools_install(
-    tool: Annotated[str, typer.Argument(help="The tool to install: helm.")] = "helm",
+    tool: Annotated[str, typer.Argument(help="The tool to install: helm or guidellm.")] = "helm",
     force: Annotated[bool, typer.Option("--force", help="Reinstall even if verified.")] = False,
 ) -> None:
-    """Install a pinned, sha256-verified tool into deployer's cache (idempotent)."""
+    """Install a pinned tool into deployer's cache (idempotent): helm (sha256-verified) or
+    guidellm (the load generator of deployer bench, in its own virtualenv)."""
     with boundary():
-        if tool != "helm":
-            raise UnsupportedError(f"unknown tool {tool!r}", hint="known tools: helm")
+        if tool not in ("helm", "guidellm"):
+            raise UnsupportedError(f"unknown tool {tool!r}", hint="known tools: helm, guidellm")
         events = EventBus()
         events.subscribe(_print_log)
+        if tool == "guidellm":
+            env = api.tools.install_guidellm(STATE.settings(), events, force=force)
+            STATE.console.print(f"guidellm ready at {env.root}", soft_wrap=True)
+            return
         helm = api.tools.install_helm(STATE.settings(), events, force=force)
         STATE.console.print(f"helm {helm.version} ready at {helm.path}", soft_wrap=True)
 

@@ -57,6 +57,7 @@ def _register() -> None:
     # Command modules register themselves on ``app``; imported here so that ``deployer.cli.main``
     # is the one entry point.
     from deployer.cli import (  # noqa: F401
+        bench,
         commands,
         engine,
         kube,

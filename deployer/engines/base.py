@@ -141,6 +141,9 @@ class Engine(Protocol):
     owned_flags: Mapping[str, str]
     #: How the chart runs it; None when the chart cannot (the engine serves on hosts only).
     chart: ChartContainer | None
+    #: The module of the engine's own environment that benchmarks a served endpoint (what
+    #: ``deployer bench --cross-check`` runs beside GuideLLM); None when the engine has none.
+    serve_benchmark_module: str | None
 
     def env_remove(self) -> list[str]:
         """Variables removed from the engine's environment: ones it reads over its argv."""

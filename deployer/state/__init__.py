@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from deployer.state.records import (
     AuditRecord,
+    BenchRecord,
     DeploymentRecord,
     DeploymentStatus,
     EngineSample,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditRecord",
+    "BenchRecord",
     "DeploymentRecord",
     "DeploymentStatus",
     "EngineSample",

@@ -178,3 +178,21 @@ class RevisionRecord:
     manifest_digest: str
     manifest_text: str
     lock_text: str | None
+
+
+@dataclass(frozen=True)
+class BenchRecord:
+    """One ``deployer bench`` result as stored: the revision it measured and the result itself
+    (``deployer.bench.results.BenchResult`` as JSON; the state does not read inside it)."""
+
+    id: int
+    deployment: str
+    run_id: int | None
+    manifest_digest: str
+    model_revision: str | None
+    #: "complete" or "partial".
+    status: str
+    tool: str
+    started_at: datetime
+    finished_at: datetime
+    result: dict[str, object]

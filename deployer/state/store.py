@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import socket
 import threading
@@ -67,6 +68,7 @@ from deployer.state.database import (
 from deployer.state.records import (
     ADDITIVE_SAMPLE_FIELDS,
     AuditRecord,
+    BenchRecord,
     DeploymentRecord,
     DeploymentStatus,
     EngineSample,
@@ -89,6 +91,7 @@ _t = tables.api_tokens
 _a = tables.audit_events
 _m = tables.engine_samples
 _v = tables.revisions
+_b = tables.bench_results
 #: The measured columns of an engine sample.
 SAMPLE_COLUMNS = tuple(
     c.name for c in _m.c if c.name not in ("id", "deployment", "endpoint", "ts", "error")
@@ -622,6 +625,56 @@ class StateStore:
             row = conn.execute(query).first()
         return _revision(row) if row else None
 
+    # --- benchmark results ---------------------------------------------------------------------
+
+    def add_bench_result(
+        self,
+        deployment: str,
+        *,
+        run_id: int | None,
+        manifest_digest: str,
+        model_revision: str | None,
+        status: str,
+        tool: str,
+        started_at: datetime,
+        finished_at: datetime,
+        result: dict[str, object],
+    ) -> BenchRecord:
+        """Keep one benchmark's result (masked) and return it with its id."""
+        values = {
+            "deployment": mask(deployment),
+            "run_id": run_id,
+            "manifest_digest": manifest_digest,
+            "model_revision": _mask(model_revision),
+            "status": status,
+            "tool": tool,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "result": json.loads(mask(json.dumps(result))),
+        }
+        with self._write(f"record a benchmark of {deployment}") as conn:
+            new_id = _inserted_id(conn, insert(_b).values(values))
+            row = conn.execute(select(_b).where(_b.c.id == new_id)).one()
+        return _bench(row)
+
+    def list_bench_results(
+        self, deployment: str, *, manifest_digest: str | None = None, limit: int = 100
+    ) -> list[BenchRecord]:
+        """The deployment's benchmark results, newest first; only those of ``manifest_digest``
+        when given (a benchmark of another revision is never mixed in)."""
+        query = select(_b).where(_b.c.deployment == mask(deployment))
+        if manifest_digest is not None:
+            query = query.where(_b.c.manifest_digest == manifest_digest)
+        query = query.order_by(_b.c.id.desc()).limit(limit)
+        with self._read(f"list benchmarks of {deployment}") as conn:
+            rows = conn.execute(query).all()
+        return [_bench(row) for row in rows]
+
+    def get_bench_result(self, result_id: int) -> BenchRecord | None:
+        with self._read(f"read benchmark {result_id}") as conn:
+            row = conn.execute(select(_b).where(_b.c.id == result_id)).first()
+        return _bench(row) if row else None
+
     # --- engine samples ------------------------------------------------------------------------
 
     def add_samples(self, samples: list[EngineSample]) -> None:
@@ -1015,6 +1068,21 @@ def _token(row: Row[Any]) -> TokenRecord:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+    )
+
+
+def _bench(row: Row[Any]) -> BenchRecord:
+    return BenchRecord(
+        id=row.id,
+        deployment=row.deployment,
+        run_id=row.run_id,
+        manifest_digest=row.manifest_digest,
+        model_revision=row.model_revision,
+        status=row.status,
+        tool=row.tool,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        result=dict(row.result),
     )
 
 

@@ -40,7 +40,8 @@ from sqlalchemy.types import TypeDecorator
 #: 5: ``engine_samples``.
 #: 6: ``revisions``.
 #: 7: ``ix_engine_samples_failed``.
-SCHEMA_VERSION = 7
+#: 8: ``bench_results``.
+SCHEMA_VERSION = 8
 
 #: ``deployer_meta``'s ``application`` value: the mark of a deployer state database.
 APPLICATION = "deployer"
@@ -254,6 +255,29 @@ revisions = Table(
     Column("manifest_text", Text, nullable=False),
     Column("lock_text", Text),
     UniqueConstraint("deployment", "number"),
+    sqlite_autoincrement=True,
+)
+
+
+#: What each ``deployer bench`` measured, tied to the revision it measured: the deployment's
+#: manifest digest and model revision when it ran (queries for a revision filter on them, so
+#: results of another revision are never mixed in). ``result`` is the whole result as JSON (load
+#: points, cross-check, workload, SLO); ``status`` is ``complete`` or ``partial`` (stopped early:
+#: never priced from).
+bench_results = Table(
+    "bench_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(253), nullable=False),
+    Column("run_id", Integer),
+    Column("manifest_digest", Text, nullable=False),
+    Column("model_revision", Text),
+    Column("status", String(16), nullable=False),
+    Column("tool", Text, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    Column("result", JSON, nullable=False),
+    Index(None, "deployment", "manifest_digest"),
     sqlite_autoincrement=True,
 )
 

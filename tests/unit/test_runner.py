@@ -266,3 +266,53 @@ def test_background_stops_the_command_when_the_block_raises() -> None:
 def test_background_of_a_missing_program_is_a_command_error() -> None:
     with pytest.raises(CommandError, match="cannot run"), runner.background(["/nonexistent/x"]):
         pass
+
+
+_CHILD = (
+    "import subprocess, sys, time; "
+    "child = subprocess.Popen(['sleep', '60']); "
+    "print(child.pid, flush=True); "
+    "time.sleep(float(sys.argv[1]))"
+)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie (exited, not yet reaped by init) is gone too.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[1].startswith("Z")
+
+
+def test_stream_in_its_own_group_leaves_nothing_when_it_exits(tmp_path: Path) -> None:
+    """The leader exits at once; the process it started (another of the group) is stopped."""
+    pids: list[int] = []
+    code = runner.stream(
+        [sys.executable, "-c", _CHILD, "0"],
+        log=tmp_path / "log",
+        on_line=lambda line: pids.append(int(line)),
+        own_group=True,
+    )
+    assert code == 0
+    [pid] = pids
+    assert _gone(pid)
+
+
+def test_stream_in_its_own_group_stops_the_whole_group(tmp_path: Path) -> None:
+    pids: list[int] = []
+
+    def stop_at_first_line(line: str) -> None:
+        pids.append(int(line))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.stream(
+            [sys.executable, "-c", _CHILD, "60"],
+            log=tmp_path / "log",
+            on_line=stop_at_first_line,
+            own_group=True,
+        )
+    [pid] = pids
+    assert _gone(pid)

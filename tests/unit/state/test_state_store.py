@@ -353,3 +353,44 @@ def test_racing_first_writes_of_one_deployment_make_one_record(store_url: str) -
     finally:
         for store in stores:
             store.close()
+
+
+def test_bench_results_are_kept_per_revision(tmp_path: Path) -> None:
+    from deployer.secrets import register
+
+    key = register("dk-secret-bench-key-1234")
+    when = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)
+    with StateStore(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        first = store.add_bench_result(
+            "chat",
+            run_id=None,
+            manifest_digest="a" * 64,
+            model_revision="repo@abc",
+            status="complete",
+            tool="guidellm 0.8.1",
+            started_at=when,
+            finished_at=when,
+            result={"points": [{"value": 1}], "note": f"key {key}"},
+        )
+        second = store.add_bench_result(
+            "chat",
+            run_id=7,
+            manifest_digest="b" * 64,
+            model_revision=None,
+            status="partial",
+            tool="guidellm 0.8.1",
+            started_at=when,
+            finished_at=when,
+            result={"points": []},
+        )
+        assert [r.id for r in store.list_bench_results("chat")] == [second.id, first.id]
+        only = store.list_bench_results("chat", manifest_digest="a" * 64)
+        assert [r.id for r in only] == [first.id]
+        assert store.list_bench_results("other") == []
+        got = store.get_bench_result(first.id)
+        assert got is not None
+        assert got.result["points"] == [{"value": 1}]
+        assert got.result["note"] == "key ********"
+        assert got.started_at == when
+        assert got.status == "complete"
+        assert store.get_bench_result(999) is None

