@@ -90,6 +90,7 @@ def bench(
             deployment=name,
             manifest_digest=record.manifest_digest or manifest_digest(loaded),
             model_revision=_revision(loaded, source),
+            model=loaded.deployment.served_model_name,
             engine=f"{package.package} {package.version}",
             accelerator=placement.accelerator.name if placement.accelerator else "unknown",
             accelerator_count=spec.resources.count if isinstance(spec.resources.count, int) else 1,

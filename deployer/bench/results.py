@@ -127,6 +127,8 @@ class BenchResult(_Frozen):
     #: was measured: results of another revision are never mixed in.
     manifest_digest: str
     model_revision: str | None = None
+    #: The model clients name (the served model name), for reports.
+    model: str | None = None
     #: The engine and its release, the accelerator and how many (what the price is per).
     engine: str
     accelerator: str

@@ -5,10 +5,9 @@ The table has a row per load point (and, with ``--cross-check``, the same load m
 with the best attainment seen. ``--list`` shows the stored results of the deployment's current
 revision, ``--show ID`` one of them again.
 
-Room for what comes next: ``--compare A B`` (``deployer.bench.compare``), ``--report FILE``
-(llm-d's BenchmarkReport, ``deployer.bench.report``) and the plot (``deployer.bench.plot``)
-render a stored :class:`~deployer.api.bench.Benchmark`; they hook in at :func:`_render`'s
-callers, through ``deployer.api.bench``.
+Every result shown is also drawn and exported (``deployer.api.benchfiles``): its picture and its
+llm-d BenchmarkReport v0.2 documents, their paths printed below the table. ``--compare A B``
+puts two stored results side by side, metric by metric with the ratio B/A, and draws both.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from deployer.cli.render import print_json, rendering
 
 if TYPE_CHECKING:
     from deployer.api.bench import Benchmark, LoadPoint
+    from deployer.api.benchfiles import BenchComparison
 
 
 @app.command()
@@ -45,11 +45,30 @@ def bench(
     show: Annotated[
         int | None, typer.Option("--show", help="Show a stored result again, by id.")
     ] = None,
+    compare: Annotated[
+        tuple[int, int] | None,
+        typer.Option(
+            "--compare",
+            metavar="A B",
+            help="Put two stored results side by side (ratios B/A) and draw both.",
+        ),
+    ] = None,
     output: OutputOpt = Output.text,
 ) -> None:
-    """Benchmark a deployment with GuideLLM against its spec.slo (spec.benchmark's load)."""
+    """Benchmark a deployment with GuideLLM against its spec.slo (spec.benchmark's load).
+
+    Each result is kept in the state with the revision it measured, drawn (latency against
+    throughput with the SLO line, PNG and SVG) and exported as llm-d BenchmarkReport v0.2 JSON
+    under <home>/benchmarks/NAME/ID/."""
     with boundary():
         settings = STATE.settings()
+        if compare is not None:
+            compared = api.benchfiles.compare(compare[0], compare[1], settings)
+            if output is Output.json:
+                print_json(STATE.console, compared.to_json())
+                return
+            _render_comparison(compared)
+            return
         if list_:
             found = api.bench.benchmarks(name, settings)
             if output is Output.json:
@@ -70,10 +89,15 @@ def bench(
                     f"partial result (deployer bench {name} --list)"
                 )
                 sys.exit(130)
+        files = api.benchfiles.write_files(result, settings)
         if output is Output.json:
-            print_json(STATE.console, result.to_json())
+            print_json(STATE.console, {**result.to_json(), "files": files.to_json()})
             return
         _render(result)
+        STATE.console.print(
+            f"picture: {escape(str(files.png))} (and .svg); BenchmarkReport v0.2: "
+            f"{escape(str(files.report))}"
+        )
 
 
 def _render(stored: Benchmark) -> None:
@@ -165,3 +189,23 @@ def _render_list(name: str, found: list[Benchmark]) -> None:
             escape(best.label) if best else "-",
         )
     STATE.console.print(table)
+
+
+def _render_comparison(compared: BenchComparison) -> None:
+    comparison = compared.comparison
+    for side, run in (("A", comparison.a), ("B", comparison.b)):
+        STATE.console.print(
+            f"{side}: {escape(run.deployment)} run {run.run_id}, manifest "
+            f"{run.manifest_digest[:12]}, {escape(run.model_revision or '-')}, "
+            f"{escape(run.tool)} on {escape(run.engine)}, {run.started_at:%Y-%m-%d %H:%M} UTC"
+            + ("" if run.status.value == "complete" else " (partial)")
+        )
+    if not comparison.same_revision:
+        STATE.console.print("[yellow]different revisions[/]: the manifest or the model differs")
+    table = Table(box=None)
+    for column in api.benchfiles.COMPARE_COLUMNS:
+        table.add_column(column, justify="left" if column in ("load", "figure") else "right")
+    for row in comparison.rows():
+        table.add_row(*(escape(cell) for cell in row))
+    STATE.console.print(table)
+    STATE.console.print(f"picture: {escape(str(compared.files.png))} (and .svg)")

@@ -125,3 +125,44 @@ def test_bench_of_an_unknown_deployment_is_one_line(home: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: no deployment named 'nope'")
     assert "Traceback" not in result.stderr
+
+
+def test_a_shown_result_is_drawn_and_exported_as_a_benchmark_report(home: Path) -> None:
+    found = _store(home, CURRENT, (_point(1, 100), _point(2, 300)))
+
+    result = deployer(home, "bench", "chat", "--show", str(found))
+
+    assert result.returncode == 0, result.stderr
+    folder = home / "benchmarks" / "chat" / str(found)
+    assert f"picture: {folder / 'latency.png'}" in result.stdout.replace("\n", "")
+    assert (folder / "latency.png").read_bytes().startswith(b"\x89PNG")
+    svg = (folder / "latency.svg").read_text()
+    assert "SLO TTFT p99 500 ms" in svg
+    reports = json.loads((folder / "report.json").read_text())
+    assert [r["version"] for r in reports] == ["0.2", "0.2"]
+    assert [r["scenario"]["load"]["standardized"]["concurrency"] for r in reports] == [1, 2]
+
+
+def test_compare_puts_two_results_side_by_side_with_the_ratio(home: Path) -> None:
+    first = _store(home, CURRENT, (_point(1, 100), _point(2, 300)))
+    second = _store(home, CURRENT, (_point(1, 200), _point(4, 300)))
+
+    result = deployer(home, "bench", "chat", "--compare", str(first), str(second))
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    ttft = next(line for line in lines if "TTFT p50" in line)
+    assert "100" in ttft
+    assert "200" in ttft
+    assert "2.00x" in ttft
+    assert any("concurrency 2" in line and "only in A" in line for line in lines)
+    assert any("concurrency 4" in line and "only in B" in line for line in lines)
+    picture = home / "benchmarks" / f"compare-{first}-{second}" / "latency.svg"
+    assert picture.exists()
+    shown = json.loads(
+        deployer(home, "bench", "chat", "--compare", str(first), str(second), "-o", "json").stdout
+    )
+    assert shown["comparison"]["only_in_b"] == ["concurrency 4"]
+    missing = deployer(home, "bench", "chat", "--compare", str(first), "999")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: no benchmark 999")
