@@ -19,6 +19,7 @@ from typing import Any
 from deployer import credentials
 from deployer.api.daytwo import record_target
 from deployer.api.facts import manifest_digest, model_source
+from deployer.api.pricing import price_of
 from deployer.api.runs import get, open_store, reading, recorded
 from deployer.api.types import Result
 from deployer.bench import guidellm_load, vllm_bench
@@ -94,6 +95,7 @@ def bench(
             engine=f"{package.package} {package.version}",
             accelerator=placement.accelerator.name if placement.accelerator else "unknown",
             accelerator_count=spec.resources.count if isinstance(spec.resources.count, int) else 1,
+            **price_of(loaded, placement.accelerator),
             tool=guidellm_load.TOOL,
             started_at=started,
             finished_at=started,

@@ -12,6 +12,7 @@ from pydantic import computed_field, field_serializer
 
 from deployer import credentials, secrets
 from deployer.api.deploy import smoke_each
+from deployer.api.pricing import measured_for
 from deployer.api.runs import get, open_reader, open_store, reading, recorded, unknown
 from deployer.api.types import Result, smoke_json
 from deployer.errors import DeployerError, NotFoundError, SmokeFailedError
@@ -19,6 +20,7 @@ from deployer.events import EventBus
 from deployer.manifest.loader import load_manifest
 from deployer.planner import Observed, ReplicaState, StepAction
 from deployer.settings import Settings, check_name
+from deployer.sizing.measured import MeasuredCost
 from deployer.smoke import SmokeReport
 from deployer.state import DeploymentRecord, DeploymentStatus, RunRecord, StepRecord
 from deployer.targets import registry
@@ -48,6 +50,9 @@ class DeploymentView(Result):
     #: The model the engine was started from: its hub commit (a locked or fetched revision) or
     #: its folder, as the target recorded it at start.
     running_model: str | None = None
+    #: The cost per token the latest complete benchmark of the applied revision measured
+    #: (``deployer bench``); None before one (``status`` fills it, a server's page does not).
+    measured_cost: MeasuredCost | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -173,9 +178,15 @@ def status(
             else store.list_deployments(include_destroyed=include_destroyed)
         )
         last_runs = store.latest_runs([r.name for r in records])
+        costs = {r.name: measured_for(store, r.name, r.manifest_digest) for r in records}
     finally:
         store.close()
-    return [_view(record, last_runs.get(record.name), settings) for record in records]
+    return [
+        _view(record, last_runs.get(record.name), settings).model_copy(
+            update={"measured_cost": costs[record.name]}
+        )
+        for record in records
+    ]
 
 
 class StatusPage(Result):

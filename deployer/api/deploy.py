@@ -19,6 +19,7 @@ from pydantic import computed_field, field_serializer
 
 from deployer import credentials, inputs
 from deployer.api import facts as gather
+from deployer.api import pricing
 from deployer.api.runs import open_store, recorded
 from deployer.api.types import Result, smoke_json
 from deployer.engines.install import EnginePackage, find_engine
@@ -77,7 +78,8 @@ def plan(path: Path, settings: Settings) -> Plan:
 
 
 def plan_loaded(loaded: LoadedManifest, settings: Settings) -> Plan:
-    return gather.make(loaded, target_of(loaded, settings), settings, key=None, offline=True)
+    made = gather.make(loaded, target_of(loaded, settings), settings, key=None, offline=True)
+    return pricing.with_measured_cost(made, loaded, settings)
 
 
 def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:

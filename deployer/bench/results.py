@@ -133,6 +133,11 @@ class BenchResult(_Frozen):
     engine: str
     accelerator: str
     accelerator_count: int = 1
+    #: The price per device-hour the result is priced at, and where it came from (the
+    #: manifest's resources.hourlyPrice, or the catalog's list price: an assumption); None: no
+    #: price known (the CPU without an hourlyPrice).
+    hourly_usd_per_device: float | None = None
+    price_source: str | None = None
     #: "guidellm 0.8.1" or "vllm bench serve 0.32.0".
     tool: str
     started_at: datetime

