@@ -48,6 +48,9 @@ class DeploymentView(Result):
     #: The model the engine was started from: its hub commit (a locked or fetched revision) or
     #: its folder, as the target recorded it at start.
     running_model: str | None = None
+    #: The engine's own private port where a proxy publishes the endpoint (the local target's
+    #: HAProxy); the endpoint clients use stays the same across rollouts.
+    engine_port: int | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -118,7 +121,9 @@ class DeploymentView(Result):
         return [self.endpoint] if self.endpoint else []
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"record", "detail"})
+        # engine_port only where a proxy publishes the endpoint.
+        unset = {"engine_port"} if self.engine_port is None else set()
+        return self.model_dump(mode="json", exclude={"record", "detail", *unset})
 
 
 class SmokeResult(Result):
@@ -218,6 +223,7 @@ def _view(
         args=tuple(secrets.mask(a) for a in observed.args) if observed else (),
         running_spec_digest=observed.spec_digest if observed else None,
         running_model=observed.inputs.get("model") if observed else None,
+        engine_port=observed.engine_port if observed else None,
     )
 
 

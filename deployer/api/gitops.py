@@ -179,10 +179,12 @@ def apply(
     dry_run: bool = False,
     fail_fast: bool = False,
     on_start: Callable[[LoadedManifest], None] | None = None,
+    allow_downtime: bool = False,
 ) -> FolderApply:
     """Reconcile every deployment under ``paths`` in order; with ``prune``, destroy the
     deployments that were applied from under ``paths`` and that they no longer declare.
-    ``dry_run`` (with ``prune``) changes nothing and only says what would be pruned."""
+    ``dry_run`` (with ``prune``) changes nothing and only says what would be pruned.
+    ``allow_downtime``: as for one :func:`~deployer.api.deploy.apply`."""
     from deployer.api.daytwo import destroy
 
     loaded = manifests(paths)
@@ -195,7 +197,8 @@ def apply(
             if on_start is not None:
                 on_start(manifest)
             try:
-                applied.append((manifest, apply_loaded(manifest, settings, events)))
+                result = apply_loaded(manifest, settings, events, allow_downtime=allow_downtime)
+                applied.append((manifest, result))
             except DeployerError as exc:
                 failed.append((manifest, exc))
                 if fail_fast:
