@@ -45,7 +45,7 @@ class RuntimeRecord:
     spec_digest: str | None = None
     #: The plan's engine arguments.
     args: tuple[str, ...] = ()
-    #: The port clients use: the engine's own, or the one a proxy publishes (``engine_port``).
+    #: The port the engine listens on.
     port: int | None = None
     #: The OpenAI base URL (``.../v1``) and the health URL. Written by the local target; the SSH
     #: target derives them from the inventory when absent.
@@ -65,10 +65,11 @@ class RuntimeRecord:
     #: ``model``, ``model_files``, ``env``, ``key``, ``target``; never a secret), so a later
     #: plan can say which part changed. Written by the local target and the SSH target's role.
     inputs: dict[str, str] | None = None
-    #: Where a proxy publishes ``port`` (the local target's HAProxy): the engine's own private
-    #: port, and its slot (``"a"``: the deployment's folder, ``"b"``: its ``slot-b`` folder),
-    #: the two places a surge rollout alternates between. Absent: the engine listens on ``port``.
-    engine_port: int | None = None
+    #: Where a proxy publishes the engine (the local target's HAProxy), so that ``port`` is
+    #: private: the port clients use, and the engine's slot (``"a"``: the deployment's folder,
+    #: ``"b"``: its ``slot-b`` folder), the two places a surge rollout alternates between.
+    #: Absent: clients reach the engine on ``port``.
+    published_port: int | None = None
     engine_slot: str | None = None
     version: int = VERSION
 
@@ -112,7 +113,7 @@ class RuntimeRecord:
             argv=_strings(data, "argv"),
             service_manager=_optional_str(data, "service_manager"),
             inputs=_string_map(data, "inputs"),
-            engine_port=_optional_int(data, "engine_port"),
+            published_port=_optional_int(data, "published_port"),
             engine_slot=_optional_str(data, "engine_slot"),
             # Read as the current version: a later VERSION converts older records here.
             version=VERSION,

@@ -125,7 +125,7 @@ class LocalTarget:
         runtime = self._runtime(name)
         proxy = Proxy(self._folder(name)).record()
         host = deployment.spec.serving.host
-        recorded_port = runtime.get("engine_port") if runtime else None
+        recorded_port = runtime["port"] if runtime and runtime.get("published_port") else None
         engine_port = recorded_port or private_port(name, "engine", exclude={port})
         publishes = proxy is not None and (proxy.get("host"), proxy.get("port")) == (host, port)
         if publishes and proxy is not None:
@@ -174,7 +174,7 @@ class LocalTarget:
         engine_pid = state.get("engine_pid")
         engine = _process(engine_pid) if engine_pid else None
         running = supervisor is not None and engine is not None
-        proxied = runtime.get("engine_port") is not None
+        proxied = runtime.get("published_port") is not None
         published = not proxied or Proxy(self._folder(name)).record() is not None
         detail = None
         if supervisor is None:
@@ -189,16 +189,17 @@ class LocalTarget:
             spec_digest=runtime["spec_digest"],
             args=tuple(runtime["args"]),
             pid=engine_pid,
-            port=runtime["port"],
+            port=runtime.get("published_port") or runtime["port"],
             endpoint=runtime["endpoint"],
             detail=detail,
             inputs=runtime.get("inputs") or {},
-            engine_port=runtime.get("engine_port"),
+            engine_port=runtime["port"] if proxied else None,
         )
 
     def previous_port(self, name: str) -> int | None:
+        """The port clients used last time: the one HAProxy published, else the engine's."""
         runtime = self._runtime(name)
-        return int(runtime["port"]) if runtime else None
+        return int(runtime.get("published_port") or runtime["port"]) if runtime else None
 
     def endpoint(self, name: str) -> Endpoint:
         runtime = self._runtime(name)
@@ -294,13 +295,13 @@ class LocalTarget:
             supervisor_create_time=psutil.Process(proc.pid).create_time(),
             spec_digest=plan.engine.spec_digest,
             args=tuple(plan.engine.args),
-            port=plan.published_port if proxied else port,
+            port=port,
             endpoint=plan.endpoint,
             health_url=(engine_url if proxied else plan.endpoint.removesuffix("/v1"))
             + plan.engine.health_path,
             started_at=time.time(),
             inputs=dict(plan.engine.inputs),
-            engine_port=port if proxied else None,
+            published_port=plan.published_port,
             engine_slot=slot if proxied else None,
         )
         atomic.write_text(self._folder(name) / record_file, record.to_json())
@@ -324,7 +325,7 @@ class LocalTarget:
         if proxy.stop():
             events.log("stopping HAProxy: the published address changed", step="proxy")
         runtime = self._runtime(name)
-        if runtime is not None and runtime.get("engine_port") is None:
+        if runtime is not None and runtime.get("published_port") is None:
             # Started by a deployer before the proxy: it holds the published port itself.
             events.log("stopping the engine that listens on the published port", step="proxy")
             self._stop_engine(name, RUNTIME)
@@ -333,7 +334,7 @@ class LocalTarget:
         port = plan.published_port or plan.engine.port
         ensure_port_free(host, port)
         slot = (runtime.get("engine_slot") or "a") if runtime else "a"
-        engine_port = int(runtime["engine_port"]) if runtime else plan.engine.port
+        engine_port = int(runtime["port"]) if runtime else plan.engine.port
         pid = proxy.start(self._proxy_config(name, host, port, {slot: engine_port}, slot))
         events.log(f"HAProxy publishes {host}:{port} (supervisor pid {pid})", step="proxy")
 
@@ -378,7 +379,7 @@ class LocalTarget:
                 f"the rollout of {name} lost track of its engines", hint="run deployer apply again"
             )
         old, new = runtime.get("engine_slot") or "a", candidate["engine_slot"]
-        old_port, new_port = int(runtime["engine_port"]), int(candidate["engine_port"])
+        old_port, new_port = int(runtime["port"]), int(candidate["port"])
         proxy = Proxy(folder)
         record = proxy.record()
         if record is None:
@@ -430,7 +431,7 @@ class LocalTarget:
         if runtime is None:
             raise EngineStartError(f"{name} was never started", hint="run deployer apply again")
         folder = self._slot_dir(name, runtime)
-        engine_port = runtime.get("engine_port") or runtime["port"]
+        engine_port = runtime["port"]
         started = time.monotonic()
         # Exits before this wait (an adopted engine that was restarted earlier) are history.
         exits_before = len((_read_json(folder / SUPERVISOR) or {}).get("exits") or [])
