@@ -20,6 +20,10 @@
 #      into ~/.cache/deployer/tools (a 36 MB download the first time; a hash check after that).
 #   6. deployer quantizer install: llmcompressor with a CPU torch in its own virtualenv under
 #      ~/.cache/deployer/tools (vLLM's venv pins another compressed-tensors; about a minute).
+#   7. HAProxy from the distribution's packages (apt-get update, then apt-get install -y haproxy;
+#      needs root or sudo): the local target publishes each deployment through its own HAProxy,
+#      so a changed engine rolls out without downtime. Skipped when `haproxy -v` works. deployer
+#      does not use the package's system service: it runs one HAProxy per deployment.
 # DEPLOYER_CACHE moves the engine and model cache elsewhere.
 set -euo pipefail
 
@@ -67,5 +71,15 @@ say "helm: deployer tools install helm"
 
 say "quantizer: deployer quantizer install"
 "$VENV/bin/deployer" quantizer install
+
+if PATH="$PATH:/usr/sbin" haproxy -v >/dev/null 2>&1; then
+    say "skip: haproxy already installed ($(PATH="$PATH:/usr/sbin" haproxy -v | head -n1))"
+else
+    say "haproxy: apt-get install -y haproxy"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
+fi
 
 say "done in $((SECONDS - started))s. Next: $VENV/bin/deployer apply model_manifests/demo/smollm2-135m.yaml"
