@@ -9,6 +9,7 @@ import http.server
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +203,33 @@ def test_haproxy_switches_with_the_runtime_api_while_a_stream_finishes(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # free again
     assert not proxy.stop(), "stopping twice is not an error"
+
+
+def test_a_killed_haproxy_is_restarted_by_its_supervisor_with_its_config(
+    proxy: Proxy, backends: tuple[Backend, Backend]
+) -> None:
+    a, b = backends
+    port = free_port()
+    proxy.start(ProxyConfig("demo", "127.0.0.1", port, proxy.socket, {"a": a.port}, "a"))
+    for command in switch_commands("b", b.port, "a"):
+        proxy.api.run(command)
+    # What the switch writes for a restart: the new slot active.
+    proxy.write_config(
+        ProxyConfig("demo", "127.0.0.1", port, proxy.socket, {"a": a.port, "b": b.port}, "b")
+    )
+    record = proxy.record()
+    assert record is not None
+    [master] = psutil.Process(record["supervisor_pid"]).children()
+    master.kill()
+    master.wait(10)
+    deadline = time.monotonic() + 30
+    answer = None
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).text
+            break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    assert answer == "B", "restarted from the rewritten config"
+    [again] = psutil.Process(record["supervisor_pid"]).children()
+    assert again.pid != master.pid
