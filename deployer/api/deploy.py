@@ -171,13 +171,6 @@ class _Apply:
         )
         self.digest = gather.manifest_digest(self.loaded)
         self.plan = self._plan()
-        rollout = self.plan.rollout
-        if rollout is not None and rollout.refused is not None:
-            raise RolloutRefusedError(
-                rollout.refused,
-                hint=f"deployer apply --allow-downtime {self.loaded.path} restarts it in place, "
-                "or set spec.rollout.strategy: recreate",
-            )
         common: dict[str, Callable[[PlannedStep], object]] = {
             "fetch": self._fetch,
             "model": lambda step: None,
@@ -187,6 +180,7 @@ class _Apply:
             "deploy": self._deploy,
             "ready": self._ready,
             "smoke": self._smoke,
+            "rollout": self._rollout,
             "slo-gate": self._slo_gate,
         }
         own = self.target.step_runners()
@@ -356,6 +350,17 @@ class _Apply:
                 self.report.describe(),
             )
         return self.report
+
+    def _rollout(self, step: PlannedStep) -> None:
+        """How the changed engine replaces the serving one; refuses a surge that does not fit
+        unless in place was allowed (the plan decided, with ``allow_downtime``)."""
+        rollout = self.plan.rollout
+        if rollout is not None and rollout.refused is not None:
+            raise RolloutRefusedError(
+                rollout.refused,
+                hint=f"deployer apply --allow-downtime {self.loaded.path} restarts it in place, "
+                "or set spec.rollout.strategy: recreate",
+            )
 
     def _slo_gate(self, step: PlannedStep) -> GateVerdict:
         """The SLO gate of a surge: a short benchmark of the new engine (``rollout.gate: slo``);

@@ -31,6 +31,9 @@ from deployer.targets.base import DeployRequest, Diffs
 
 #: Step actions that change something.
 _CHANGING = (StepAction.CREATE, StepAction.UPDATE, StepAction.DELETE)
+#: Steps that say how a change already listed is carried out, not a change of their own: a
+#: rollout's switch of traffic is how its deploy's restart takes effect.
+_HOW = frozenset({"switch"})
 
 
 def manifests(paths: Sequence[Path]) -> list[LoadedManifest]:
@@ -116,7 +119,7 @@ def _changes(
     changes = [
         f"{step.name}: {step.action.value}: {step.reason}"
         for step in plan.steps
-        if step.action in _CHANGING
+        if step.action in _CHANGING and step.name not in _HOW
     ]
     smoke = plan.step("smoke")
     if smoke.action == StepAction.CHECK and not any(c.startswith("deploy:") for c in changes):

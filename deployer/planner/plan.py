@@ -283,10 +283,9 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     deploy = _deploy_step(facts.observed, engine, target_steps)
     rollout = None
     if surge is not None and deploy.action == StepAction.UPDATE and facts.observed is not None:
-        rollout = _rollout(deployment, facts, facts.observed, surge, engine, decided.capacity)
+        rollout = _rollout(deployment, facts, facts.observed, surge, decided.capacity)
         if rollout.surges:
             decided, engine = _engine(deployment, facts, bind_host, surge.surge_port)
-        deploy = deploy.model_copy(update={"reason": rollout.reason})
     host = _client_host(serving.host)
     return Plan(
         deployment=deployment.name,
@@ -378,20 +377,18 @@ def _rollout(
     facts: Facts,
     observed: Observed,
     surge: Surge,
-    engine: EnginePlan,
     capacity: CapacityPlan | None,
 ) -> RolloutPlan:
     """How the changed ``engine`` replaces the one that serves: beside it (a surge) when a
     proxy publishes a healthy engine, the manifest asks for a surge and memory holds two
     engines; else in place (asked for, nothing healthy to keep, or ``--allow-downtime``); else
     refused."""
-    change = describe_change(observed.args, tuple(engine.args), observed.inputs, engine.inputs)
     rollout = deployment.spec.rollout
 
     def in_place(why: str, refused: str | None = None) -> RolloutPlan:
-        reason = f"restart in place ({why}; the endpoint is down meanwhile): {change}"
+        reason = f"in place ({why}): the endpoint is down while the new engine starts"
         if refused is not None:
-            reason = f"refused: {why} (apply --allow-downtime restarts in place): {change}"
+            reason = f"refused: {why}; apply --allow-downtime restarts in place"
         return RolloutPlan(
             strategy="in-place",
             reason=reason,
@@ -418,8 +415,8 @@ def _rollout(
     host = _client_host(surge.engine_host)
     return RolloutPlan(
         strategy="surge",
-        reason=f"surge: a new engine beside the running one, on port {surge.surge_port} "
-        f"({memory}): {change}",
+        reason=f"surge: the new engine starts beside the running one, on port "
+        f"{surge.surge_port} ({memory})",
         serving_port=surge.engine_port,
         engine_endpoint=f"http://{host}:{surge.surge_port}/v1",
         gate=rollout.gate,
@@ -508,6 +505,11 @@ def _steps(
         *quantize,
         *([engine] if target.checks_engine else []),
         *target.prepare,
+        *(
+            [PlannedStep(name="rollout", action=StepAction.CHECK, reason=rollout.reason)]
+            if rollout
+            else []
+        ),
         deploy,
         PlannedStep(
             name="ready",

@@ -4,7 +4,10 @@ Each local deployment has its own HAProxy (Debian's package, not the system serv
 master-worker mode, supervised by deployer's agent like the engine (restarted when it dies), with
 its files in ``<home>/deployments/<name>/proxy/``: ``haproxy.cfg``, ``haproxy.sock`` (the
 runtime API, mode 0600, admin level), ``haproxy.log`` and the supervisor's ``launch.json`` and
-``supervisor.json``; ``proxy.json`` in the deployment's folder records the supervisor.
+``supervisor.json``; ``proxy.json`` in the deployment's folder records the supervisor. A Unix
+socket's path may not be longer than 107 bytes, which a deep home exceeds: HAProxy names the
+socket relative to its working directory (the proxy's folder) and deployer connects through
+``/proc/self/fd/N/haproxy.sock``, ``N`` a descriptor of that folder.
 
 HAProxy listens on the deployment's published port and forwards to one of two servers of the
 backend ``engines``: ``a`` and ``b``, the two slots a surge rollout alternates between. It is an
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import sys
@@ -36,7 +40,7 @@ import psutil
 
 from deployer import atomic, runner
 from deployer.agent.supervisor import MODULE as SUPERVISOR_MODULE
-from deployer.errors import CommandError, EngineNotInstalledError, PermanentError
+from deployer.errors import CommandError, EngineNotInstalledError
 
 #: The backend and its two servers, one per slot.
 BACKEND = "engines"
@@ -51,8 +55,6 @@ RECORD = "proxy.json"
 UNUSED_PORT = 9
 #: How long a streamed answer may go quiet, and a client's connection sit idle between requests.
 STREAM_IDLE = "10m"
-#: The longest path of a Unix socket (``sun_path``) on Linux, with its final NUL.
-_SUN_PATH = 107
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,6 @@ class ProxyConfig:
     deployment: str
     bind_host: str
     port: int
-    socket: Path
     servers: Mapping[str, int]
     active: str
     engine_host: str = "127.0.0.1"
@@ -83,7 +84,8 @@ def render(config: ProxyConfig) -> str:
         "# and forwards to the engine of the active slot. Do not edit: apply rewrites it.",
         "global",
         "    master-worker",
-        f"    stats socket {config.socket} mode 600 level admin",
+        # Relative to HAProxy's working directory, the proxy's folder (see the module's doc).
+        f"    stats socket unix@./{SOCKET} mode 600 level admin",
         "    stats timeout 30s",
         "    maxconn 4096",
         "",
@@ -157,10 +159,13 @@ class RuntimeApi:
 
     def ask(self, command: str) -> str:
         """``command``'s answer; raises CommandError when the socket does not answer."""
+        folder = None
         try:
+            folder = os.open(self.path.parent, os.O_PATH | os.O_DIRECTORY)
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(self.timeout)
-                sock.connect(str(self.path))
+                # Short whatever the folder's depth: sun_path holds at most 107 bytes.
+                sock.connect(f"/proc/self/fd/{folder}/{self.path.name}")
                 sock.sendall(command.encode() + b"\n")
                 chunks = []
                 while chunk := sock.recv(65536):
@@ -169,6 +174,9 @@ class RuntimeApi:
             raise CommandError(
                 f"HAProxy's runtime API at {self.path} did not answer {command!r}: {exc}"
             ) from exc
+        finally:
+            if folder is not None:
+                os.close(folder)
         return b"".join(chunks).decode(errors="replace")
 
     def run(self, command: str) -> str:
@@ -213,11 +221,6 @@ class Proxy:
         the runtime API answers. Raises EngineNotInstalledError without HAProxy and
         CommandError for a config HAProxy refuses or a process that does not come up."""
         binary = haproxy_binary()
-        if len(str(self.socket)) > _SUN_PATH:
-            raise PermanentError(
-                f"HAProxy's socket path {self.socket} is longer than {_SUN_PATH} characters",
-                hint="set DEPLOYER_HOME to a shorter folder",
-            )
         path = self.write_config(config)
         runner.run([binary, "-c", "-q", "-f", path])
         self.socket.unlink(missing_ok=True)

@@ -345,7 +345,6 @@ class LocalTarget:
             deployment=name,
             bind_host=host,
             port=port,
-            socket=Proxy(self._folder(name)).socket,
             servers=dict(servers),
             active=active,
             engine_host=ENGINE_HOST,

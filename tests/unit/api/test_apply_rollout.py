@@ -158,8 +158,8 @@ def test_a_surge_starts_beside_the_serving_engine_then_switches(tmp_path: Path) 
 
     result = api.apply(manifest(tmp_path, 256), settings(tmp_path), EventBus())
 
-    assert [s.name for s in result.plan.steps][-5:] == [
-        "proxy", "deploy", "ready", "smoke", "switch",
+    assert [s.name for s in result.plan.steps][-6:] == [
+        "proxy", "rollout", "deploy", "ready", "smoke", "switch",
     ]  # fmt: skip
     assert SurgingFake.calls == ["deploy beside 21002", "ready", "switch to 21002"]
     [record] = [v.record for v in api.status(settings(tmp_path), "tiny")]

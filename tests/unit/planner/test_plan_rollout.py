@@ -106,10 +106,13 @@ def test_a_changed_engine_surges_beside_the_serving_one() -> None:
     assert plan.endpoint == "http://127.0.0.1:8011/v1", "clients keep their URL"
     deploy = plan.step("deploy")
     assert deploy.action == StepAction.UPDATE
-    assert deploy.reason.startswith("surge: a new engine beside the running one, on port 21002")
-    assert "--max-model-len 2048 -> 1024" in deploy.reason
-    assert "--port" not in deploy.reason, "the port is the rollout's, not a change"
-    assert names(plan)[-4:] == ["deploy", "ready", "smoke", "switch"]
+    assert deploy.reason == "restart: --max-model-len 2048 -> 1024", "the port is the rollout's"
+    rollout = plan.step("rollout")
+    assert rollout.action == StepAction.CHECK
+    assert rollout.reason.startswith(
+        "surge: the new engine starts beside the running one, on port 21002 (two engines of "
+    )
+    assert names(plan)[-5:] == ["rollout", "deploy", "ready", "smoke", "switch"]
     assert "against the new engine, before it takes traffic" in plan.step("smoke").reason
     assert plan.step("switch").reason == (
         "port 8011 moves from the engine on port 21001 to port 21002; the old engine stops "
@@ -151,8 +154,11 @@ def test_an_in_place_restart_says_why(facts: Facts, spec: dict[str, Any], why: s
     assert plan.rollout is not None
     assert plan.rollout.strategy == "in-place"
     assert plan.engine.port == 21001, "in place: the same slot and port"
-    assert plan.step("deploy").reason.startswith(f"restart in place ({why}")
-    assert names(plan)[-3:] == ["deploy", "ready", "smoke"]
+    assert plan.step("rollout").reason == (
+        f"in place ({why}): the endpoint is down while the new engine starts"
+    )
+    assert plan.step("deploy").reason == "restart: --max-model-len 2048 -> 1024"
+    assert names(plan)[-4:] == ["rollout", "deploy", "ready", "smoke"]
 
 
 def test_an_unhealthy_engine_restarts_in_place() -> None:
@@ -162,7 +168,7 @@ def test_an_unhealthy_engine_restarts_in_place() -> None:
     )
     assert plan.rollout is not None
     assert plan.rollout.strategy == "in-place"
-    assert "not healthy" in plan.step("deploy").reason
+    assert "not healthy" in plan.step("rollout").reason
 
 
 SMALL = dataclasses.replace(FACTS, accelerator_spec=cpu_accelerator(4 * GiB))
@@ -175,7 +181,7 @@ def test_two_engines_that_do_not_fit_are_refused_with_the_figures() -> None:
     assert not plan.rollout.surges
     assert "two engines of" in plan.rollout.refused
     assert "do not fit in 4.0 GiB of CPU memory" in plan.rollout.refused
-    reason = plan.step("deploy").reason
+    reason = plan.step("rollout").reason
     assert reason.startswith("refused: two engines of")
     assert "apply --allow-downtime restarts in place" in reason
 
@@ -185,7 +191,7 @@ def test_allow_downtime_restarts_in_place_where_two_do_not_fit() -> None:
     assert plan.rollout is not None
     assert plan.rollout.refused is None
     assert plan.rollout.strategy == "in-place"
-    assert plan.step("deploy").reason.startswith("restart in place (--allow-downtime: two engines")
+    assert plan.step("rollout").reason.startswith("in place (--allow-downtime: two engines")
 
 
 def test_the_footprint_is_the_engines_rows_on_a_cpu() -> None:
