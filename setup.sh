@@ -22,6 +22,10 @@
 #      ~/.cache/deployer/tools (vLLM's venv pins another compressed-tensors; about a minute).
 #   7. deployer tools install guidellm: GuideLLM 0.8.1 (the load generator of deployer bench)
 #      with a CPU torch in its own virtualenv under ~/.cache/deployer/tools (about a minute).
+#   8. HAProxy from the distribution's packages (apt-get update, then apt-get install -y haproxy;
+#      needs root or sudo): the local target publishes each deployment through its own HAProxy,
+#      so a changed engine rolls out without downtime. Skipped when `haproxy -v` works. deployer
+#      does not use the package's system service: it runs one HAProxy per deployment.
 # DEPLOYER_CACHE moves the engine and model cache elsewhere.
 set -euo pipefail
 
@@ -72,5 +76,14 @@ say "quantizer: deployer quantizer install"
 
 say "benchmark tool: deployer tools install guidellm"
 "$VENV/bin/deployer" tools install guidellm
+if PATH="$PATH:/usr/sbin" haproxy -v >/dev/null 2>&1; then
+    say "skip: haproxy already installed ($(PATH="$PATH:/usr/sbin" haproxy -v | head -n1))"
+else
+    say "haproxy: apt-get install -y haproxy"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
+fi
 
 say "done in $((SECONDS - started))s. Next: $VENV/bin/deployer apply model_manifests/demo/smollm2-135m.yaml"

@@ -144,6 +144,20 @@ class SmokeFailedError(PermanentError):
     code = "smoke_failed"
 
 
+class RolloutRefusedError(PermanentError):
+    """A surge rollout does not fit and an in-place restart was not allowed
+    (``--allow-downtime``)."""
+
+    code = "rollout_refused"
+
+
+class RolledBackError(PermanentError):
+    """A rollout's new engine failed its gate (start, smoke, SLO) and was stopped; the old
+    engine keeps serving. ``details`` holds the report."""
+
+    code = "rolled_back"
+
+
 class StateError(PermanentError):
     """The state database cannot be opened or written."""
 

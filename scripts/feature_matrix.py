@@ -38,7 +38,7 @@ from deployer.manifest.models import ModelDeployment  # noqa: E402
 from deployer.planner import TargetSteps  # noqa: E402
 from deployer.settings import Settings  # noqa: E402
 from deployer.targets import registry  # noqa: E402
-from deployer.targets.base import Diffs, Provisions, Renders, Target  # noqa: E402
+from deployer.targets.base import Diffs, Provisions, Renders, Surges, Target  # noqa: E402
 
 BEGIN = "<!-- feature-matrix:begin -->"
 END = "<!-- feature-matrix:end -->"
@@ -201,6 +201,13 @@ DECLARED: Mapping[str, Mapping[str, str]] = {
     },
 }
 
+
+def _rollout(target: Target) -> str:
+    if isinstance(target, Surges):
+        return "beside the serving one behind HAProxy, smoke-gated, then switched"
+    return "in place"
+
+
 #: The rows in order: (feature, how to tell): computed from a driver, or a row of DECLARED.
 ROWS: tuple[tuple[str, Callable[[Target], str] | None], ...] = (
     ("plan", _plan),
@@ -212,6 +219,7 @@ ROWS: tuple[tuple[str, Callable[[Target], str] | None], ...] = (
     ("diff", _diff),
     ("provision (`Provisions`)", lambda t: _yes(isinstance(t, Provisions))),
     ("render (`Renders`)", lambda t: _yes(isinstance(t, Renders))),
+    ("rollout of a changed engine (`Surges`)", _rollout),
     ("logs", lambda t: _yes(isinstance(t, Target))),
     ("logs --host", _logs_host),
     ("logs --follow", None),

@@ -65,6 +65,12 @@ class RuntimeRecord:
     #: ``model``, ``model_files``, ``env``, ``key``, ``target``; never a secret), so a later
     #: plan can say which part changed. Written by the local target and the SSH target's role.
     inputs: dict[str, str] | None = None
+    #: Where a proxy publishes the engine (the local target's HAProxy), so that ``port`` is
+    #: private: the port clients use, and the engine's slot (``"a"``: the deployment's folder,
+    #: ``"b"``: its ``slot-b`` folder), the two places a surge rollout alternates between.
+    #: Absent: clients reach the engine on ``port``.
+    published_port: int | None = None
+    engine_slot: str | None = None
     version: int = VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +113,8 @@ class RuntimeRecord:
             argv=_strings(data, "argv"),
             service_manager=_optional_str(data, "service_manager"),
             inputs=_string_map(data, "inputs"),
+            published_port=_optional_int(data, "published_port"),
+            engine_slot=_optional_str(data, "engine_slot"),
             # Read as the current version: a later VERSION converts older records here.
             version=VERSION,
         )

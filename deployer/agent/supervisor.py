@@ -3,7 +3,8 @@
 Run as ``python -m deployer.agent.supervisor RUNTIME_DIR`` in its own session, so it
 outlives the ``deployer apply`` that started it. It reads ``launch.json`` (argv and non-secret
 environment), starts the engine in a process group of its own with output appended
-to ``engine.log``, restarts it on failure with backoff (at most ``max_restarts`` within
+to ``engine.log`` (or the file ``launch.json`` names as ``log``: the local target supervises its
+HAProxy the same way), restarts it on failure with backoff (at most ``max_restarts`` within
 ``restart_window`` seconds), and on SIGTERM stops the whole group (SIGTERM, then SIGKILL after
 ``stop_timeout``). Its state is ``supervisor.json``, replaced atomically on every change.
 
@@ -107,7 +108,7 @@ class Supervisor:
         backoff = 1.0
         recent: list[float] = []
         while not self.stopping:
-            with open(self.dir / "engine.log", "ab") as log:
+            with open(self.dir / self.launch.get("log", "engine.log"), "ab") as log:
                 self.child = subprocess.Popen(
                     self.launch["argv"],
                     env=self._env(),

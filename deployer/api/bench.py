@@ -30,8 +30,10 @@ from deployer.errors import BenchError, NotFoundError, UnsupportedError
 from deployer.events import EventBus
 from deployer.hub.source import ModelSourceFacts
 from deployer.manifest.loader import LoadedManifest, load_manifest
+from deployer.manifest.performance import LoadSpec
 from deployer.planner import StepAction
 from deployer.settings import Settings, check_name
+from deployer.smoke.gate import GateVerdict
 from deployer.state import BenchRecord, DeploymentRecord, DeploymentStatus
 from deployer.targets.base import Target
 from deployer.tools.guidellm import find_guidellm
@@ -190,6 +192,79 @@ def benchmark(result_id: int, settings: Settings, name: str | None = None) -> Be
             hint="deployer bench NAME --list shows them",
         )
     return _benchmark(row)
+
+
+def slo_gate(
+    loaded: LoadedManifest,
+    endpoint: str,
+    api_key: str | None,
+    seconds: int,
+    settings: Settings,
+    events: EventBus,
+) -> GateVerdict:
+    """A rollout's SLO gate (``rollout.gate: slo``): one short GuideLLM load point against the
+    new engine's own ``endpoint`` (``.../v1``), judged against spec.slo. The load is the
+    heaviest of spec.benchmark (its highest concurrency or rate; a search's gate runs at
+    concurrency 1), for ``seconds`` with a fifth of it as warm-up. Not stored as a benchmark:
+    the new engine is not serving yet. Raises EngineNotInstalledError without GuideLLM."""
+    spec = loaded.deployment.spec
+    slo = spec.slo
+    if slo is None:
+        return GateVerdict(passed=False, reason="no spec.slo to gate on")
+    load = spec.benchmark.load
+    if load.kind == "rate":
+        point = LoadSpec(kind="rate", rates=[max(load.rates)])
+    else:
+        point = LoadSpec(kind="concurrent", concurrencies=[max(load.concurrencies or [1])])
+    if load.kind == "search":
+        point = LoadSpec(kind="concurrent", concurrencies=[1])
+    benchmark = spec.benchmark.model_copy(
+        update={
+            "load": point,
+            "duration_seconds": seconds,
+            "warmup_seconds": max(1, seconds // 5),
+            "max_requests": None,
+        }
+    )
+    tool = find_guidellm(settings)
+    source = model_source(loaded, settings, EventBus(), offline=True)
+    work_dir = settings.deployment_dir(loaded.deployment.name) / "slo-gate"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    target = guidellm_load.LoadTarget(
+        url=endpoint.removesuffix("/").removesuffix("/v1"),
+        model=loaded.deployment.served_model_name,
+        tokenizer=_tokenizer(source),
+    )
+    document = guidellm_load.scenario(
+        benchmark, slo, target, report=work_dir / "guidellm-report.json", base_dir=loaded.base_dir
+    )
+    outcome = guidellm_load.run(
+        tool,
+        document,
+        work_dir=work_dir,
+        api_key=api_key,
+        load_kind=point.kind,
+        slo=slo,
+        events=events,
+    )
+    if outcome.stopped is not None or not outcome.points:
+        return GateVerdict(
+            passed=False,
+            reason=f"the gate's benchmark did not finish: {outcome.stopped or 'no load point'}",
+        )
+    measured = outcome.points[-1]
+    figures = {
+        f"{metric}_{percentile}": value
+        for metric in ("ttft_ms", "itl_ms", "e2e_ms")
+        for percentile in ("p50", "p99")
+        if (value := measured.metric(metric).at(percentile)) is not None
+    }
+    if measured.goodput is not None:
+        figures["goodput_per_s"] = round(measured.goodput, 3)
+    if measured.meets_slo:
+        return GateVerdict(passed=True, reason=f"{measured.label} meets the SLO", measured=figures)
+    missed = "; ".join(measured.missed) or "the SLO is not met"
+    return GateVerdict(passed=False, reason=f"{measured.label}: {missed}", measured=figures)
 
 
 # --- the parts ---------------------------------------------------------------------------------

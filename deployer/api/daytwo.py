@@ -53,6 +53,9 @@ class DeploymentView(Result):
     #: The cost per token the latest complete benchmark of the applied revision measured
     #: (``deployer bench``); None before one (``status`` fills it, a server's page does not).
     measured_cost: MeasuredCost | None = None
+    #: The engine's own private port where a proxy publishes the endpoint (the local target's
+    #: HAProxy); the endpoint clients use stays the same across rollouts.
+    engine_port: int | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -123,7 +126,9 @@ class DeploymentView(Result):
         return [self.endpoint] if self.endpoint else []
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"record", "detail"})
+        # engine_port only where a proxy publishes the endpoint.
+        unset = {"engine_port"} if self.engine_port is None else set()
+        return self.model_dump(mode="json", exclude={"record", "detail", *unset})
 
 
 class SmokeResult(Result):
@@ -229,6 +234,7 @@ def _view(
         args=tuple(secrets.mask(a) for a in observed.args) if observed else (),
         running_spec_digest=observed.spec_digest if observed else None,
         running_model=observed.inputs.get("model") if observed else None,
+        engine_port=observed.engine_port if observed else None,
     )
 
 

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import computed_field, field_serializer
 
@@ -23,7 +23,14 @@ from deployer.api import pricing
 from deployer.api.runs import open_store, recorded
 from deployer.api.types import Result, smoke_json
 from deployer.engines.install import EnginePackage, find_engine
-from deployer.errors import EngineStartError, NotFoundError, SmokeFailedError
+from deployer.errors import (
+    DeployerError,
+    EngineStartError,
+    NotFoundError,
+    RolledBackError,
+    RolloutRefusedError,
+    SmokeFailedError,
+)
 from deployer.events import EventBus
 from deployer.hub.lock import LockedModel, lock_path
 from deployer.manifest.loader import LoadedManifest, load_manifest
@@ -34,10 +41,11 @@ from deployer.settings import Settings
 from deployer.smoke import SmokeReport, run_checks
 from deployer.state import DeploymentRecord, DeploymentStatus
 from deployer.targets import registry
-from deployer.targets.base import DeployRequest, StepRunner, Target
+from deployer.targets.base import DeployRequest, StepRunner, Surges, Target
 
 if TYPE_CHECKING:
     from deployer.quantize.run import QuantizeJob
+    from deployer.smoke.gate import GateVerdict
     from deployer.state import StateStore
 
 
@@ -82,18 +90,26 @@ def plan_loaded(loaded: LoadedManifest, settings: Settings) -> Plan:
     return pricing.with_measured_cost(made, loaded, settings)
 
 
-def apply(path: Path, settings: Settings, events: EventBus) -> ApplyResult:
+def apply(
+    path: Path, settings: Settings, events: EventBus, *, allow_downtime: bool = False
+) -> ApplyResult:
     """Make the deployment in ``path`` real and prove it answers.
 
     Idempotent: with nothing changed the engine is left alone (same process) and the smoke
-    checks that passed for this manifest are not re-run. A changed manifest restarts the engine.
-    Raises EngineStartError, HealthTimeoutError or SmokeFailedError (after recording the failure)
-    and ConcurrentRunError when another deployer is applying the same deployment.
+    checks that passed for this manifest are not re-run. A changed manifest restarts the engine:
+    on a target that surges (the local one), beside the serving engine, which keeps the traffic
+    until the new one passes its gate; ``allow_downtime`` restarts in place where two engines do
+    not fit (else RolloutRefusedError). Raises EngineStartError, HealthTimeoutError or
+    SmokeFailedError (after recording the failure), RolledBackError when a surge's new engine
+    failed its gate (the old one serves on), and ConcurrentRunError when another deployer is
+    applying the same deployment.
     """
-    return apply_loaded(load_manifest(path), settings, events)
+    return apply_loaded(load_manifest(path), settings, events, allow_downtime=allow_downtime)
 
 
-def apply_loaded(loaded: LoadedManifest, settings: Settings, events: EventBus) -> ApplyResult:
+def apply_loaded(
+    loaded: LoadedManifest, settings: Settings, events: EventBus, *, allow_downtime: bool = False
+) -> ApplyResult:
     """``apply`` of a manifest already loaded (one document of a file or folder)."""
     target = target_of(loaded, settings)
     target.preflight()
@@ -107,7 +123,8 @@ def apply_loaded(loaded: LoadedManifest, settings: Settings, events: EventBus) -
             events,
             on_failure=lambda exc: _record_failed_first(store, loaded, target, exc),
         ) as pipeline:
-            return _Apply(loaded, target, settings, store, pipeline, previous).run()
+            run = _Apply(loaded, target, settings, store, pipeline, previous, allow_downtime)
+            return run.run()
     finally:
         store.close()
 
@@ -143,6 +160,7 @@ class _Apply:
     store: StateStore
     pipeline: Pipeline
     previous: DeploymentRecord | None
+    allow_downtime: bool = False
     report: SmokeReport | None = None
     results: dict[str, object] = field(default_factory=dict)
 
@@ -164,6 +182,8 @@ class _Apply:
             "deploy": self._deploy,
             "ready": self._ready,
             "smoke": self._smoke,
+            "rollout": self._rollout,
+            "slo-gate": self._slo_gate,
         }
         own = self.target.step_runners()
         done: set[str] = set()
@@ -206,7 +226,13 @@ class _Apply:
             key=self.key,
             events=self.pipeline.events,
             smoke_passed=passed,
+            allow_downtime=self.allow_downtime,
         )
+
+    @property
+    def surging(self) -> bool:
+        """Whether this apply rolls a new engine out beside the serving one."""
+        return self.plan.rollout is not None and self.plan.rollout.surges
 
     @functools.cached_property
     def hub_token(self) -> str | None:
@@ -287,14 +313,25 @@ class _Apply:
         )
 
     def _deploy(self, step: PlannedStep) -> None:
-        self._save(DeploymentStatus.DEPLOYING, step.reason)
-        self.target.deploy(self.request())
+        if self.surging:
+            # The old engine serves until the switch: the record keeps saying so.
+            self.pipeline.events.log(step.reason, step="deploy")
+        else:
+            self._save(DeploymentStatus.DEPLOYING, step.reason)
+        try:
+            self.target.deploy(self.request())
+        except DeployerError as exc:
+            if self.surging:
+                self._roll_back(f"the new engine did not start: {exc.message}", exc.details)
+            raise
 
     def _ready(self, step: PlannedStep) -> None:
         timeout = self.loaded.deployment.spec.serving.startup_timeout_seconds
         try:
             self.target.wait_ready(self.request(), timeout)
         except EngineStartError as exc:
+            if self.surging:
+                self._roll_back(f"the new engine did not become ready: {exc.message}", exc.details)
             if self.changed:
                 self.target.destroy(self.loaded.deployment.name, self.pipeline.events)
             self.store.set_status(self.loaded.deployment.name, DeploymentStatus.FAILED, exc.message)
@@ -309,7 +346,77 @@ class _Apply:
                 self.key.value,
                 self.pipeline.events,
             )
+        if self.surging and not self.report.passed:
+            self._roll_back(
+                f"the new engine failed its smoke gate ({self.report.summary()})",
+                self.report.describe(),
+            )
         return self.report
+
+    def _rollout(self, step: PlannedStep) -> None:
+        """How the changed engine replaces the serving one; refuses a surge that does not fit
+        unless in place was allowed (the plan decided, with ``allow_downtime``)."""
+        rollout = self.plan.rollout
+        if rollout is not None and rollout.refused is not None:
+            raise RolloutRefusedError(
+                rollout.refused,
+                hint=f"deployer apply --allow-downtime {self.loaded.path} restarts it in place, "
+                "or set spec.rollout.strategy: recreate",
+            )
+
+    def _slo_gate(self, step: PlannedStep) -> GateVerdict:
+        """The SLO gate of a surge: a short benchmark of the new engine (``rollout.gate: slo``);
+        a verdict that fails, or no verdict at all, rolls back."""
+        from deployer.api.bench import slo_gate  # only for rollout.gate: slo
+
+        rollout, slo = self.plan.rollout, self.loaded.deployment.spec.slo
+        if rollout is None or rollout.engine_endpoint is None or slo is None:
+            raise RolloutRefusedError(
+                "the SLO gate has no new engine or no spec.slo to measure",
+                hint="declare spec.slo, or use rollout.gate: smoke",
+            )
+        try:
+            verdict = slo_gate(
+                self.loaded,
+                rollout.engine_endpoint,
+                self.key.value,
+                rollout.gate_seconds,
+                self.settings,
+                self.pipeline.events,
+            )
+        except DeployerError as exc:
+            self._roll_back(f"the SLO gate could not run: {exc.message}", exc.hint)
+        if not verdict.passed:
+            self._roll_back(f"the new engine failed its SLO gate: {verdict.describe()}", None)
+        return verdict
+
+    def _roll_back(self, why: str, details: str | None) -> NoReturn:
+        """A surge whose new engine failed its gate: stop it, keep the old one serving, say
+        in the record which revision serves, and fail the run."""
+        name = self.loaded.deployment.name
+        if isinstance(self.target, Surges):
+            self.target.abandon(name, self.pipeline.events)
+        observed = self.target.observe(name)
+        previous = self.previous
+        serving = (
+            f"manifest {previous.manifest_digest[:12]}"
+            if previous is not None and previous.manifest_digest
+            else "the previous revision"
+        )
+        spec = (observed.spec_digest or "")[:12]
+        where = f"pid {observed.pid}, port {observed.engine_port or observed.port}"
+        message = (
+            f"rollout to manifest {self.digest[:12]} rolled back: {why}; still serving "
+            f"{serving} (spec {spec}, {where})"
+        )
+        status = previous.status if previous is not None else DeploymentStatus.HEALTHY
+        self.store.set_status(name, status, message)
+        raise RolledBackError(
+            f"{name}: {why}; rolled back: the running engine keeps serving ({where})",
+            hint=f"see the new engine's answers above; deployer status {name} names the "
+            "revision that serves",
+            details=details,
+        )
 
     # --- the outcome ---------------------------------------------------------------------------
 

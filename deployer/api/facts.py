@@ -43,6 +43,7 @@ def make(
     offline: bool = False,
     observe: bool | None = None,
     smoke_passed: bool = False,
+    allow_downtime: bool = False,
 ) -> Plan:
     """The plan for ``loaded`` on ``target``. ``offline`` (``deployer plan``): nothing is
     contacted (the hub, hosts, a cluster); the lock, the store and deployer's catalog give the
@@ -62,6 +63,7 @@ def make(
                 offline=True,
                 observe=observe,
                 smoke_passed=smoke_passed,
+                allow_downtime=allow_downtime,
             )
     return _make(
         loaded,
@@ -72,6 +74,7 @@ def make(
         offline=offline,
         observe=observe,
         smoke_passed=smoke_passed,
+        allow_downtime=allow_downtime,
     )
 
 
@@ -85,6 +88,7 @@ def _make(
     offline: bool,
     observe: bool,
     smoke_passed: bool,
+    allow_downtime: bool = False,
 ) -> Plan:
     """``offline``: the model's facts from the lock and store only; ``observe``: ask the
     target what runs."""
@@ -130,6 +134,7 @@ def _make(
         gguf=gguf,
         target_steps=target.plan_steps(deployment, port, offline=offline),
         smoke_passed=smoke_passed,
+        allow_downtime=allow_downtime,
     )
     facts = with_quantize(facts, loaded, source, settings)
     return make_plan(deployment, facts)

@@ -31,6 +31,9 @@ from deployer.targets.base import DeployRequest, Diffs
 
 #: Step actions that change something.
 _CHANGING = (StepAction.CREATE, StepAction.UPDATE, StepAction.DELETE)
+#: Steps that say how a change already listed is carried out, not a change of their own: a
+#: rollout's switch of traffic is how its deploy's restart takes effect.
+_HOW = frozenset({"switch"})
 
 
 def manifests(paths: Sequence[Path]) -> list[LoadedManifest]:
@@ -116,7 +119,7 @@ def _changes(
     changes = [
         f"{step.name}: {step.action.value}: {step.reason}"
         for step in plan.steps
-        if step.action in _CHANGING
+        if step.action in _CHANGING and step.name not in _HOW
     ]
     smoke = plan.step("smoke")
     if smoke.action == StepAction.CHECK and not any(c.startswith("deploy:") for c in changes):
@@ -179,10 +182,12 @@ def apply(
     dry_run: bool = False,
     fail_fast: bool = False,
     on_start: Callable[[LoadedManifest], None] | None = None,
+    allow_downtime: bool = False,
 ) -> FolderApply:
     """Reconcile every deployment under ``paths`` in order; with ``prune``, destroy the
     deployments that were applied from under ``paths`` and that they no longer declare.
-    ``dry_run`` (with ``prune``) changes nothing and only says what would be pruned."""
+    ``dry_run`` (with ``prune``) changes nothing and only says what would be pruned.
+    ``allow_downtime``: as for one :func:`~deployer.api.deploy.apply`."""
     from deployer.api.daytwo import destroy
 
     loaded = manifests(paths)
@@ -195,7 +200,8 @@ def apply(
             if on_start is not None:
                 on_start(manifest)
             try:
-                applied.append((manifest, apply_loaded(manifest, settings, events)))
+                result = apply_loaded(manifest, settings, events, allow_downtime=allow_downtime)
+                applied.append((manifest, result))
             except DeployerError as exc:
                 failed.append((manifest, exc))
                 if fail_fast:

@@ -184,6 +184,14 @@ def apply(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop at the first deployment that fails.")
     ] = False,
+    allow_downtime: Annotated[
+        bool,
+        typer.Option(
+            "--allow-downtime",
+            help="Where memory does not hold a new engine beside the serving one, restart in "
+            "place (the endpoint is down meanwhile) instead of refusing.",
+        ),
+    ] = False,
     output: OutputOpt = Output.text,
 ) -> None:
     """Deploy manifests, wait until each is healthy, and run its smoke checks.
@@ -196,7 +204,9 @@ def apply(
         if len(paths) == 1 and not paths[0].is_dir() and not prune:
             console.print(f"[bold]apply[/] {escape(str(paths[0]))}")
             with rendering(console, verbose=verbose) as events:
-                result = api.apply(paths[0], STATE.settings(), events)
+                result = api.apply(
+                    paths[0], STATE.settings(), events, allow_downtime=allow_downtime
+                )
             if output is Output.json:
                 print_json(STATE.console, result.to_json())
             else:
@@ -210,6 +220,7 @@ def apply(
                 prune=prune,
                 dry_run=dry_run,
                 fail_fast=fail_fast,
+                allow_downtime=allow_downtime,
                 on_start=lambda m: console.print(
                     f"[bold]apply[/] {escape(str(m.path))} ({m.deployment.name})"
                 ),
@@ -362,7 +373,12 @@ def status(
             table.add_row(
                 v.record.name,
                 _status_style(v.record.status.value),
-                f"{live} (pid {v.pid})" if v.pid else live,
+                (
+                    f"{live} (pid {v.pid}"
+                    + (f", engine port {v.engine_port})" if v.engine_port else ")")
+                )
+                if v.pid
+                else live,
                 v.record.target_kind,
                 v.record.endpoint or "-",
                 v.record.served_model_name or "-",
@@ -376,6 +392,8 @@ def status(
             for v in views:
                 if v.measured_cost is not None:
                     STATE.console.print(f"cost, {escape(v.measured_cost.summary())}")
+                if v.record.message:
+                    STATE.console.print(escape(v.record.message))
             for run, steps in api.history(settings, name, limit=5):
                 STATE.console.print(
                     f"run {run.id} {run.operation} {run.status.value} "

@@ -6,7 +6,9 @@ from deployer.planner.plan import (
     Plan,
     PlannedStep,
     ReplicaState,
+    RolloutPlan,
     StepAction,
+    Surge,
     TargetSteps,
     make_plan,
 )
@@ -17,7 +19,9 @@ __all__ = [
     "Plan",
     "PlannedStep",
     "ReplicaState",
+    "RolloutPlan",
     "StepAction",
+    "Surge",
     "TargetSteps",
     "make_plan",
 ]

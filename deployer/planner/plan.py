@@ -12,17 +12,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from deployer.engines import registry
-from deployer.engines.base import Device, EngineRequest
+from deployer.engines.base import Device, EngineDecision, EngineRequest
 from deployer.manifest.models import ModelDeployment
 from deployer.sizing.accelerators import Accelerator
 from deployer.sizing.capacity import CapacityPlan
 from deployer.sizing.measured import MeasuredCost
 from deployer.sizing.model_facts import ModelFacts
+from deployer.units import human_bytes
 
 if TYPE_CHECKING:
     from deployer.engines.gguf_header import GGUFModelFacts
@@ -67,6 +68,8 @@ class Observed:
     #: What the running engine's spec digest was made of (``EnginePlan.inputs``), when the
     #: target recorded it; empty otherwise.
     inputs: Mapping[str, str] = field(default_factory=dict)
+    #: The engine's own port where a proxy publishes ``port`` (None: clients reach the engine).
+    engine_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,24 @@ class Placement:
 
     device: Device
     accelerator: Accelerator | None
+
+
+@dataclass(frozen=True)
+class Surge:
+    """A target that publishes the endpoint through a proxy of its own, so a new engine can
+    start beside the serving one on a second private port and take the traffic only once it
+    passes its gate (the local target, through HAProxy)."""
+
+    #: Where engines listen, privately: the proxy forwards the published port there.
+    engine_host: str
+    #: The serving engine's port (observed), or the first engine's.
+    engine_port: int
+    #: A second private port, free now, for a new engine beside the serving one.
+    surge_port: int
+    #: Whether a proxy-published engine serves now (a surge needs one to keep serving).
+    serving: bool
+    #: What the proxy does on this apply, for the reasons: "HAProxy pid 12 on port 8000".
+    proxy: str = "the proxy"
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,8 @@ class TargetSteps:
     digest_extra: tuple[tuple[str, str], ...] = ()
     #: The deploy step's reason when the target was not observed (an offline plan).
     unobserved: str = "not running"
+    #: Set by a target that can roll out a changed engine beside the serving one.
+    surge: Surge | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +174,9 @@ class Facts:
     target_steps: TargetSteps | None = None
     #: The smoke checks passed for this very manifest last time (a skip when nothing changes).
     smoke_passed: bool = False
+    #: ``apply --allow-downtime``: where two engines do not fit, restart in place instead of
+    #: refusing.
+    allow_downtime: bool = False
 
 
 class _PlanModel(BaseModel):
@@ -191,6 +217,29 @@ class EnginePlan(_PlanModel):
     inputs: dict[str, str] = {}
 
 
+class RolloutPlan(_PlanModel):
+    """How a changed engine replaces the serving one, on a target that can surge."""
+
+    #: ``surge``: the new engine beside the old, traffic moves once it passes its gate;
+    #: ``in-place``: stop, then start (the endpoint is down meanwhile).
+    strategy: Literal["surge", "in-place"]
+    #: Why this strategy, for people.
+    reason: str
+    #: Set when apply must refuse: a surge does not fit and in place needs --allow-downtime.
+    refused: str | None = None
+    #: The serving engine's private port, and the new engine's own base URL (``.../v1``): a
+    #: surge's smoke checks go there, before the proxy moves any traffic.
+    serving_port: int | None = None
+    engine_endpoint: str | None = None
+    #: What the new engine must pass before it takes traffic: ``smoke`` or ``slo``.
+    gate: str = "smoke"
+    gate_seconds: int = 0
+
+    @property
+    def surges(self) -> bool:
+        return self.strategy == "surge" and self.refused is None
+
+
 class Plan(_PlanModel):
     deployment: str
     target: str
@@ -213,6 +262,12 @@ class Plan(_PlanModel):
     #: The cost per token a benchmark of this exact revision measured (``deployer bench``);
     #: None before one exists. The capacity's cost is the assumed one.
     measured_cost: MeasuredCost | None = None
+    #: The port a proxy publishes ``endpoint`` on, where the engine's own port is private
+    #: (None: clients reach the engine's port).
+    published_port: int | None = None
+    #: How a changed engine replaces the serving one (None: nothing serves that a change
+    #: replaces, or the target cannot surge).
+    rollout: RolloutPlan | None = None
 
     def step(self, name: str) -> PlannedStep:
         return next(s for s in self.steps if s.name == name)
@@ -222,7 +277,47 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     """Decide how ``deployment`` runs given ``facts``; raise :class:`PlanError` if it cannot."""
     spec = deployment.spec
     serving = spec.serving
-    bind_host = (facts.target_steps.bind_host if facts.target_steps else None) or serving.host
+    target_steps = facts.target_steps or TargetSteps()
+    surge = target_steps.surge
+    if surge is not None:
+        bind_host, engine_port = surge.engine_host, surge.engine_port
+    else:
+        bind_host, engine_port = target_steps.bind_host or serving.host, facts.port
+    decided, engine = _engine(deployment, facts, bind_host, engine_port)
+    deploy = _deploy_step(facts.observed, engine, target_steps)
+    rollout = None
+    if surge is not None and deploy.action == StepAction.UPDATE and facts.observed is not None:
+        rollout = _rollout(deployment, facts, facts.observed, surge, decided.capacity)
+        if rollout.surges:
+            decided, engine = _engine(deployment, facts, bind_host, surge.surge_port)
+    host = _client_host(serving.host)
+    return Plan(
+        deployment=deployment.name,
+        target=spec.target.kind,
+        model=_describe_model(deployment),
+        served_model_name=deployment.served_model_name,
+        device=facts.device,
+        accelerator=decided.accelerator,
+        accelerator_count=decided.count,
+        tensor_parallel_size=decided.tensor_parallel,
+        kv_cache_bytes=decided.kv_cache_bytes,
+        max_model_len=decided.max_model_len,
+        endpoint=target_steps.endpoint or f"http://{host}:{facts.port}/v1",
+        replica_endpoints=dict(target_steps.replica_endpoints),
+        engine=engine,
+        capacity=decided.capacity,
+        steps=_steps(deployment, facts, engine, deploy, rollout),
+        notes=decided.notes,
+        published_port=facts.port if surge is not None else None,
+        rollout=rollout,
+    )
+
+
+def _engine(
+    deployment: ModelDeployment, facts: Facts, bind_host: str, port: int
+) -> tuple[EngineDecision, EnginePlan]:
+    """The engine's decision and plan for ``deployment`` listening on ``bind_host:port``."""
+    serving = deployment.spec.serving
     chosen = registry.get(serving.engine)
     decided = chosen.decide(
         EngineRequest(
@@ -230,7 +325,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
             device=facts.device,
             model_path=facts.model_path,
             bind_host=bind_host,
-            port=facts.port,
+            port=port,
             model_shape=facts.model_shape,
             model_shape_source=facts.model_shape_source,
             gguf=facts.gguf,
@@ -268,7 +363,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         module=chosen.entrypoint_module,
         args=args,
         host=bind_host,
-        port=facts.port,
+        port=port,
         model_path=facts.model_path,
         health_path=chosen.health_path,
         env=env,
@@ -278,25 +373,79 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
         spec_digest=digest,
         inputs=parts,
     )
-    host = _client_host(serving.host)
-    target_steps = facts.target_steps or TargetSteps()
-    return Plan(
-        deployment=deployment.name,
-        target=spec.target.kind,
-        model=_describe_model(deployment),
-        served_model_name=deployment.served_model_name,
-        device=facts.device,
-        accelerator=decided.accelerator,
-        accelerator_count=decided.count,
-        tensor_parallel_size=decided.tensor_parallel,
-        kv_cache_bytes=decided.kv_cache_bytes,
-        max_model_len=decided.max_model_len,
-        endpoint=target_steps.endpoint or f"http://{host}:{facts.port}/v1",
-        replica_endpoints=dict(target_steps.replica_endpoints),
-        engine=engine,
-        capacity=decided.capacity,
-        steps=_steps(deployment, facts, engine),
-        notes=decided.notes,
+    return decided, engine
+
+
+def _rollout(
+    deployment: ModelDeployment,
+    facts: Facts,
+    observed: Observed,
+    surge: Surge,
+    capacity: CapacityPlan | None,
+) -> RolloutPlan:
+    """How the changed ``engine`` replaces the one that serves: beside it (a surge) when a
+    proxy publishes a healthy engine, the manifest asks for a surge and memory holds two
+    engines; else in place (asked for, nothing healthy to keep, or ``--allow-downtime``); else
+    refused."""
+    rollout = deployment.spec.rollout
+
+    def in_place(why: str, refused: str | None = None) -> RolloutPlan:
+        reason = f"in place ({why}): the endpoint is down while the new engine starts"
+        if refused is not None:
+            reason = f"refused: {why}; apply --allow-downtime restarts in place"
+        return RolloutPlan(
+            strategy="in-place",
+            reason=reason,
+            refused=refused,
+            serving_port=surge.engine_port,
+            gate=rollout.gate,
+        )
+
+    if rollout.strategy == "recreate":
+        return in_place("rollout.strategy recreate")
+    if not observed.healthy:
+        return in_place("the running engine is not healthy: nothing to keep serving")
+    if not surge.serving:
+        return in_place(f"{surge.proxy} does not publish the running engine yet")
+    fits, memory = two_engines_fit(capacity)
+    if not fits:
+        if facts.allow_downtime:
+            return in_place(f"--allow-downtime: {memory}")
+        return in_place(
+            memory,
+            refused=f"a surge rollout of {deployment.name} does not fit: {memory}; an "
+            "in-place restart takes the endpoint down meanwhile",
+        )
+    host = _client_host(surge.engine_host)
+    return RolloutPlan(
+        strategy="surge",
+        reason=f"surge: the new engine starts beside the running one, on port "
+        f"{surge.surge_port} ({memory})",
+        serving_port=surge.engine_port,
+        engine_endpoint=f"http://{host}:{surge.surge_port}/v1",
+        gate=rollout.gate,
+        gate_seconds=rollout.gate_seconds,
+    )
+
+
+def two_engines_fit(capacity: CapacityPlan | None) -> tuple[bool, str]:
+    """Whether the memory the capacity plan sizes for holds two engines at once, and the
+    figures for people. On a CPU an engine takes its rows (weights, activations, runtime, KV
+    cache); on a GPU the budget it reserves. Unknown capacity is assumed to fit (and said)."""
+    if capacity is None:
+        return True, "the engine's memory is unknown: assumed to fit twice"
+    rows = capacity.memory_per_device
+    budget = [row.bytes for row in rows if row.item == "budget"]
+    if capacity.accelerator.upper() == "CPU" or not budget:
+        footprint = sum(row.bytes for row in rows if row.item != "budget")
+    else:
+        footprint = budget[0]
+    memory = capacity.accelerator_memory_bytes
+    need = 2 * footprint
+    verdict = "fit" if need <= memory else "do not fit"
+    return need <= memory, (
+        f"two engines of {human_bytes(footprint)} {verdict} in {human_bytes(memory)} of "
+        f"{capacity.accelerator} memory"
     )
 
 
@@ -314,13 +463,20 @@ def _describe_model(deployment: ModelDeployment) -> str:
     return f"{model.repo}@{model.revision}"
 
 
-def _steps(deployment: ModelDeployment, facts: Facts, running: EnginePlan) -> list[PlannedStep]:
+def _steps(
+    deployment: ModelDeployment,
+    facts: Facts,
+    running: EnginePlan,
+    deploy: PlannedStep,
+    rollout: RolloutPlan | None,
+) -> list[PlannedStep]:
     """The plan's steps in the order apply runs them: what the target does first, the model,
-    quantization, the engine, what the target prepares, deploy, ready, smoke. ``running`` is
-    the engine as planned."""
+    quantization, the engine, what the target prepares, deploy, ready, smoke, and for a surge
+    the gates the new engine must pass and the switch of traffic to it. ``running`` is the
+    engine as planned."""
     target = facts.target_steps or TargetSteps()
-    deploy = _deploy_step(facts.observed, running, target)
     checks = len(deployment.spec.smoke)
+    surging = rollout is not None and rollout.surges
     if not checks:
         smoke = PlannedStep(name="smoke", action=StepAction.SKIP, reason="no smoke checks declared")
     elif deploy.action == StepAction.SKIP and facts.smoke_passed:
@@ -331,8 +487,11 @@ def _steps(deployment: ModelDeployment, facts: Facts, running: EnginePlan) -> li
             f"deployer smoke {deployment.name}",
         )
     else:
+        where = " against the new engine, before it takes traffic" if surging else ""
         smoke = PlannedStep(
-            name="smoke", action=StepAction.CHECK, reason=f"{checks} check(s){target.smoke_where}"
+            name="smoke",
+            action=StepAction.CHECK,
+            reason=f"{checks} check(s){where or target.smoke_where}",
         )
     model = facts.model_step or PlannedStep(
         name="model", action=StepAction.CHECK, reason=f"use {facts.model_path}"
@@ -343,20 +502,50 @@ def _steps(deployment: ModelDeployment, facts: Facts, running: EnginePlan) -> li
         action=StepAction.CHECK,
         reason=f"{facts.engine_package} {facts.engine_version} for {facts.device}",
     )
+    ready = target.ready or f"wait for {running.health_path}"
     return [
         *target.before,
         *([model] if target.fetches_model else []),
         *quantize,
         *([engine] if target.checks_engine else []),
         *target.prepare,
+        *(
+            [PlannedStep(name="rollout", action=StepAction.CHECK, reason=rollout.reason)]
+            if rollout
+            else []
+        ),
         deploy,
         PlannedStep(
             name="ready",
             action=StepAction.CHECK,
-            reason=target.ready or f"wait for {running.health_path}",
+            reason=f"{ready} of the new engine (port {running.port})" if surging else ready,
         ),
         smoke,
+        *(_surge_steps(facts, rollout, running) if rollout is not None and surging else []),
     ]
+
+
+def _surge_steps(facts: Facts, rollout: RolloutPlan, running: EnginePlan) -> list[PlannedStep]:
+    """After a surge's smoke checks: the SLO gate when the manifest asks for one, then the
+    switch of the published port to the new engine."""
+    steps = []
+    if rollout.gate == "slo":
+        steps.append(
+            PlannedStep(
+                name="slo-gate",
+                action=StepAction.CHECK,
+                reason=f"a {rollout.gate_seconds} s benchmark of the new engine against spec.slo",
+            )
+        )
+    steps.append(
+        PlannedStep(
+            name="switch",
+            action=StepAction.UPDATE,
+            reason=f"port {facts.port} moves from the engine on port {rollout.serving_port} to "
+            f"port {running.port}; the old engine stops once its requests drain",
+        )
+    )
+    return steps
 
 
 def _deploy_step(observed: Observed | None, engine: EnginePlan, target: TargetSteps) -> PlannedStep:

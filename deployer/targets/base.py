@@ -188,6 +188,18 @@ class Renders(Protocol):
 
 
 @runtime_checkable
+class Surges(Protocol):
+    """A target that rolls a changed engine out beside the serving one (``Plan.rollout``
+    surges): its deploy starts the new engine on a second private port, ``ready`` and the
+    smoke checks go to that engine, and its ``switch`` step moves the published endpoint."""
+
+    def abandon(self, name: str, events: EventBus) -> None:
+        """Stop the new engine of a surge that failed its gate; the serving engine keeps
+        serving, untouched. Idempotent: nothing to stop is not an error."""
+        ...
+
+
+@runtime_checkable
 class Diffs(Protocol):
     """A target that can say what an apply would change, field by field."""
 
