@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "model_manifests" / "demo" / "smollm2-135m.yaml"
 NAME = "smollm2-demo"
 
+sys.path.insert(0, str(ROOT))  # the test suite's helpers
+from tests.support.demotext import demo_unmeasured  # noqa: E402
+
+__all__ = ["demo_unmeasured"]
+
 
 def deployer(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DEPLOYER_HOME": str(home)}

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DEMO, NAME, deployer, median, table
+from _common import NAME, demo_unmeasured, deployer, median, table
 
 from deployer.bench.guidellm_load import parse_benchmark
 from deployer.bench.measure import load_point
@@ -30,7 +30,7 @@ from deployer.tools.guidellm import find_guidellm
 
 
 def manifest(folder: Path, seconds: int) -> Path:
-    text = DEMO.read_text().rstrip("\n") + "\n"
+    text = demo_unmeasured().rstrip("\n") + "\n"
     benchmark = {
         "workload": {"promptTokens": 64, "outputTokens": 32},
         "load": {"kind": "concurrent", "concurrencies": [1, 2]},

@@ -8,9 +8,6 @@ from pathlib import Path
 import pytest
 
 from deployer.settings import Settings
-
-# The browser fixtures, defined here once: a module importing them would get its own
-# session-scoped Playwright, and a second Playwright in the same thread cannot start.
 from tests.support.browser import (  # noqa: F401 (fixtures)
     blocked_requests,
     chromium,
@@ -18,9 +15,14 @@ from tests.support.browser import (  # noqa: F401 (fixtures)
     playwright_sync,
 )
 
+# The browser fixtures, defined here once: a module importing them would get its own
+# session-scoped Playwright, and a second Playwright in the same thread cannot start.
+from tests.support.demotext import demo_unmeasured  # noqa: F401 (for tests)
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "model_manifests"
 DEMO_MANIFEST = MANIFESTS / "demo" / "smollm2-135m.yaml"
+
 
 _skipped: list[str] = []
 

@@ -25,7 +25,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deployer.api import bench, benchfiles, gitops, hosts, mirror, tools, types
+    from deployer.api import bench, benchfiles, gitops, hosts, mirror, tools, tune, types
     from deployer.api.daytwo import (
         WHOLE_LOG,
         DeploymentView,
@@ -108,7 +108,7 @@ _WHERE = {
         "manifests",
     ),
 }
-_SUBMODULES = {"bench", "benchfiles", "gitops", "hosts", "mirror", "tools", "types"}
+_SUBMODULES = {"bench", "benchfiles", "gitops", "hosts", "mirror", "tools", "tune", "types"}
 
 
 def __getattr__(name: str) -> Any:
@@ -165,6 +165,7 @@ __all__ = [
     "status",
     "status_page",
     "tools",
+    "tune",
     "types",
     "validate",
 ]

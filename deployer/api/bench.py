@@ -57,6 +57,7 @@ def bench(
     *,
     cross_check: bool = False,
     manifest: Path | None = None,
+    loaded: LoadedManifest | None = None,
 ) -> Benchmark:
     """Benchmark ``name`` as its manifest's ``spec.benchmark`` says and store the result.
 
@@ -71,7 +72,7 @@ def bench(
     store = open_store(settings)
     try:
         record = get(store, name)
-        loaded = _manifest(record, manifest)
+        loaded = loaded or _manifest(record, manifest)
         _same_revision(record, loaded)
         spec = loaded.deployment.spec
         target = record_target(record, settings)

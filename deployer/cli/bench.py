@@ -13,6 +13,7 @@ puts two stored results side by side, metric by metric with the ratio B/A, and d
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -209,3 +210,53 @@ def _render_comparison(compared: BenchComparison) -> None:
         table.add_row(*(escape(cell) for cell in row))
     STATE.console.print(table)
     STATE.console.print(f"picture: {escape(str(compared.files.png))} (and .svg)")
+
+
+@app.command()
+def tune(
+    manifest: Annotated[Path, typer.Argument(help="The manifest whose spec.tune to search.")],
+    output: OutputOpt = Output.text,
+) -> None:
+    """Serve each trial of spec.tune on this machine, benchmark it against spec.slo, and print
+    the best settings as a manifest patch with the gain over the engine's defaults."""
+    with boundary():
+        settings = STATE.settings()
+        drawn = STATE.err if output is Output.json else STATE.console
+        try:
+            with rendering(drawn) as events:
+                found = api.tune.tune(manifest, settings, events)
+        except KeyboardInterrupt:
+            STATE.err.print(
+                "interrupted: the running trial is destroyed; finished trials' benchmarks are "
+                "kept (deployer bench NAME-tune-N --list)"
+            )
+            sys.exit(130)
+        if output is Output.json:
+            print_json(STATE.console, found.to_json())
+            return
+        table = Table(title=f"deployer tune {escape(found.deployment)}", title_justify="left")
+        for column in ("trial", "settings", "best load meeting the SLO", "out tok/s", "goodput/s"):
+            table.add_column(column)
+        for trial in found.trials:
+            best = trial.benchmark.result.best() if trial.benchmark else None
+            table.add_row(
+                str(trial.number),
+                escape(trial.name),
+                escape(best.label) if best else escape(trial.error or "none meets the SLO"),
+                f"{best.output_tokens_per_second:.1f}" if best else "-",
+                f"{best.goodput:.2f}" if best and best.goodput is not None else "-",
+            )
+        STATE.console.print(table)
+        if found.stopped:
+            STATE.console.print(f"[yellow]stopped early[/]: {escape(found.stopped)}")
+        if found.best is None:
+            STATE.console.print("[red]no trial met the SLO[/]: nothing to recommend")
+            return
+        gain = (
+            f"{found.gain:.2f}x the defaults' goodput" if found.gain else "no defaults to compare"
+        )
+        if not found.patch:
+            STATE.console.print(f"[green]the engine's defaults are best[/] ({gain})")
+            return
+        STATE.console.print(f"[green]best: trial {found.best}[/] ({gain}); the manifest patch:")
+        STATE.console.print(escape(found.patch_yaml()), end="")

@@ -25,7 +25,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import DEMO_MANIFEST
+from tests.conftest import demo_unmeasured
 from tests.integration.cli import deployer
 from tests.integration.serverdemo import free_port
 
@@ -62,7 +62,7 @@ PORT = free_port()
 def apply_with(home: Path, folder: Path, label: str, benchmark: dict[str, Any]) -> str:
     """Apply the demo with this ``spec.benchmark`` and :data:`SLO`; its endpoint."""
     extra = {"slo": SLO, "benchmark": benchmark}
-    text = DEMO_MANIFEST.read_text().rstrip("\n") + "\n"
+    text = demo_unmeasured().rstrip("\n") + "\n"
     text = text.replace("maxModelLen: 2048", f"maxModelLen: 2048\n    port: {PORT}")
     for key, value in extra.items():
         text += f"  {key}: {json.dumps(value)}\n"
