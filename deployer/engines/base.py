@@ -149,6 +149,12 @@ class Engine(Protocol):
         """Variables removed from the engine's environment: ones it reads over its argv."""
         ...
 
+    def beside_env(self, device: Device) -> dict[str, str]:
+        """Variables for an engine started beside a running one of the same deployment on one
+        host (a surge rollout), so the two do not fight over the same cores; where it runs, not
+        what, so not part of the spec digest. A manifest's own ``env`` wins."""
+        ...
+
     def decide(self, request: EngineRequest) -> EngineDecision:
         """Argv, placement and capacity for ``request``; PlanError when it cannot serve it."""
         ...

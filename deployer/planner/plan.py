@@ -206,6 +206,9 @@ class EnginePlan(_PlanModel):
     #: Variables removed from the engine's environment (any case): ones it would read as
     #: settings over its argv.
     env_remove: list[str] = []
+    #: Added to ``env`` for an engine started beside the serving one (a surge rollout), not
+    #: part of the digest: where it runs, not what (``Engine.beside_env``).
+    beside_env: dict[str, str] = {}
     #: The variable that carries the API key, filled in by the target from the key file.
     api_key_env: str
     api_key_source: str
@@ -289,7 +292,7 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
     if surge is not None and deploy.action == StepAction.UPDATE and facts.observed is not None:
         rollout = _rollout(deployment, facts, facts.observed, surge, decided.capacity)
         if rollout.surges:
-            decided, engine = _engine(deployment, facts, bind_host, surge.surge_port)
+            decided, engine = _engine(deployment, facts, bind_host, surge.surge_port, beside=True)
     host = _client_host(serving.host)
     return Plan(
         deployment=deployment.name,
@@ -314,9 +317,10 @@ def make_plan(deployment: ModelDeployment, facts: Facts) -> Plan:
 
 
 def _engine(
-    deployment: ModelDeployment, facts: Facts, bind_host: str, port: int
+    deployment: ModelDeployment, facts: Facts, bind_host: str, port: int, *, beside: bool = False
 ) -> tuple[EngineDecision, EnginePlan]:
-    """The engine's decision and plan for ``deployment`` listening on ``bind_host:port``."""
+    """The engine's decision and plan for ``deployment`` listening on ``bind_host:port``;
+    ``beside``: started beside the serving one (a surge)."""
     serving = deployment.spec.serving
     chosen = registry.get(serving.engine)
     decided = chosen.decide(
@@ -368,6 +372,11 @@ def _engine(
         health_path=chosen.health_path,
         env=env,
         env_remove=chosen.env_remove(),
+        beside_env={
+            k: v for k, v in chosen.beside_env(facts.device).items() if k not in serving.env
+        }
+        if beside
+        else {},
         api_key_env=chosen.api_key_env,
         api_key_source=facts.api_key_source,
         spec_digest=digest,

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from deployer.engines import llamacpp
 from deployer.engines.base import (
     ChartContainer,
+    Device,
     EngineDecision,
     EngineRequest,
     LoadMetric,
@@ -53,6 +54,9 @@ class LlamaCppEngine:
 
     def env_remove(self) -> list[str]:
         return llamacpp.env_remove()
+
+    def beside_env(self, device: Device) -> dict[str, str]:
+        return {}
 
     def decide(self, request: EngineRequest) -> EngineDecision:
         """One GGUF file on the CPU, sized from the file's header."""

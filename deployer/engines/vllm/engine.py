@@ -71,6 +71,12 @@ class VllmEngine:
     def env_remove(self) -> list[str]:
         return []
 
+    def beside_env(self, device: Device) -> dict[str, str]:
+        # The CPU build pins its OpenMP threads to the same cores in every process ("auto":
+        # core 0 of two): a second engine's start starves behind a serving one. Left unpinned,
+        # the system schedules it on the cores the serving one leaves.
+        return {"VLLM_CPU_OMP_THREADS_BIND": "nobind"} if device == "cpu" else {}
+
     def decide(self, request: EngineRequest) -> EngineDecision:
         deployment = request.deployment
         spec = deployment.spec

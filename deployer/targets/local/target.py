@@ -274,7 +274,10 @@ class LocalTarget:
             folder / LAUNCH,
             {
                 "argv": argv,
-                "env": plan.engine.env,
+                "env": {
+                    **plan.engine.env,
+                    **(plan.engine.beside_env if record_file == CANDIDATE else {}),
+                },
                 "env_remove": plan.engine.env_remove,
                 "stop_timeout": STOP_TIMEOUT,
             },

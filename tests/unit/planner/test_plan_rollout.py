@@ -113,6 +113,9 @@ def test_a_changed_engine_surges_beside_the_serving_one() -> None:
         "surge: the new engine starts beside the running one, on port 21002 (two engines of "
     )
     assert names(plan)[-5:] == ["rollout", "deploy", "ready", "smoke", "switch"]
+    # vLLM's CPU build pins every engine's threads to the same cores: the new one is left free.
+    assert plan.engine.beside_env == {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    assert make_plan(manifest(), FACTS).engine.beside_env == {}, "only beside a serving one"
     assert "against the new engine, before it takes traffic" in plan.step("smoke").reason
     assert plan.step("switch").reason == (
         "port 8011 moves from the engine on port 21001 to port 21002; the old engine stops "
