@@ -205,7 +205,7 @@ class Proxy:
 
     def record(self) -> dict[str, Any] | None:
         """``proxy.json`` when its supervisor still runs, else None."""
-        data = _read_json(self.root / RECORD)
+        data = read_json(self.root / RECORD)
         if data is None or _process(data.get("supervisor_pid"), data.get("create_time")) is None:
             return None
         return data
@@ -266,7 +266,7 @@ class Proxy:
     def stop(self) -> bool:
         """Stop HAProxy and its supervisor (the published port is free after); False when
         neither ran."""
-        data = _read_json(self.root / RECORD) or {}
+        data = read_json(self.root / RECORD) or {}
         supervisor = _process(data.get("supervisor_pid"), data.get("create_time"))
         (self.root / RECORD).unlink(missing_ok=True)
         if supervisor is None:
@@ -296,7 +296,8 @@ def haproxy_binary() -> str:
     return found
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import socket
@@ -56,6 +55,7 @@ from deployer.targets.local.proxy import (
     Proxy,
     ProxyConfig,
     other,
+    read_json,
     retire_command,
     switch_commands,
 )
@@ -170,7 +170,7 @@ class LocalTarget:
         if runtime is None:
             return Observed(running=False)
         supervisor = _process(runtime["supervisor_pid"], runtime["supervisor_create_time"])
-        state = _read_json(self._slot_dir(name, runtime) / SUPERVISOR) or {}
+        state = read_json(self._slot_dir(name, runtime) / SUPERVISOR) or {}
         engine_pid = state.get("engine_pid")
         engine = _process(engine_pid) if engine_pid else None
         running = supervisor is not None and engine is not None
@@ -420,7 +420,7 @@ class LocalTarget:
             )
             time.sleep(0.2)
         proxy.api.run(retire_command(old))
-        pid = (_read_json(self._slot_path(name, old) / SUPERVISOR) or {}).get("engine_pid")
+        pid = (read_json(self._slot_path(name, old) / SUPERVISOR) or {}).get("engine_pid")
         self._stop_engine(name, RETIRING)
         events.log(f"the old engine stopped (pid {pid}, port {old_port})", step="switch")
 
@@ -436,11 +436,11 @@ class LocalTarget:
         engine_port = runtime["port"]
         started = time.monotonic()
         # Exits before this wait (an adopted engine that was restarted earlier) are history.
-        exits_before = len((_read_json(folder / SUPERVISOR) or {}).get("exits") or [])
+        exits_before = len((read_json(folder / SUPERVISOR) or {}).get("exits") or [])
         foreign = False
         while True:
             elapsed = time.monotonic() - started
-            state = _read_json(folder / SUPERVISOR) or {}
+            state = read_json(folder / SUPERVISOR) or {}
             exits = state.get("exits") or []
             if len(exits) > exits_before:
                 raise EngineStartError(
@@ -562,7 +562,7 @@ class LocalTarget:
         Raises PermanentError for one written by a newer deployer or lacking what this target
         needs."""
         path = self.settings.deployment_dir(name) / file
-        data = _read_json(path)
+        data = read_json(path)
         if data is None:
             return None
         try:
@@ -588,7 +588,7 @@ class LocalTarget:
         record; safe when either is already gone."""
         folder = self._dir(name)
         runtime = self._record(name, file) or {}
-        state = _read_json(self._slot_dir(name, runtime) / SUPERVISOR) or {}
+        state = read_json(self._slot_dir(name, runtime) / SUPERVISOR) or {}
         supervisor = _process(runtime.get("supervisor_pid"), runtime.get("supervisor_create_time"))
         if supervisor is not None:
             with contextlib.suppress(psutil.Error):
@@ -727,14 +727,6 @@ def _process(pid: int | None, create_time: float | None = None) -> psutil.Proces
         return proc
     except psutil.Error:
         return None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _tail(path: Path, lines: int) -> str | None:
