@@ -40,7 +40,15 @@ def test_the_plan_sizes_the_model_from_the_gguf_header(home: Path) -> None:
     assert capacity["parameters"] == 134_515_008
     # What llama.cpp logs for this file at n_ctx 2048: "KV self size = 45.00 MiB".
     assert capacity["kv_cache_bytes_per_device"] == 45 * 1024**2
-    assert [s["name"] for s in plan["steps"]] == ["model", "engine", "deploy", "ready", "smoke"]
+    # The local target publishes the port through its HAProxy (the proxy step, issue 15).
+    assert [s["name"] for s in plan["steps"]] == [
+        "model",
+        "engine",
+        "proxy",
+        "deploy",
+        "ready",
+        "smoke",
+    ]
     assert plan["engine"]["module"] == "llama_cpp.server"
 
 

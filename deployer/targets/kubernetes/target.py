@@ -333,6 +333,13 @@ def _chart_digest() -> str:
     return digest.hexdigest()
 
 
+#: What the release does not run with: how the deployment is measured, rolled out and tuned.
+#: Left out of its digest, so that editing an SLO or a benchmark does not restart its pods.
+_NOT_RELEASED = {"spec": {"slo", "benchmark", "rollout", "tune"}}
+
+
 def _manifest_digest(deployment: ModelDeployment) -> str:
-    canonical = deployment.model_dump_json(by_alias=True, exclude_defaults=False)
+    canonical = deployment.model_dump_json(
+        by_alias=True, exclude_defaults=False, exclude=_NOT_RELEASED
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
