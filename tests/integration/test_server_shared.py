@@ -367,7 +367,11 @@ def test_two_cli_applies_and_a_posted_one_at_once_deploy_it_once(
     [engine] = engines(shared.home)
     assert engine.pid == entry["pid"]
     port = int(endpoint.rsplit(":", 1)[1].split("/")[0])
-    assert {c.laddr.port for c in engine.net_connections() if c.status == "LISTEN"} == {port}
+    # The local target publishes the planned port through its HAProxy; the engine listens on
+    # a private port of its own (issue 15's rollouts).
+    private = int(entry["engine_port"])
+    assert private != port
+    assert {c.laddr.port for c in engine.net_connections() if c.status == "LISTEN"} == {private}
     key = deployer("key", NAME, home=shared.home, env=shared.env).stdout.strip()
     assert "Paris" in ask_capital(endpoint, key, NAME)
 
@@ -419,8 +423,14 @@ def test_the_dashboard_in_a_browser_destroys_it(
     assert (newest["operation"], newest["pid"]) == ("destroy", shared.server.pid), newest
     assert not engine.is_running()
     assert supervisors(shared.home) == []
+    # Free again for a server to take: HAProxy closed idle client connections first, so the
+    # kernel may keep TIME_WAIT entries on the port for a minute; a server sets SO_REUSEADDR.
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))  # free again
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+    assert not any(
+        c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections()
+    )
     assert not (shared.home / "deployments" / NAME / "api-key").exists()
     log = log_of(shared.home, shared.port).read_text()
     assert "Traceback" not in log
