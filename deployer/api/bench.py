@@ -254,6 +254,13 @@ def slo_gate(
             reason=f"the gate's benchmark did not finish: {outcome.stopped or 'no load point'}",
         )
     measured = outcome.points[-1]
+    if measured.requests == 0:
+        cut = f" ({measured.incomplete} cut off at its end)" if measured.incomplete else ""
+        return GateVerdict(
+            passed=False,
+            reason=f"{measured.label}: no request completed in the gate's {seconds}s{cut}, so "
+            "the SLO could not be measured; give rollout.gateSeconds more time",
+        )
     figures = {
         f"{metric}_{percentile}": value
         for metric in ("ttft_ms", "itl_ms", "e2e_ms")

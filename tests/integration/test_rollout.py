@@ -267,7 +267,7 @@ def test_a_new_engine_that_misses_the_slo_in_its_gate_rolls_back(
     path = variant(tmp_path, "slo.yaml", max_model_len=1280)
     text = path.read_text().replace("ttftMs: {p50: 400, p99: 1500}", "ttftMs: {p99: 1}")
     assert "ttftMs: {p99: 1}" in text
-    path.write_text(text + "  rollout: {gate: slo, gateSeconds: 6}\n")
+    path.write_text(text + "  rollout: {gate: slo, gateSeconds: 20}\n")
 
     result = deployer("apply", str(path), home=home, timeout=ROLLOUT_TIMEOUT)
 

@@ -51,6 +51,7 @@ from deployer.planner.plan import Placement
 from deployer.settings import Settings
 from deployer.sizing.accelerators import cpu_accelerator, host_memory_bytes, lookup
 from deployer.targets.base import WHOLE_LOG, DeployRequest, Endpoint, StepRunner, answers
+from deployer.targets.local import affinity
 from deployer.targets.local.proxy import (
     Proxy,
     ProxyConfig,
@@ -89,6 +90,9 @@ class LocalTarget:
         self._started: set[str] = set()
         #: Deployments whose new engine this target started beside the serving one.
         self._surging: set[str] = set()
+        #: The serving engine's threads let go of their cores while a new one starts beside it
+        #: (:mod:`.affinity`), to pin back on a rollback.
+        self._unpinned: dict[str, affinity.Pinned] = {}
 
     @classmethod
     def from_spec(cls, spec: LocalTargetSpec, settings: Settings, base_dir: Path) -> LocalTarget:
@@ -234,6 +238,9 @@ class LocalTarget:
                     hint="run deployer apply again",
                 )
             slot = other(runtime.get("engine_slot") or "a")
+            serving = _process(runtime.get("supervisor_pid"), runtime.get("supervisor_create_time"))
+            if serving is not None:
+                self._unpinned[name] = affinity.unpin_tree(serving)
             self._start_engine(request, slot, CANDIDATE)
             return
         slot = (runtime.get("engine_slot") or "a") if runtime else "a"
@@ -250,6 +257,7 @@ class LocalTarget:
         if self._record(name, CANDIDATE) is not None:
             events.log("stopping the new engine; the running one keeps serving", step="rollback")
             self._stop_engine(name, CANDIDATE)
+        affinity.repin(self._unpinned.pop(name, {}))
 
     def _start_engine(self, request: DeployRequest, slot: str, record_file: str) -> None:
         plan, events, api_key = request.plan, request.events, request.api_key
@@ -399,6 +407,7 @@ class LocalTarget:
         os.replace(folder / RUNTIME, folder / RETIRING)
         os.replace(folder / CANDIDATE, folder / RUNTIME)
         self._surging.discard(name)
+        self._unpinned.pop(name, None)  # the old engine stops
         events.log(
             f"port {record['port']} forwards to the new engine on port {new_port}", step="switch"
         )
