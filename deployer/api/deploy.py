@@ -85,9 +85,13 @@ def plan(path: Path, settings: Settings) -> Plan:
     return plan_loaded(load_manifest(path), settings)
 
 
-def plan_loaded(loaded: LoadedManifest, settings: Settings) -> Plan:
+def plan_loaded(
+    loaded: LoadedManifest, settings: Settings, reader: StateStore | None = None
+) -> Plan:
+    """``plan`` of a manifest already loaded; ``reader``: a state already open, else one is
+    opened (read-only) for the measured cost."""
     made = gather.make(loaded, target_of(loaded, settings), settings, key=None, offline=True)
-    return pricing.with_measured_cost(made, loaded, settings)
+    return pricing.with_measured_cost(made, loaded, settings, reader)
 
 
 def apply(

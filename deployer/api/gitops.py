@@ -45,7 +45,12 @@ def plans(paths: Sequence[Path], settings: Settings) -> list[Plan]:
     """``deployer plan`` of every deployment under ``paths`` (offline, changes nothing)."""
     from deployer.api.deploy import plan_loaded
 
-    return [plan_loaded(loaded, settings) for loaded in manifests(paths)]
+    reader = open_reader(settings)
+    try:
+        return [plan_loaded(loaded, settings, reader) for loaded in manifests(paths)]
+    finally:
+        if reader is not None:
+            reader.close()
 
 
 class DeploymentDiff(Result):

@@ -44,11 +44,13 @@ def price_of(loaded: LoadedManifest, accelerator: Accelerator | None) -> dict[st
     return {"hourly_usd_per_device": None, "price_source": None}
 
 
-def with_measured_cost(plan: Plan, loaded: LoadedManifest, settings: Settings) -> Plan:
+def with_measured_cost(
+    plan: Plan, loaded: LoadedManifest, settings: Settings, reader: StateStore | None = None
+) -> Plan:
     """``plan`` with the cost its revision's benchmark measured, and a note when there is a
     benchmark but no price or no load that met the SLO. Unchanged without a state or a
-    benchmark of this revision."""
-    store = open_reader(settings)
+    benchmark of this revision. ``reader``: a state already open (a folder's plans share one)."""
+    store = reader if reader is not None else open_reader(settings)
     if store is None:
         return plan
     try:
@@ -60,7 +62,8 @@ def with_measured_cost(plan: Plan, loaded: LoadedManifest, settings: Settings) -
         devices = plan.capacity.count if plan.capacity is not None else result.accelerator_count
         cost, note = _priced(result, price, devices, traffic(store, plan.deployment))
     finally:
-        store.close()
+        if reader is None:
+            store.close()
     notes = [*plan.notes, note] if note else plan.notes
     return plan.model_copy(update={"measured_cost": cost, "notes": notes})
 
