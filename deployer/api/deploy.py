@@ -78,19 +78,30 @@ def target_of(loaded: LoadedManifest, settings: Settings) -> Target:
     return registry.driver(loaded.deployment.spec.target, settings, loaded.base_dir)
 
 
-def plan(path: Path, settings: Settings) -> Plan:
+def plan(path: Path, settings: Settings, *, allow_downtime: bool = False) -> Plan:
     """What ``apply`` would do now, without changing anything: no key is generated, and the hub,
     hosts and clusters are not contacted (the lock, the store and deployer's catalog give the
-    model's facts)."""
-    return plan_loaded(load_manifest(path), settings)
+    model's facts). ``allow_downtime``: what ``apply --allow-downtime`` would do."""
+    return plan_loaded(load_manifest(path), settings, allow_downtime=allow_downtime)
 
 
 def plan_loaded(
-    loaded: LoadedManifest, settings: Settings, reader: StateStore | None = None
+    loaded: LoadedManifest,
+    settings: Settings,
+    reader: StateStore | None = None,
+    *,
+    allow_downtime: bool = False,
 ) -> Plan:
     """``plan`` of a manifest already loaded; ``reader``: a state already open, else one is
     opened (read-only) for the measured cost."""
-    made = gather.make(loaded, target_of(loaded, settings), settings, key=None, offline=True)
+    made = gather.make(
+        loaded,
+        target_of(loaded, settings),
+        settings,
+        key=None,
+        offline=True,
+        allow_downtime=allow_downtime,
+    )
     return pricing.with_measured_cost(made, loaded, settings, reader)
 
 

@@ -41,13 +41,17 @@ def manifests(paths: Sequence[Path]) -> list[LoadedManifest]:
     return load_manifests(paths)
 
 
-def plans(paths: Sequence[Path], settings: Settings) -> list[Plan]:
-    """``deployer plan`` of every deployment under ``paths`` (offline, changes nothing)."""
+def plans(paths: Sequence[Path], settings: Settings, *, allow_downtime: bool = False) -> list[Plan]:
+    """``deployer plan`` of every deployment under ``paths`` (offline, changes nothing);
+    ``allow_downtime``: as ``apply --allow-downtime`` would."""
     from deployer.api.deploy import plan_loaded
 
     reader = open_reader(settings)
     try:
-        return [plan_loaded(loaded, settings, reader) for loaded in manifests(paths)]
+        return [
+            plan_loaded(loaded, settings, reader, allow_downtime=allow_downtime)
+            for loaded in manifests(paths)
+        ]
     finally:
         if reader is not None:
             reader.close()

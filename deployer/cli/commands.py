@@ -75,18 +75,30 @@ def schema(
             typer.echo(text, nl=False)
 
 
+#: ``apply --allow-downtime``, and ``plan --allow-downtime`` to see what that apply would do.
+AllowDowntimeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-downtime",
+        help="Where memory does not hold a new engine beside the serving one, restart in "
+        "place (the endpoint is down meanwhile) instead of refusing.",
+    ),
+]
+
+
 @app.command()
 def plan(
     paths: Annotated[list[Path], typer.Argument(help="Manifest files or folders.")],
+    allow_downtime: AllowDowntimeOpt = False,
     output: OutputOpt = Output.text,
 ) -> None:
     """Show what apply would do, and why, without changing anything."""
     with boundary():
         settings = STATE.settings()
         if len(paths) == 1 and not paths[0].is_dir():
-            plans = [api.plan(paths[0], settings)]
+            plans = [api.plan(paths[0], settings, allow_downtime=allow_downtime)]
         else:
-            plans = api.gitops.plans(paths, settings)
+            plans = api.gitops.plans(paths, settings, allow_downtime=allow_downtime)
         if output is Output.json:
             dumped = [p.model_dump(mode="json") for p in plans]
             print_json(STATE.console, dumped[0] if len(paths) == 1 and len(plans) == 1 else dumped)
@@ -184,14 +196,7 @@ def apply(
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop at the first deployment that fails.")
     ] = False,
-    allow_downtime: Annotated[
-        bool,
-        typer.Option(
-            "--allow-downtime",
-            help="Where memory does not hold a new engine beside the serving one, restart in "
-            "place (the endpoint is down meanwhile) instead of refusing.",
-        ),
-    ] = False,
+    allow_downtime: AllowDowntimeOpt = False,
     output: OutputOpt = Output.text,
 ) -> None:
     """Deploy manifests, wait until each is healthy, and run its smoke checks.

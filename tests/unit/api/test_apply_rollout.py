@@ -189,6 +189,21 @@ def test_two_engines_that_do_not_fit_are_refused_before_anything_runs(tmp_path: 
     assert SurgingFake.calls == ["deploy in place 21001", "ready"]
 
 
+def test_plan_allow_downtime_shows_the_in_place_restart_apply_would_make(tmp_path: Path) -> None:
+    SurgingFake.memory = 2 * GiB
+    api.apply(manifest(tmp_path, 512), settings(tmp_path), EventBus())
+    SurgingFake.calls.clear()
+
+    refused = api.plan(manifest(tmp_path, 256), settings(tmp_path))
+    in_place = api.plan(manifest(tmp_path, 256), settings(tmp_path), allow_downtime=True)
+
+    assert refused.step("rollout").reason.startswith("refused: two engines of")
+    assert in_place.rollout is not None
+    assert in_place.rollout.strategy == "in-place"
+    assert in_place.step("rollout").reason.startswith("in place (--allow-downtime: two engines")
+    assert SurgingFake.calls == [], "a plan changes nothing"
+
+
 def test_a_new_engine_that_fails_rolls_back_and_the_old_one_serves(tmp_path: Path) -> None:
     first = api.apply(manifest(tmp_path, 512), settings(tmp_path), EventBus())
     SurgingFake.fail_new_engine = True
