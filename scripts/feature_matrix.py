@@ -38,7 +38,7 @@ from deployer.manifest.models import ModelDeployment  # noqa: E402
 from deployer.planner import TargetSteps  # noqa: E402
 from deployer.settings import Settings  # noqa: E402
 from deployer.targets import registry  # noqa: E402
-from deployer.targets.base import Diffs, Provisions, Renders, Surges, Target  # noqa: E402
+from deployer.targets.base import Diffs, Provisions, Renders, RollsBack, Surges, Target  # noqa: E402
 
 BEGIN = "<!-- feature-matrix:begin -->"
 END = "<!-- feature-matrix:end -->"
@@ -205,6 +205,8 @@ DECLARED: Mapping[str, Mapping[str, str]] = {
 def _rollout(target: Target) -> str:
     if isinstance(target, Surges):
         return "beside the serving one behind HAProxy, smoke-gated, then switched"
+    if isinstance(target, RollsBack):
+        return "`helm --atomic`, then smoke-gated: `helm rollback` on a failure"
     return "in place"
 
 
@@ -219,7 +221,7 @@ ROWS: tuple[tuple[str, Callable[[Target], str] | None], ...] = (
     ("diff", _diff),
     ("provision (`Provisions`)", lambda t: _yes(isinstance(t, Provisions))),
     ("render (`Renders`)", lambda t: _yes(isinstance(t, Renders))),
-    ("rollout of a changed engine (`Surges`)", _rollout),
+    ("rollout of a changed engine (`Surges`, `RollsBack`)", _rollout),
     ("logs", lambda t: _yes(isinstance(t, Target))),
     ("logs --host", _logs_host),
     ("logs --follow", None),

@@ -41,7 +41,7 @@ from deployer.settings import Settings
 from deployer.smoke import SmokeReport, run_checks
 from deployer.state import DeploymentRecord, DeploymentStatus
 from deployer.targets import registry
-from deployer.targets.base import DeployRequest, StepRunner, Surges, Target
+from deployer.targets.base import DeployRequest, RollsBack, StepRunner, Surges, Target
 
 if TYPE_CHECKING:
     from deployer.quantize.run import QuantizeJob
@@ -361,12 +361,25 @@ class _Apply:
                 self.key.value,
                 self.pipeline.events,
             )
-        if self.surging and not self.report.passed:
+        if (self.surging or self.replaced_release) and not self.report.passed:
             self._roll_back(
                 f"the new engine failed its smoke gate ({self.report.summary()})",
                 self.report.describe(),
             )
         return self.report
+
+    @property
+    def replaced_release(self) -> bool:
+        """Whether this apply replaced a revision that a target keeping revisions
+        (:class:`RollsBack`: Kubernetes) can go back to."""
+        previous = self.previous
+        return (
+            isinstance(self.target, RollsBack)
+            and self.changed
+            and previous is not None
+            and previous.manifest_digest is not None
+            and previous.manifest_digest != self.digest
+        )
 
     def _rollout(self, step: PlannedStep) -> None:
         """How the changed engine replaces the serving one; refuses a surge that does not fit
@@ -406,11 +419,15 @@ class _Apply:
         return verdict
 
     def _roll_back(self, why: str, details: str | None) -> NoReturn:
-        """A surge whose new engine failed its gate: stop it, keep the old one serving, say
-        in the record which revision serves, and fail the run."""
+        """A changed engine that failed its gate: a surge's new engine stops and the old one
+        keeps serving; on a target that keeps revisions (Kubernetes) the previous one is
+        brought back. The record says which revision serves, and the run fails."""
         name = self.loaded.deployment.name
+        back = None
         if isinstance(self.target, Surges):
             self.target.abandon(name, self.pipeline.events)
+        elif isinstance(self.target, RollsBack):
+            back = self.target.roll_back(name, self.pipeline.events)
         observed = self.target.observe(name)
         previous = self.previous
         serving = (
@@ -419,15 +436,30 @@ class _Apply:
             else "the previous revision"
         )
         spec = (observed.spec_digest or "")[:12]
-        where = f"pid {observed.pid}, port {observed.engine_port or observed.port}"
+        where = back or f"pid {observed.pid}, port {observed.engine_port or observed.port}"
         message = (
             f"rollout to manifest {self.digest[:12]} rolled back: {why}; still serving "
             f"{serving} (spec {spec}, {where})"
         )
         status = previous.status if previous is not None else DeploymentStatus.HEALTHY
-        self.store.set_status(name, status, message)
+        if back is not None and previous is not None:
+            # The deploy recorded the new revision; the previous one serves again.
+            self.store.upsert_deployment(
+                name,
+                target_kind=previous.target_kind,
+                status=status,
+                manifest_path=previous.manifest_path,
+                manifest_digest=previous.manifest_digest,
+                spec_digest=previous.spec_digest,
+                endpoint=previous.endpoint,
+                served_model_name=previous.served_model_name,
+                message=message,
+            )
+        else:
+            self.store.set_status(name, status, message)
+        kept = f"{back} serves again" if back else f"the running engine keeps serving ({where})"
         raise RolledBackError(
-            f"{name}: {why}; rolled back: the running engine keeps serving ({where})",
+            f"{name}: {why}; rolled back: {kept}",
             hint=f"see the new engine's answers above; deployer status {name} names the "
             "revision that serves",
             details=details,

@@ -200,6 +200,18 @@ class Surges(Protocol):
 
 
 @runtime_checkable
+class RollsBack(Protocol):
+    """A target whose deploy replaces the serving revision in place and keeps the one before
+    (Kubernetes: Helm's release history): a changed deployment that fails its smoke checks
+    after the deploy goes back to it."""
+
+    def roll_back(self, name: str, events: EventBus) -> str:
+        """Serve the revision before this apply's again and wait for it; returns what serves
+        now, for people ("helm revision 3"). Raises EngineStartError when it cannot."""
+        ...
+
+
+@runtime_checkable
 class Diffs(Protocol):
     """A target that can say what an apply would change, field by field."""
 

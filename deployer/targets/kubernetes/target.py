@@ -4,9 +4,10 @@ Its plan: ``render`` (the chart's values from the plan, rendered and validated),
 (the API key and hub token as Secrets), ``deploy`` (``helm upgrade --install --wait --atomic``:
 Helm rolls a failed upgrade back itself; skipped when the live Deployment carries the plan's spec
 digest), ``ready`` (every replica ready) and ``smoke`` through ``kubectl port-forward`` to the
-Service. ``destroy`` is ``helm uninstall``. Not run against a cluster in deployer's tests (none
-can run there): the chart, the values and the rendered objects are tested; this module is the
-thin rest.
+Service; an upgrade that passes ``--atomic`` but fails its smoke checks is rolled back
+(``helm rollback``, :meth:`KubernetesTarget.roll_back`). ``destroy`` is ``helm uninstall``.
+Not run against a cluster in deployer's tests (none can run there): the chart, the values and
+the rendered objects are tested; this module is the thin rest.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from deployer.targets.kubernetes.diff import compare
 
 #: Seconds the init container may take to download the weights, on top of the engine's start.
 FETCH_ALLOWANCE = 1800
+#: Seconds ``helm rollback`` may take to bring the previous revision's pods back.
+ROLLBACK_TIMEOUT = 900
 #: The Deployment annotation holding the plan's spec digest (see the chart's engine.specDigest).
 DIGEST_ANNOTATION = "deployer.dev/spec-digest"
 
@@ -231,6 +234,29 @@ class KubernetesTarget:
                     f"describe deployment {release.name}",
                     details=exc.details,
                 ) from exc
+
+    def roll_back(self, name: str, events: EventBus) -> str:
+        """``helm rollback`` to the revision before this apply's upgrade, waiting for its pods:
+        the upgrade passed ``--atomic`` but failed the smoke checks after it."""
+        namespace = self.namespace
+        argv = [
+            *self._helm_argv(namespace),
+            "rollback",
+            name,
+            "--wait",
+            "--timeout",
+            f"{ROLLBACK_TIMEOUT}s",
+        ]
+        events.log(f"helm rollback {name} (up to {ROLLBACK_TIMEOUT}s)", step="rollback")
+        try:
+            runner.run(argv, timeout=ROLLBACK_TIMEOUT + 120)
+        except CommandError as exc:
+            raise EngineStartError(
+                f"helm could not roll {name} back in {namespace}",
+                hint=f"helm --namespace {namespace} history {name}",
+                details=exc.details,
+            ) from exc
+        return f"helm release {name}'s previous revision"
 
     def wait_ready(self, request: DeployRequest, timeout: float) -> None:
         """Every desired replica ready (Helm's --wait has usually seen to it already)."""
