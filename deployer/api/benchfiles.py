@@ -53,17 +53,6 @@ def write_files(stored: Benchmark, settings: Settings, folder: Path | None = Non
     return BenchFiles(png=png, svg=svg, report=exported)
 
 
-def latency_svg(stored: Benchmark, settings: Settings) -> Path:
-    """``stored``'s picture as SVG (the dashboard's): the file :func:`write_files` wrote, or
-    drawn now into :func:`bench_folder` (PNG beside it) when it is not there yet."""
-    where = bench_folder(settings, stored)
-    svg = where / "latency.svg"
-    if not svg.is_file():
-        where.mkdir(parents=True, exist_ok=True)
-        plot.draw([stored.result], where / "latency.png", svg)
-    return svg
-
-
 def compare(first: int, second: int, settings: Settings) -> BenchComparison:
     """Stored benchmarks ``first`` and ``second`` side by side (ratios second/first), drawn in
     one picture. NotFoundError for an unknown id."""

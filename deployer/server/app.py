@@ -16,10 +16,9 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from deployer import __version__, api
@@ -37,7 +36,7 @@ from deployer.metrics.fleet import exposition
 from deployer.server import auth, runs
 from deployer.server.intents import LatestPlans
 from deployer.server.pages import add_pages
-from deployer.server.params import BenchmarkId, LogLines, RevisionNumber, RevisionQuery, RunId
+from deployer.server.params import LogLines, RevisionNumber, RevisionQuery, RunId
 from deployer.server.problems import located
 from deployer.server.scraper import Scraper
 from deployer.server.series import stored_series
@@ -50,8 +49,6 @@ MAX_PAGE = 200
 #: The longest window of engine samples one request may ask for (seconds), and most points.
 MAX_WINDOW = 31 * 24 * 3600
 MAX_POINTS = 2000
-#: The picture's content type.
-SVG = "image/svg+xml"
 #: Seconds between two looks at a followed run's new events.
 FOLLOW_POLL = 0.5
 
@@ -198,40 +195,6 @@ def create_app(
         name: str, who: Viewer, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50
     ) -> dict[str, Any]:
         return {"items": [e.to_json() for e in api.smoke_history(settings, name, limit)]}
-
-    @app.get(
-        "/api/v1/deployments/{name}/benchmarks",
-        summary="The deployment's stored benchmarks, newest first, each with its load points and "
-        "best SLO-meeting point",
-    )
-    def list_benchmarks(
-        name: str,
-        who: Viewer,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-        every_revision: bool = True,
-    ) -> dict[str, Any]:
-        [view] = api.status(settings, name)
-        found = api.bench.benchmarks(name, settings, every_revision=every_revision, limit=limit)
-        return {"items": [benchmark_json(b, view.manifest_digest) for b in found]}
-
-    @app.get(
-        "/api/v1/deployments/{name}/benchmarks/{benchmark_id}/latency.svg",
-        summary="A stored benchmark's picture: latency against output tokens/s, with the SLO line",
-        response_class=FileResponse,
-        responses={200: {"content": {SVG: {}}}},
-    )
-    def benchmark_picture(name: str, benchmark_id: BenchmarkId, who: Viewer) -> FileResponse:
-        stored = api.bench.benchmark(benchmark_id, settings, name)
-        return FileResponse(
-            api.benchfiles.latency_svg(stored, settings),
-            media_type=SVG,
-            headers={
-                "Cache-Control": "private, max-age=3600",
-                # Drawn by matplotlib; still, nothing in it may run or load anything.
-                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
 
     @app.get(
         "/api/v1/deployments/{name}/intent",
@@ -385,22 +348,6 @@ def log_text(lines: Iterator[str]) -> Iterator[str]:
             yield "\n".join(batch) + "\n"
 
     return chunks()
-
-
-def benchmark_json(stored: api.bench.Benchmark, serving: str | None) -> dict[str, Any]:
-    """A stored benchmark as the API lists it: what ``deployer bench --show -o json`` prints,
-    with its best SLO-meeting point (None: none meets it, or the run is partial), whether it
-    measured the revision now applied (``serving``'s manifest digest), and its picture's URL."""
-    result = stored.result
-    best = result.best()
-    return {
-        **stored.to_json(),
-        "best": best.model_dump(mode="json") if best is not None else None,
-        "best_index": result.points.index(best) if best is not None else None,
-        "current_revision": serving is not None and result.manifest_digest == serving,
-        "picture": f"/api/v1/deployments/{quote(result.deployment)}/benchmarks/{stored.id}"
-        "/latency.svg",
-    }
 
 
 def status_for(exc: DeployerError) -> int:

@@ -157,14 +157,12 @@ def add_pages(
     def deployment(request: Request, name: str) -> HTMLResponse:
         principal = who(request)
         [view] = api.status(settings, name)
-        newest = api.bench.benchmarks(name, settings, every_revision=True, limit=1)
         return page(
             request,
             "deployment.html",
             who=principal,
             view=view,
             live=_live(view),
-            bench=_bench(newest[0], view) if newest else None,
             history=api.history(settings, name, limit=20),
             revisions=api.revisions(settings, name),
             smoke=api.smoke_history(settings, name, limit=20),
@@ -325,41 +323,6 @@ def _revision(view: api.DeploymentView) -> str:
     if re.fullmatch(r"[0-9a-f]{40}", model):
         return model[:12]
     return model.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _bench(stored: api.bench.Benchmark, view: api.DeploymentView) -> dict[str, Any]:
-    """The newest stored benchmark as the page shows it: its rows (figures formatted, the best
-    SLO-meeting point marked) and whether it measured the revision now applied."""
-    result = stored.result
-    best = result.best()
-    rows = [
-        {
-            "label": p.label,
-            "best": best is not None and p == best,
-            "requests_per_second": f"{p.requests_per_second:.2f}",
-            "output_tokens_per_second": f"{p.output_tokens_per_second:.1f}",
-            "ttft_p50": _ms(p.ttft_ms.p50),
-            "ttft_p99": _ms(p.ttft_ms.p99),
-            "itl_p99": _ms(p.itl_ms.p99),
-            "e2e_p99": _ms(p.e2e_ms.p99),
-            "attainment": "-" if p.attainment is None else f"{p.attainment:.0%}",
-            "meets_slo": "-" if p.meets_slo is None else ("yes" if p.meets_slo else "no"),
-            "missed": "; ".join(p.missed),
-        }
-        for p in result.points
-    ]
-    return {
-        "id": stored.id,
-        "result": result,
-        "rows": rows,
-        "best": best,
-        "current": view.record.manifest_digest == result.manifest_digest,
-        "picture": f"/api/v1/deployments/{view.name}/benchmarks/{stored.id}/latency.svg",
-    }
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} ms"
 
 
 def _live(view: api.DeploymentView) -> str:

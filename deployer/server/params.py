@@ -11,7 +11,6 @@ from fastapi import Path, Query
 MAX_ID = 2**63 - 1
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="A run's id.")]
-BenchmarkId = Annotated[int, Path(ge=1, le=MAX_ID, description="A stored benchmark's id.")]
 RevisionNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="A revision's number.")]
 #: A revision's number given as a query parameter (``?revision=N``, ``?older=A&newer=B``).
 RevisionQuery = Annotated[int, Query(ge=1, le=MAX_ID)]

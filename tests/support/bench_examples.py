@@ -1,6 +1,5 @@
 """Hand-built benchmark results with the numbers of the demo on a CPU (SmolLM2 under vLLM,
-concurrency 1, 2 and 4), for the report, plot and comparison tests; :func:`store` keeps one in a
-real state database as ``deployer bench`` does (for the server's tests)."""
+concurrency 1, 2 and 4), for the report, plot and comparison tests."""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ from typing import Any
 
 from deployer.bench.results import BenchResult, BenchStatus, LoadPoint, Quantiles, judge
 from deployer.manifest.performance import BenchmarkSpec, SloSpec
-from deployer.settings import Settings
-from deployer.state import StateStore
 
 #: TTFT p99 300 ms, ITL p99 30 ms: the demo meets it at concurrency 1 and 2, not at 4.
 SLO = SloSpec.model_validate({"ttftMs": {"p99": 300}, "itlMs": {"p50": 20, "p99": 30}})
@@ -128,20 +125,3 @@ def partial_run() -> BenchResult:
             "points": whole.points[:2],
         }
     )
-
-
-def store(settings: Settings, result: BenchResult) -> int:
-    """Keep ``result`` in ``settings``' state as ``deployer bench`` does; returns its id."""
-    with StateStore(settings.database_url) as state:
-        row = state.add_bench_result(
-            result.deployment,
-            run_id=result.run_id,
-            manifest_digest=result.manifest_digest,
-            model_revision=result.model_revision,
-            status=result.status.value,
-            tool=result.tool,
-            started_at=result.started_at,
-            finished_at=result.finished_at,
-            result=result.model_dump(mode="json"),
-        )
-    return row.id
